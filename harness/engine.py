@@ -1,0 +1,306 @@
+"""Run a case against its control and turn both into a Result.
+
+The one place where case, host, samples and verdict meet, in that order.
+The `pass` control (and the import-machinery probe) are measured once per
+(python, mode, backend, cycles, warm-up, environment) and cached for the
+life of the Engine: once per `run`, once per sweep, once per pytest worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS, series_from_samples
+from .cases import CONTROL, Case
+from .errors import HarnessError, HostBuildError
+from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
+from .modes import check_mode
+from .pythons import TargetPython, target_python
+from .result import Result
+from .runner import HostRun, run_host
+from .verdict import judge
+
+BACKENDS = ("counters",)
+#: Bytes allowed per discounted interned string: a compact ASCII string's
+#: 40-byte header plus an identifier of up to 40 characters.
+INTERNED_STRING_BYTES = 80.0
+PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
+_FD = "{out_fd}"
+
+# CPython's refusals: 3.12+ "module X does not support loading in
+# subinterpreters", and the older single-phase wording.
+_UNSUPPORTED = re.compile(
+    r"does not support loading in subinterpreters"
+    r"|not supported in (?:isolated )?subinterpreters"
+    r"|cannot be (?:loaded|imported) in (?:an? )?(?:isolated )?subinterpreters?",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run: everything but the case itself."""
+
+    python: str | None = None
+    mode: str = "finalize"
+    backend: str = "counters"
+    cycles: int = 20
+    warmup: int = 5
+    timeout: float = 120.0
+    pythonpath: tuple[str, ...] = ()
+    site: bool = False
+    xoptions: tuple[str, ...] = ()
+    host: str = "auto"          # auto | c | python
+
+    def __post_init__(self) -> None:
+        if self.cycles < 4:
+            raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
+        if self.warmup < 0:
+            raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
+        if self.backend not in BACKENDS:
+            raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(BACKENDS)}")
+        if self.host not in ("auto", "c", "python"):
+            raise HarnessError(f"--host must be auto, c or python (got {self.host!r})")
+
+
+@dataclass
+class ControlRun:
+    """The `pass` control and the extension-import probe, measured once."""
+
+    passed: HostRun
+    probe: HostRun | None
+
+
+class Engine:
+    """Runs cases; keeps the controls it measured so each is measured once."""
+
+    def __init__(self) -> None:
+        self._controls: dict[tuple, ControlRun] = {}
+        self._locks: dict[tuple, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    # -- public -------------------------------------------------------------
+    def run(self, case: Case, settings: RunSettings) -> Result:
+        target = target_python(settings.python)
+        check_mode(settings.mode, target)
+        host_kind, launcher = self._launcher(target, settings)
+        key = self._key(target, host_kind, settings)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            control_future = pool.submit(self._control, key, launcher, target, settings)
+            case_run = launcher(case, settings)
+            control = control_future.result()
+        return self._result(case, settings, target, host_kind, case_run, control)
+
+    def control_result(self, settings: RunSettings) -> Result:
+        """CPython's own row: the `pass` control's growth, judged against zero."""
+        target = target_python(settings.python)
+        check_mode(settings.mode, target)
+        host_kind, launcher = self._launcher(target, settings)
+        control = self._control(self._key(target, host_kind, settings), launcher, target, settings)
+        flat = [{k: 0 for k in s} for s in control.passed.samples]
+        nothing = ControlRun(passed=HostRun(samples=flat, completed=True, returncode=0), probe=None)
+        result = self._result(CONTROL, settings, target, host_kind, control.passed, nothing)
+        if result.verdict in ("leak", "clean"):
+            result.message = "CPython's own growth per cycle (the `pass` control); " + (result.message or "")
+        return result
+
+    @staticmethod
+    def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
+        return (target.realpath, host_kind, settings.mode, settings.backend, settings.cycles,
+                settings.warmup, settings.pythonpath, settings.site, settings.xoptions,
+                os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
+
+    # -- hosts --------------------------------------------------------------
+    def _launcher(self, target: TargetPython, settings: RunSettings):
+        if settings.host == "python":
+            return "python", self._pyhost_launcher(target, settings, None)
+        try:
+            binary = build_host(target)
+        except HostBuildError as exc:
+            if settings.host == "auto" and settings.mode == "subinterpreter" and target.has_interpreters:
+                return "python", self._pyhost_launcher(target, settings, str(exc))
+            raise
+        probe_dir = str(build_probe_extension(target))
+
+        def launch(case: Case, s: RunSettings) -> HostRun:
+            argv = [str(binary), s.mode, str(s.warmup + s.cycles), "{case_file}", _FD,
+                    target.sys_executable]
+            if s.site:
+                argv.append("--site")
+            for opt in s.xoptions:
+                argv += ["-X", opt]
+            return _run_with_case_file(case, argv, _env(s, [probe_dir]), s.timeout)
+
+        return "c", launch
+
+    def _pyhost_launcher(self, target: TargetPython, settings: RunSettings, why: str | None):
+        if settings.mode != "subinterpreter":
+            raise HarnessError(f"the pure-Python host runs only subinterpreter mode, not {settings.mode}")
+        if not target.has_interpreters:
+            raise HarnessError(f"Python {target.version} has no _interpreters/_xxsubinterpreters module")
+
+        def launch(case: Case, s: RunSettings) -> HostRun:
+            argv = [target.sys_executable, "-I", "-S", str(PYHOST_DRIVER), "{case_file}",
+                    str(s.warmup + s.cycles), _FD]
+            run = _run_with_case_file(case, argv, _env(s, []), s.timeout)
+            run.fallback_reason = why  # type: ignore[attr-defined]
+            return run
+
+        return launch
+
+    def _control(self, key, launcher, target: TargetPython, settings: RunSettings) -> ControlRun:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._controls:
+                passed = launcher(CONTROL, settings)
+                probe = None
+                if key[1] == "c":
+                    probe = launcher(Case(name="(control: extension import)",
+                                          code=f"import {PROBE_EXT_MODULE}"), settings)
+                self._controls[key] = ControlRun(passed=passed, probe=probe)
+            return self._controls[key]
+
+    # -- interpretation -----------------------------------------------------
+    def _result(self, case: Case, settings: RunSettings, target: TargetPython, host_kind: str,
+                case_run: HostRun, control: ControlRun) -> Result:
+        result = Result(
+            case=case.name, module=case.module, python=target.to_json(), mode=settings.mode,
+            backend=settings.backend, host=host_kind, cycles=settings.cycles,
+            warmup=settings.warmup, verdict="error", samples=case_run.samples,
+            last_cycle=case_run.last_cycle, wall_s=case_run.wall_s,
+        )
+        fallback = getattr(case_run, "fallback_reason", None)
+        if fallback:
+            result.evidence["host_fallback"] = f"C host unavailable ({fallback}); used the pure-Python host"
+        ended = _ending(case_run, settings)
+        if ended:
+            result.verdict, result.message = ended
+            return result
+        control_problem = _ending(control.passed, settings)
+        if control_problem:
+            result.verdict = "error"
+            result.message = f"the `pass` control failed on its own: {control_problem[1]}"
+            return result
+        case_series = series_from_samples(case_run.samples)
+        control_series = series_from_samples(control.passed.samples)
+        machinery = self._machinery_share(control, settings)
+        interned = interned_excess(case_run.samples, control.passed.samples, settings.warmup)
+        allowance = {
+            "blocks": interned + machinery.get("blocks", 0.0),
+            "bytes": interned * INTERNED_STRING_BYTES + machinery.get("bytes", 0.0),
+        }
+        judgement = judge(case_series, control_series, settings.warmup, allowance=allowance)
+        keys = CONTRACT_KEYS + EXTRA_KEYS
+        result.verdict = judgement.verdict
+        result.per_cycle = {k: _round(judgement.per_cycle.get(k)) for k in keys}
+        result.excess = {k: _round(judgement.excess.get(k)) for k in keys}
+        result.control = {
+            "case": CONTROL.name,
+            "per_cycle": {k: _round(judgement.control_per_cycle.get(k)) for k in keys},
+            "extension_import_per_cycle": {k: _round(v) for k, v in machinery.items()},
+        }
+        result.evidence["interned_strings_per_cycle"] = _round(interned)
+        result.tolerance = {k: _round(v) for k, v in judgement.tolerance.items()}
+        result.evidence.update({
+            "triggered_by": judgement.triggered_by,
+            "excess_halves": {k: [_round(a), _round(b)] for k, (a, b) in judgement.halves.items()},
+        })
+        result.message = _summary(result, judgement.triggered_by)
+        return result
+
+    def _machinery_share(self, control: ControlRun, settings: RunSettings) -> dict[str, float]:
+        """Per-cycle growth of importing a known-clean extension, over `pass`,
+        beyond the interned strings already discounted (normally nothing left:
+        on 3.12/3.13 the one block it keeps is its interned module name)."""
+        if control.probe is None or _ending(control.probe, settings):
+            return {}
+        probe = judge(series_from_samples(control.probe.samples),
+                      series_from_samples(control.passed.samples), settings.warmup)
+        interned = interned_excess(control.probe.samples, control.passed.samples, settings.warmup)
+        share = {k: max(0.0, v) for k, v in probe.excess.items()
+                 if k in ("blocks", "bytes", "refs") and v is not None}
+        share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned)
+        share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned * INTERNED_STRING_BYTES)
+        return share
+
+
+def interned_excess(case_samples: list[dict], control_samples: list[dict], warmup: int) -> float:
+    """Strings the case interns per cycle beyond the control's (3.12+).
+
+    3.12 and 3.13 keep interned strings (immortal) after Py_FinalizeEx and
+    Py_EndInterpreter: every identifier a module's code interns stays behind
+    each cycle, whatever the module.  The host reports the interned count at
+    each cycle's end; the excess is CPython's retention, discounted from the
+    module's growth as regrtest -R discounts sys.getunicodeinternedsize().
+    """
+    case = [s.get("interned") for s in case_samples[warmup + 1:]]
+    control = [s.get("interned") for s in control_samples[warmup + 1:]]
+    if not case or not control or None in case or None in control:
+        return 0.0
+    n = min(len(case), len(control))
+    return max(0.0, float(statistics.median(a - b for a, b in zip(case[:n], control[:n]))))
+
+
+def _ending(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
+    """(verdict, message) when the host did not complete its cycles, else None."""
+    reached = f"cycle {run.last_cycle + 1} of {settings.warmup + settings.cycles}"
+    tail = run.output_tail.strip()
+    tail_note = f"\n--- host output (tail) ---\n{tail}" if tail else ""
+    if run.timed_out:
+        return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
+    if run.signal_name:
+        return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
+    if run.error:
+        text = run.error.get("message") or ""
+        if _UNSUPPORTED.search(text):
+            last = [ln for ln in text.strip().splitlines() if ln.strip()]
+            return "unsupported", last[-1] if last else text
+        return "error", f"the case raised {run.error.get('type')} in cycle {run.error.get('cycle')}:\n{text}"
+    if run.returncode != 0 or not run.completed:
+        return "error", f"host exited with status {run.returncode} in {reached}{tail_note}"
+    return None
+
+
+def _run_with_case_file(case: Case, argv: list[str], env: dict[str, str], timeout: float) -> HostRun:
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="leak-case-", delete=False) as f:
+        f.write(case.source_code)
+        path = f.name
+    try:
+        return run_host([path if a == "{case_file}" else a for a in argv], _FD, env, timeout)
+    finally:
+        os.unlink(path)
+
+
+def _env(settings: RunSettings, extra_path: list[str]) -> dict[str, str]:
+    env = dict(os.environ)
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([*settings.pythonpath, *inherited, *extra_path])
+    return env
+
+
+def _round(value: float | None) -> float | None:
+    if value is None:
+        return None
+    return round(value, 3)
+
+
+def _summary(result: Result, triggered: list[str]) -> str:
+    excess = result.excess or {}
+    blocks, size = excess.get("blocks"), excess.get("bytes")
+    numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control" \
+        if blocks is not None and size is not None else "no usable counters"
+    interned = result.evidence.get("interned_strings_per_cycle") or 0
+    discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
+                if interned else "")
+    if result.verdict == "leak":
+        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
+    return f"clean: {numbers}{discount}"
+

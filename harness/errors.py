@@ -1,0 +1,23 @@
+"""Errors the user can cause: each becomes one clear line and exit status 2."""
+
+
+class HarnessError(Exception):
+    """Base for every error that is the environment's or the input's fault, not a bug."""
+
+    exit_code = 2
+
+
+class TargetPythonError(HarnessError):
+    """The target interpreter cannot be run or inspected."""
+
+
+class HostBuildError(HarnessError):
+    """The C host cannot be compiled against the target (no compiler, no --embed, ...)."""
+
+
+class ModeUnavailableError(HarnessError):
+    """The mode needs something the target does not have (e.g. own-GIL needs 3.12+)."""
+
+
+class CaseError(HarnessError):
+    """A case file or case argument is invalid."""

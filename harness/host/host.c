@@ -1,0 +1,552 @@
+/* leak-harness embedding host.
+ *
+ * Runs one case (a file of Python source) for a number of cycles in one
+ * lifecycle mode and writes one JSON line of counters per cycle to a file
+ * descriptor given by the harness.  Every decision (what leaks, what is
+ * unsupported) is taken in Python; this file only sets up, loops and counts.
+ *
+ * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
+ *   MODE: finalize | subinterpreter | legacy-subinterpreter | bare-finalize |
+ *         bare-subinterpreter   (the bare-* modes skip the allocator hook and
+ *         the counters; bench/overhead.py compares against them)
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <malloc.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HOST_HAS_MEMCHECK 1
+#endif
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Shadow map of live blocks: pointer -> (size, domain).               */
+/* A header in front of each block is not possible: 3.12+ reset the    */
+/* allocators at every re-initialization, so blocks cross allocators.  */
+/* Frees of pointers we never saw pass straight through.               */
+/*
+ * Every 8-byte-aligned address below 2^48 owns one 64-bit entry,
+ * (size << 2) | (domain + 1), 0 when no tracked block starts there.
+ * Entries sit in leaves of 2^22, one leaf per 64 MiB of address space and
+ * per value of address bit 3, so the 16-byte-aligned blocks of pymalloc
+ * and glibc have dense entries in the same order as the heap itself and an
+ * entry is usually in a cache line the last few allocations touched.
+ * Leaves are reserved with MAP_NORESERVE: only the pages touched become
+ * resident (about half the size of the heap range in use).
+ * No lock: an address belongs to one thread from the allocator's return
+ * to the free, so only that thread touches its entry; the counters are
+ * atomic.  A hash table under a spin lock cost 1.2-1.3x per cycle of
+ * `pass` on 3.12/3.13 (cache misses on a randomly indexed table of some
+ * 100k entries; the lock itself was not measurable).
+ */
+#define ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
+#define LEAF_BITS 22
+#define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
+#define TOP_ENTRIES ((size_t)2 << (ADDRESS_BITS - 4 - LEAF_BITS))
+
+static _Atomic(uint64_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
+static atomic_llong live_blocks[3], live_bytes[3];
+
+/* mmap, not malloc: the map must not be seen by the hook it serves */
+static void *reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "leak-harness host: out of memory for the block map\n");
+        abort();
+    }
+    return p;
+}
+
+/* The entry of p; NULL for addresses no CPython allocator hands out (not
+   8-aligned, or beyond ADDRESS_BITS), which then pass through untracked. */
+static uint64_t *entry_of(void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
+    if (__builtin_expect(!p || (p & 7) || (p >> ADDRESS_BITS), 0)) return NULL;
+    size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
+    uint64_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
+    if (__builtin_expect(!leaf, 0)) {
+        uint64_t *fresh = reserve(LEAF_ENTRIES * sizeof(uint64_t));
+        if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) leaf = fresh;
+        else munmap(fresh, LEAF_ENTRIES * sizeof(uint64_t)); /* another thread's won */
+    }
+    return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
+}
+
+static void count(uint64_t entry, long long sign) {
+    int domain = (int)(entry & 3) - 1;
+    atomic_fetch_add_explicit(&live_blocks[domain], sign, memory_order_relaxed);
+    atomic_fetch_add_explicit(&live_bytes[domain], sign * (long long)(entry >> 2),
+                              memory_order_relaxed);
+}
+
+static void track_alloc(void *p, size_t size, int domain) {
+    uint64_t *entry = entry_of(p);
+    if (!entry) return;
+    /* A stale entry: its memory was released wholesale (an arena freed at
+       finalization) and handed out again. */
+    if (__builtin_expect(*entry != 0, 0)) count(*entry, -1);
+    *entry = ((uint64_t)size << 2) | (uint64_t)(domain + 1);
+    count(*entry, +1);
+}
+
+/* Forgets p's block and returns its entry (0 if untracked).  Called before
+   the memory goes back to its allocator: afterwards another thread may
+   already own the address and its entry. */
+static uint64_t untrack(void *p) {
+    uint64_t *entry = entry_of(p);
+    if (!entry || !*entry) return 0;
+    uint64_t old = *entry;
+    *entry = 0;
+    count(old, -1);
+    return old;
+}
+
+/* ------------------------------------------------------------------ */
+/* The allocator hook: wraps whatever allocator each domain had.       */
+
+typedef struct {
+    PyMemAllocatorEx wrapped;
+    int domain;
+} hook_ctx_t;
+
+static hook_ctx_t hook_ctx[3];
+
+static void *hook_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    void *p = h->wrapped.malloc(h->wrapped.ctx, size);
+    track_alloc(p, size, h->domain);
+    return p;
+}
+
+static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
+    hook_ctx_t *h = ctx;
+    void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
+    track_alloc(p, nelem * elsize, h->domain);
+    return p;
+}
+
+static void *hook_realloc(void *ctx, void *ptr, size_t size) {
+    hook_ctx_t *h = ctx;
+    uint64_t old = untrack(ptr);
+    void *p = h->wrapped.realloc(h->wrapped.ctx, ptr, size);
+    if (!p) {
+        /* the old block is still there */
+        if (old) track_alloc(ptr, (size_t)(old >> 2), (int)(old & 3) - 1);
+        return p;
+    }
+    if (!ptr || old) track_alloc(p, size, h->domain);
+    else untrack(p); /* a block we never saw stays unseen; drop any stale entry at p */
+    return p;
+}
+
+static void hook_free(void *ctx, void *ptr) {
+    hook_ctx_t *h = ctx;
+    untrack(ptr);
+    h->wrapped.free(h->wrapped.ctx, ptr);
+}
+
+static const PyMemAllocatorDomain DOMAINS[3] = {
+    PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+
+/* 3.12+ re-initialize _PyRuntime (allocators included) at every
+   Py_PreInitialize after a finalization, so the hook is checked and
+   re-installed every cycle.  It always wraps the allocator in place now. */
+static void install_hook(void) {
+    if (!leaves) leaves = reserve(TOP_ENTRIES * sizeof(*leaves));
+    for (int d = 0; d < 3; d++) {
+        PyMemAllocatorEx current;
+        PyMem_GetAllocator(DOMAINS[d], &current);
+        if (current.malloc == hook_malloc) continue;
+        hook_ctx[d].wrapped = current;
+        hook_ctx[d].domain = d;
+        PyMemAllocatorEx hook = {&hook_ctx[d], hook_malloc, hook_calloc,
+                                 hook_realloc, hook_free};
+        PyMem_SetAllocator(DOMAINS[d], &hook);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Process counters                                                    */
+
+static long long read_rss_bytes(void) {
+    long long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%lld %lld", &size, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident < 0 ? -1 : resident * sysconf(_SC_PAGESIZE);
+}
+
+static long count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) return -1;
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != '.') n++;
+    }
+    closedir(d);
+    return n - 1; /* the directory stream itself */
+}
+
+static long count_threads(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long n = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "Threads: %ld", &n) == 1) break;
+    }
+    fclose(f);
+    return n;
+}
+
+typedef Py_ssize_t (*ssize_fn)(void);
+static ssize_fn ref_total_fn;       /* debug builds only */
+static ssize_fn alloc_blocks_fn;
+
+static void find_optional_symbols(void) {
+    /* Looked up at run time: the names moved between versions and the
+       refcount total only exists on Py_DEBUG builds. */
+    ref_total_fn = (ssize_fn)dlsym(RTLD_DEFAULT, "_Py_GetGlobalRefTotal");
+    if (!ref_total_fn) ref_total_fn = (ssize_fn)dlsym(RTLD_DEFAULT, "_Py_GetRefTotal");
+    alloc_blocks_fn = (ssize_fn)dlsym(RTLD_DEFAULT, "_Py_GetGlobalAllocatedBlocks");
+    if (!alloc_blocks_fn) alloc_blocks_fn = (ssize_fn)dlsym(RTLD_DEFAULT, "_Py_GetAllocatedBlocks");
+}
+
+static FILE *out;
+static struct timespec t_start;
+static long long cycle_interned = -1; /* see interned_strings() */
+
+static double ms_since_start(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - t_start.tv_sec) * 1e3 + (now.tv_nsec - t_start.tv_nsec) / 1e6;
+}
+
+/* interpreter_alive: the allocated-blocks counter reads interpreter state,
+   so it is only asked while one exists (3.12+) or on versions whose counter
+   is a plain global (3.10/3.11). */
+static void write_sample(int cycle, int interpreter_alive) {
+    long long snap[3][2];
+    for (int d = 0; d < 3; d++) {
+        snap[d][0] = atomic_load_explicit(&live_blocks[d], memory_order_relaxed);
+        snap[d][1] = atomic_load_explicit(&live_bytes[d], memory_order_relaxed);
+    }
+    struct mallinfo2 mi = mallinfo2();
+    fprintf(out,
+            "{\"event\":\"sample\",\"cycle\":%d,\"t_ms\":%.3f,"
+            "\"raw_blocks\":%lld,\"raw_bytes\":%lld,"
+            "\"mem_blocks\":%lld,\"mem_bytes\":%lld,"
+            "\"obj_blocks\":%lld,\"obj_bytes\":%lld,"
+            "\"native_bytes\":%zu,\"rss\":%lld,\"fds\":%ld,\"threads\":%ld",
+            cycle, ms_since_start(), snap[0][0], snap[0][1], snap[1][0], snap[1][1],
+            snap[2][0], snap[2][1], mi.uordblks, read_rss_bytes(), count_fds(),
+            count_threads());
+    if (ref_total_fn) fprintf(out, ",\"refs\":%zd", ref_total_fn());
+    if (cycle_interned >= 0) fprintf(out, ",\"interned\":%lld", cycle_interned);
+    int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
+    if (alloc_blocks_fn && blocks_ok) fprintf(out, ",\"allocated_blocks\":%zd", alloc_blocks_fn());
+#ifdef HOST_HAS_MEMCHECK
+    if (RUNNING_ON_VALGRIND) {
+        unsigned long leaked = 0, dubious = 0, reachable = 0, suppressed = 0;
+        unsigned long leaked_b = 0, dubious_b = 0, reachable_b = 0, suppressed_b = 0;
+        VALGRIND_DO_ADDED_LEAK_CHECK;
+        VALGRIND_COUNT_LEAKS(leaked_b, dubious_b, reachable_b, suppressed_b);
+        VALGRIND_COUNT_LEAK_BLOCKS(leaked, dubious, reachable, suppressed);
+        fprintf(out,
+                ",\"vg_lost_bytes\":%lu,\"vg_lost_blocks\":%lu,"
+                "\"vg_possibly_bytes\":%lu,\"vg_possibly_blocks\":%lu,"
+                "\"vg_suppressed_bytes\":%lu",
+                leaked_b, leaked, dubious_b, dubious, suppressed_b);
+    }
+#endif
+    fputs("}\n", out);
+    fflush(out);
+}
+
+static void write_json_string(const char *s) {
+    fputc('"', out);
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        switch (*c) {
+        case '"': fputs("\\\"", out); break;
+        case '\\': fputs("\\\\", out); break;
+        case '\n': fputs("\\n", out); break;
+        case '\r': fputs("\\r", out); break;
+        case '\t': fputs("\\t", out); break;
+        default:
+            if (*c < 0x20) fprintf(out, "\\u%04x", *c);
+            else fputc(*c, out);
+        }
+    }
+    fputc('"', out);
+}
+
+static void write_event(const char *event, int cycle, const char *type, const char *text) {
+    fprintf(out, "{\"event\":\"%s\",\"cycle\":%d,\"type\":", event, cycle);
+    write_json_string(type ? type : "");
+    fputs(",\"message\":", out);
+    write_json_string(text ? text : "");
+    fputs("}\n", out);
+    fflush(out);
+}
+
+/* ------------------------------------------------------------------ */
+/* Running the case                                                    */
+
+static char *case_source;
+
+/* Formats the pending exception as CPython's traceback text; the harness
+   reads the type name and the text to tell `unsupported` from `error`. */
+static void report_exception(int cycle) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    const char *type_name = type ? ((PyTypeObject *)type)->tp_name : "?";
+    PyObject *text = NULL;
+    PyObject *mod = PyImport_ImportModule("traceback");
+    if (mod) {
+        PyObject *lines = PyObject_CallMethod(mod, "format_exception", "OOO",
+                                              type ? type : Py_None,
+                                              value ? value : Py_None,
+                                              tb ? tb : Py_None);
+        if (lines) {
+            PyObject *sep = PyUnicode_FromString("");
+            if (sep) {
+                text = PyUnicode_Join(sep, lines);
+                Py_DECREF(sep);
+            }
+            Py_DECREF(lines);
+        }
+        Py_DECREF(mod);
+    }
+    if (!text && value) text = PyObject_Str(value);
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    PyErr_Clear();
+    write_event("error", cycle, type_name, utf8 ? utf8 : "(exception could not be formatted)");
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+}
+
+/* Interned strings at the end of a cycle (3.12+).  3.12 and 3.13 keep
+   interned strings alive across Py_FinalizeEx / Py_EndInterpreter, so every
+   identifier a module's code interns shows as growth; the harness discounts
+   that CPython share using this count, as regrtest -R does. */
+
+static long long interned_strings(void) {
+    PyObject *fn = PySys_GetObject("getunicodeinternedsize"); /* borrowed */
+    if (!fn) {
+        PyErr_Clear();
+        return -1;
+    }
+    PyObject *n = PyObject_CallNoArgs(fn);
+    long long value = n ? PyLong_AsLongLong(n) : -1;
+    Py_XDECREF(n);
+    PyErr_Clear();
+    return value;
+}
+
+/* Runs the case in the current interpreter's __main__; 0 on success. */
+static int run_case(int cycle) {
+    PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
+    if (!main_mod) {
+        report_exception(cycle);
+        return -1;
+    }
+    PyObject *globals = PyModule_GetDict(main_mod);
+    PyObject *result = PyRun_String(case_source, Py_file_input, globals, globals);
+    if (!result) {
+        report_exception(cycle);
+        return -1;
+    }
+    Py_DECREF(result);
+    cycle_interned = interned_strings();
+    return 0;
+}
+
+static const char *program;
+static int use_site;
+static int n_xoptions;
+static char **xoptions;
+
+static int init_main_interpreter(int hooked) {
+    PyStatus status;
+    PyPreConfig preconfig;
+    PyPreConfig_InitPythonConfig(&preconfig);
+    status = Py_PreInitialize(&preconfig);
+    if (PyStatus_Exception(status)) goto fail;
+    /* after pre-initialization, so PYTHONMALLOC's choice is what we wrap */
+    if (hooked) install_hook();
+
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.site_import = use_site;
+    config.user_site_directory = use_site;
+    config.install_signal_handlers = 0;
+    /* the target's executable as program name: getpath then finds its
+       prefix and stdlib as if the target itself had started */
+    status = PyConfig_SetBytesString(&config, &config.program_name, program);
+    if (PyStatus_Exception(status)) goto fail_config;
+    for (int i = 0; i < n_xoptions; i++) {
+        wchar_t *w = Py_DecodeLocale(xoptions[i], NULL);
+        if (!w) {
+            fprintf(stderr, "leak-harness host: cannot decode -X %s\n", xoptions[i]);
+            PyConfig_Clear(&config);
+            return -1;
+        }
+        status = PyWideStringList_Append(&config.xoptions, w);
+        PyMem_RawFree(w);
+        if (PyStatus_Exception(status)) goto fail_config;
+    }
+    status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status)) goto fail;
+    return 0;
+fail_config:
+    PyConfig_Clear(&config);
+fail:
+    fprintf(stderr, "leak-harness host: initialization failed: %s%s%s\n",
+            status.func ? status.func : "", status.func ? ": " : "",
+            status.err_msg ? status.err_msg : "(no message)");
+    return -1;
+}
+
+static int loop_finalize(int cycles, int hooked) {
+    if (hooked) write_sample(0, 0);
+    for (int cycle = 1; cycle <= cycles; cycle++) {
+        if (init_main_interpreter(hooked) < 0) return 2;
+        int failed = run_case(cycle);
+        if (Py_FinalizeEx() < 0 && !failed) {
+            write_event("error", cycle, "FinalizeError", "Py_FinalizeEx() reported an error");
+            return 3;
+        }
+        if (failed) return 3;
+        if (hooked) write_sample(cycle, 0);
+    }
+    return 0;
+}
+
+static int loop_subinterpreters(int cycles, int hooked, int isolated) {
+    if (init_main_interpreter(hooked) < 0) return 2;
+    PyThreadState *main_tstate = PyThreadState_Get();
+    if (hooked) write_sample(0, 1);
+    for (int cycle = 1; cycle <= cycles; cycle++) {
+        PyThreadState *sub = NULL;
+        if (isolated) {
+#if PY_VERSION_HEX >= 0x030C0000
+            PyInterpreterConfig config = {
+                .use_main_obmalloc = 0,
+                .allow_fork = 0,
+                .allow_exec = 0,
+                .allow_threads = 1,
+                .allow_daemon_threads = 0,
+                .check_multi_interp_extensions = 1,
+                .gil = PyInterpreterConfig_OWN_GIL,
+            };
+            PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
+            if (PyStatus_Exception(status)) {
+                write_event("error", cycle, "InterpreterError",
+                            status.err_msg ? status.err_msg : "Py_NewInterpreterFromConfig failed");
+                return 3;
+            }
+#else
+            write_event("error", cycle, "NotSupported",
+                        "isolated subinterpreters need Python 3.12 or newer");
+            return 2;
+#endif
+        } else {
+            sub = Py_NewInterpreter();
+            if (!sub) {
+                write_event("error", cycle, "InterpreterError", "Py_NewInterpreter failed");
+                return 3;
+            }
+        }
+        int failed = run_case(cycle);
+        Py_EndInterpreter(sub);
+        /* an own-GIL interpreter's end leaves no current thread state and
+           the main GIL released: take it back; a legacy one shares the GIL */
+        if (isolated) PyEval_RestoreThread(main_tstate);
+        else PyThreadState_Swap(main_tstate);
+        if (failed) return 3;
+        if (hooked) write_sample(cycle, 1);
+    }
+    Py_FinalizeEx();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6) {
+        fprintf(stderr,
+                "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...\n",
+                argv[0]);
+        return 2;
+    }
+    const char *mode = argv[1];
+    int cycles = atoi(argv[2]);
+    program = argv[5];
+    xoptions = calloc((size_t)argc, sizeof(char *));
+    for (int i = 6; i < argc; i++) {
+        if (!strcmp(argv[i], "--site")) use_site = 1;
+        else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
+        else {
+            fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
+            return 2;
+        }
+    }
+    FILE *src = fopen(argv[3], "rb");
+    if (!src) {
+        perror("leak-harness host: case file");
+        return 2;
+    }
+    fseek(src, 0, SEEK_END);
+    long len = ftell(src);
+    fseek(src, 0, SEEK_SET);
+    case_source = malloc((size_t)len + 1);
+    if (fread(case_source, 1, (size_t)len, src) != (size_t)len) {
+        perror("leak-harness host: case file");
+        return 2;
+    }
+    case_source[len] = 0;
+    fclose(src);
+    out = fdopen(atoi(argv[4]), "w");
+    if (!out) {
+        perror("leak-harness host: output fd");
+        return 2;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t_start);
+    find_optional_symbols();
+
+    int rc;
+    if (!strcmp(mode, "finalize")) rc = loop_finalize(cycles, 1);
+    else if (!strcmp(mode, "bare-finalize")) rc = loop_finalize(cycles, 0);
+    else if (!strcmp(mode, "subinterpreter")) rc = loop_subinterpreters(cycles, 1, 1);
+    else if (!strcmp(mode, "bare-subinterpreter")) rc = loop_subinterpreters(cycles, 0, 1);
+    else if (!strcmp(mode, "legacy-subinterpreter")) rc = loop_subinterpreters(cycles, 1, 0);
+    else if (!strcmp(mode, "bare-legacy-subinterpreter")) rc = loop_subinterpreters(cycles, 0, 0);
+    else {
+        fprintf(stderr, "leak-harness host: unknown mode %s\n", mode);
+        rc = 2;
+    }
+    if (rc == 0) {
+        fprintf(out, "{\"event\":\"done\",\"t_ms\":%.3f}\n", ms_since_start());
+    }
+    fflush(out);
+    return rc;
+}

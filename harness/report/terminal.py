@@ -1,0 +1,115 @@
+"""Rich rendering of results for people at a terminal. Never used for --json."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ..result import Result
+
+VERDICT_STYLE = {
+    "leak": "bold red", "clean": "green", "unsupported": "yellow",
+    "crash": "bold magenta", "timeout": "magenta", "error": "red",
+}
+
+
+def fmt_number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 100 or value == int(value):
+        text = f"{value:+,.0f}"
+    else:
+        text = f"{value:+,.2f}"
+    return text + unit
+
+
+def fmt_bytes(value: float | None) -> str:
+    if value is None:
+        return "-"
+    sign = "+" if value >= 0 else "-"
+    size = abs(value)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{sign}{size:,.0f} {unit}" if unit == "B" else f"{sign}{size:,.1f} {unit}"
+        size /= 1000
+    return "-"
+
+
+def verdict_text(verdict: str) -> Text:
+    return Text(verdict, style=VERDICT_STYLE.get(verdict, ""))
+
+
+def render_result(result: Result, console: Console) -> None:
+    """The `run` summary: what ran, the verdict, the growth table, the message."""
+    py = result.python
+    head = Text.assemble(
+        (result.case, "bold"), f"  ({result.module or 'no module'})  ",
+        f"Python {py['version']}{' debug' if py.get('debug') else ''}  mode {result.mode}  "
+        f"backend {result.backend}  host {result.host}  "
+        f"{result.warmup} warm-up + {result.cycles} cycles   verdict: ",
+        verdict_text(result.verdict),
+    )
+    console.print(head)
+    if result.per_cycle is not None:
+        table = Table(title="growth per cycle", title_justify="left")
+        table.add_column("counter")
+        table.add_column("case", justify="right")
+        table.add_column("control (pass)", justify="right")
+        table.add_column("excess", justify="right")
+        table.add_column("tolerance", justify="right")
+        control = (result.control or {}).get("per_cycle", {})
+        for key in ("blocks", "bytes", "refs", "rss", "native_bytes", "fds"):
+            show = fmt_bytes if key in ("bytes", "rss", "native_bytes") else fmt_number
+            table.add_row(
+                key, show(result.per_cycle.get(key)), show(control.get(key)),
+                show((result.excess or {}).get(key)),
+                show(result.tolerance.get(key)) if key in result.tolerance else "",
+            )
+        console.print(table)
+    if result.message:
+        console.print(result.message, markup=False, highlight=False)
+
+
+def sweep_table(results: Iterable[Result], title: str = "per-module results") -> Table:
+    """Module, python, mode, verdict, excess per cycle; leaks first, biggest first."""
+    rows = sorted(
+        results,
+        key=lambda r: (r.verdict != "leak", -((r.excess or {}).get("bytes") or 0), r.case),
+    )
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("module", "left"), ("python", "left"), ("mode", "left"),
+                          ("verdict", "left"), ("blocks/cycle", "right"),
+                          ("bytes/cycle", "right"), ("note", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for r in rows:
+        excess = r.excess or {}
+        note = "" if r.verdict in ("clean", "leak") else (r.message or "").strip().splitlines()[:1]
+        table.add_row(
+            r.module or r.case, r.python["version"], r.mode, verdict_text(r.verdict),
+            fmt_number(excess.get("blocks")), fmt_bytes(excess.get("bytes")),
+            Text(note[0][:90] if note else ""),
+        )
+    return table
+
+
+def control_table(controls: Iterable[Result]) -> Table:
+    """CPython's own leak per cycle: the `pass` control of each python and mode."""
+    table = Table(title="CPython's own growth per cycle (pass control)", title_justify="left")
+    for name in ("python", "mode", "blocks/cycle", "bytes/cycle", "rss/cycle"):
+        table.add_column(name, justify="left" if name in ("python", "mode") else "right")
+    for r in controls:
+        pc = r.per_cycle or {}
+        table.add_row(r.python["version"], r.mode, fmt_number(pc.get("blocks")),
+                      fmt_bytes(pc.get("bytes")), fmt_bytes(pc.get("rss")))
+    return table
+
+
+def totals_line(results: list[Result]) -> str:
+    counts = Counter(r.verdict for r in results)
+    parts = [f"{counts[v]} {v}" for v in ("leak", "clean", "unsupported", "crash", "timeout", "error")
+             if counts[v]]
+    return f"{len(results)} results: " + (", ".join(parts) if parts else "none")

@@ -1,0 +1,75 @@
+"""The result of one case in one mode: a plain dataclass with the documented JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import SCHEMA_VERSION
+
+VERDICTS = ("leak", "clean", "unsupported", "crash", "timeout", "error")
+#: `run` exit status per verdict: 0 clean/unsupported, 1 leak, 3 crash/timeout/error.
+EXIT_CODES = {"clean": 0, "unsupported": 0, "leak": 1, "crash": 3, "timeout": 3, "error": 3}
+
+
+@dataclass
+class Result:
+    """Everything `run --json` prints; extra fields only ever extend the contract."""
+
+    case: str
+    module: str | None
+    python: dict[str, Any]
+    mode: str
+    backend: str
+    host: str
+    cycles: int
+    warmup: int
+    verdict: str
+    per_cycle: dict[str, float | None] | None = None
+    control: dict[str, Any] | None = None
+    excess: dict[str, float | None] | None = None
+    samples: list[dict] = field(default_factory=list)
+    sites: list[dict] = field(default_factory=list)
+    message: str | None = None
+    tolerance: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    last_cycle: int = 0
+    wall_s: float = 0.0
+    schema: int = SCHEMA_VERSION
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "case": self.case,
+            "module": self.module,
+            "python": self.python,
+            "mode": self.mode,
+            "backend": self.backend,
+            "host": self.host,
+            "cycles": self.cycles,
+            "warmup": self.warmup,
+            "verdict": self.verdict,
+            "per_cycle": self.per_cycle,
+            "control": self.control,
+            "excess": self.excess,
+            "samples": self.samples,
+            "sites": self.sites,
+            "message": self.message,
+            "tolerance": self.tolerance,
+            "evidence": self.evidence,
+            "last_cycle": self.last_cycle,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+    def to_json_line(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Result":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)

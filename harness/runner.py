@@ -1,0 +1,150 @@
+"""Run one host process and collect what it streams: samples, errors, its end.
+
+One OS process per (case, mode, backend): a crash or a hang costs one case.
+The host writes JSON lines to a pipe of its own (the case may print to stdout
+freely); this module reads them as they come and enforces the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+
+OUTPUT_TAIL_CHARS = 4000
+
+# Hosts run in sessions of their own (so a timeout kills what they started);
+# Ctrl-C at the terminal therefore does not reach them: kill_all_hosts does.
+_active: set[subprocess.Popen] = set()
+_active_lock = threading.Lock()
+
+
+def kill_all_hosts() -> None:
+    with _active_lock:
+        procs = list(_active)
+    for proc in procs:
+        _kill_group(proc)
+
+
+@dataclass
+class HostRun:
+    """What one host process left: its samples and how it ended."""
+
+    samples: list[dict] = field(default_factory=list)
+    error: dict | None = None          # the host's "error" event (the case raised)
+    returncode: int | None = None
+    signal_name: str | None = None     # set when the host died of a signal
+    timed_out: bool = False
+    completed: bool = False            # the host reached its "done" event
+    output_tail: str = ""              # last of the host's stdout+stderr
+    wall_s: float = 0.0
+
+    @property
+    def last_cycle(self) -> int:
+        return self.samples[-1]["cycle"] if self.samples else 0
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def run_host(
+    argv: list[str],
+    out_fd_placeholder: str,
+    env: dict[str, str],
+    timeout_s: float,
+) -> HostRun:
+    """Run `argv` (where `out_fd_placeholder` is replaced by the pipe's fd number).
+
+    The process gets its own session so a timeout kills what it started too.
+    """
+    read_fd, write_fd = os.pipe()
+    argv = [str(write_fd) if a == out_fd_placeholder else a for a in argv]
+    run = HostRun()
+    started = time.monotonic()
+    with tempfile.TemporaryFile(mode="w+b") as output:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), env=env, start_new_session=True,
+            )
+        finally:
+            os.close(write_fd)
+        with _active_lock:
+            _active.add(proc)
+        try:
+            _read_events(proc, read_fd, run, started + timeout_s)
+        finally:
+            os.close(read_fd)
+            if proc.poll() is None:
+                _kill_group(proc)
+            proc.wait()
+            with _active_lock:
+                _active.discard(proc)
+        run.returncode = proc.returncode
+        if proc.returncode is not None and proc.returncode < 0 and not run.timed_out:
+            try:
+                run.signal_name = signal.Signals(-proc.returncode).name
+            except ValueError:
+                run.signal_name = f"signal {-proc.returncode}"
+        output.seek(0, os.SEEK_END)
+        size = output.tell()
+        output.seek(max(0, size - OUTPUT_TAIL_CHARS))
+        run.output_tail = output.read().decode("utf-8", "replace")
+    run.wall_s = time.monotonic() - started
+    return run
+
+
+def _read_events(proc: subprocess.Popen, read_fd: int, run: HostRun, deadline: float) -> None:
+    selector = selectors.DefaultSelector()
+    selector.register(read_fd, selectors.EVENT_READ)
+    pending = b""
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                run.timed_out = True
+                _kill_group(proc)
+                return
+            if not selector.select(timeout=min(remaining, 1.0)):
+                continue
+            chunk = os.read(read_fd, 65536)
+            if not chunk:  # every writer closed: the host ended
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                _take_event(line, run)
+    finally:
+        selector.close()
+    remaining = deadline - time.monotonic()
+    try:
+        proc.wait(timeout=max(remaining, 0.1))
+    except subprocess.TimeoutExpired:
+        run.timed_out = True
+        _kill_group(proc)
+
+
+def _take_event(line: bytes, run: HostRun) -> None:
+    if not line.strip():
+        return
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return  # a line cut by a crash mid-write
+    kind = event.pop("event", None)
+    if kind == "sample":
+        run.samples.append(event)
+    elif kind == "error":
+        run.error = event
+    elif kind == "done":
+        run.completed = True
