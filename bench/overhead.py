@@ -5,9 +5,12 @@
 For each target Python, runs the `pass` case in every bare-* mode and its
 hooked twin, alternating bare and hooked runs so that drift of the machine
 (frequency, other load) hits both alike, and prints ms per cycle of each and
-their ratio.  The time per run is the host's own `done` t_ms (process start-up
-and dynamic loading excluded); the minimum over the repeats is kept, as the
-least disturbed run.  A benchmark, not a test: it always exits 0.
+their ratio.  A run's time is the CPU time (user + system) of the host, not
+wall time, which other processes on a shared machine inflate at random; the
+time of a 0-cycle run of the same mode is subtracted, so start-up and the
+main interpreter of the subinterpreter modes do not dilute the ratio.  The
+minimum over the repeats is kept, as the least disturbed run.  A benchmark,
+not a test: it always exits 0.
 """
 
 from __future__ import annotations
@@ -48,17 +51,19 @@ def default_pythons() -> list[str]:
     return list(chosen.values())
 
 
-def run_ms_per_cycle(host: Path, mode: str, cycles: int, case_file: str, program: str):
-    """ms per cycle of one host run, or None (with the reason on stderr) on failure."""
-    proc = subprocess.run(
-        [str(host), mode, str(cycles), case_file, "1", program],
-        capture_output=True, text=True, timeout=600,
-    )
-    for line in reversed(proc.stdout.splitlines()):
-        event = json.loads(line)
-        if event.get("event") == "done" and proc.returncode == 0:
-            return event["t_ms"] / cycles
-    tail = (proc.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+def run_cpu_ms(host: Path, mode: str, cycles: int, case_file: str, program: str):
+    """CPU ms of one host run, or None (with the reason on stderr) on failure."""
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen([str(host), mode, str(cycles), case_file, "1", program],
+                                stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        stdout.seek(0)
+        done = any(json.loads(line).get("event") == "done" for line in stdout)
+        if proc.returncode == 0 and done:
+            return (usage.ru_utime + usage.ru_stime) * 1e3
+        stderr.seek(0)
+        tail = (stderr.read().decode(errors="replace").strip().splitlines() or ["(no stderr)"])[-1]
     print(f"  {mode} failed (exit {proc.returncode}): {tail}", file=sys.stderr)
     return None
 
@@ -70,18 +75,22 @@ def measure(python: str, cycles: int, repeats: int, case_file: str, stat) -> lis
     for hooked_mode, bare_mode, since in MODE_PAIRS:
         if target.version_info[:2] < since:
             continue
-        times = {bare_mode: [], hooked_mode: []}
+        runs = [(mode, n) for mode in (bare_mode, hooked_mode) for n in (cycles, 0)]
+        times = {run: [] for run in runs}
         for i in range(repeats):
-            # alternate which variant goes first so neither always runs "warm"
-            order = (bare_mode, hooked_mode) if i % 2 == 0 else (hooked_mode, bare_mode)
-            for mode in order:
-                ms = run_ms_per_cycle(host, mode, cycles, case_file, target.executable)
+            # alternate the order so that no variant always runs first
+            for mode, n in runs if i % 2 == 0 else runs[::-1]:
+                ms = run_cpu_ms(host, mode, n, case_file, target.executable)
                 if ms is not None:
-                    times[mode].append(ms)
-        if not times[bare_mode] or not times[hooked_mode]:
+                    times[mode, n].append(ms)
+        if not all(times.values()):
             rows.append((target.label, hooked_mode, None, None))
             continue
-        rows.append((target.label, hooked_mode, stat(times[bare_mode]), stat(times[hooked_mode])))
+        bare_ms, hooked_ms = (
+            (stat(times[mode, cycles]) - stat(times[mode, 0])) / cycles
+            for mode in (bare_mode, hooked_mode)
+        )
+        rows.append((target.label, hooked_mode, bare_ms, hooked_ms))
     return rows
 
 
@@ -115,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.extend(measure(python, args.cycles, args.repeats, case_file, stat))
             except Exception as exc:  # one broken Python must not hide the others
                 print(f"{python}: {exc}", file=sys.stderr)
-    print(f"{args.cycles} cycles of `pass`, {'median' if args.median else 'minimum'} "
-          f"of {args.repeats} interleaved runs")
+    print(f"{args.cycles} cycles of `pass`, CPU ms per cycle, "
+          f"{'median' if args.median else 'minimum'} of {args.repeats} interleaved runs")
     print_table(rows)
     return 0
 

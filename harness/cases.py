@@ -60,6 +60,7 @@ SWEEP_SKIPS: dict[str, str] = {
     "turtle": "imports tkinter",
     "_tkinter": "loads Tk",
     "pydoc_data": "data only",
+    "genericpath": "circular import when imported before os (no site): fails at a fresh start",
     "lib2to3": "deprecated; writes grammar pickles into the cache on import",
     "ensurepip": "installer entry point",
     "venv": "environment creator entry point",

@@ -22,6 +22,11 @@ from .modes import DEFAULT_SWEEP_MODES, MODES
 EXIT_USAGE = 2
 
 
+def make_console() -> Console:
+    """A terminal gets its own width; a pipe or log file gets room for the tables."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse exits 2 already; keep one line
         self.print_usage(sys.stderr)
@@ -105,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(result.to_json(), indent=1))
     else:
         from .report.terminal import render_result
-        render_result(result, Console())
+        render_result(result, make_console())
     return result.exit_code
 
 
@@ -115,7 +120,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .report.terminal import control_table, sweep_table, totals_line
     from .sweep import append_path, parse_shard, plan, run_sweep
 
-    console = Console(stderr=False)
+    console = make_console()
     pythons = args.python or [None]
     modes = args.mode or list(DEFAULT_SWEEP_MODES)
     shard = parse_shard(args.shard)
@@ -173,7 +178,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         table.add_column(col, overflow="fold")
     for c in checks:
         table.add_row(c.name, "[green]ok[/]" if c.ok else "[red]missing[/]", c.detail, c.fix)
-    Console().print(table)
+    make_console().print(table)
     return 0
 
 

@@ -60,6 +60,9 @@ class RunSettings:
     host: str = "auto"          # auto | c | python
 
     def __post_init__(self) -> None:
+        # hashable: settings key the control cache
+        object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
+        object.__setattr__(self, "xoptions", tuple(self.xoptions))
         if self.cycles < 4:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:

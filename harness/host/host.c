@@ -38,27 +38,50 @@
 /* allocators at every re-initialization, so blocks cross allocators.  */
 /* Frees of pointers we never saw pass straight through.               */
 /*
- * Every 8-byte-aligned address below 2^48 owns one 64-bit entry,
+ * Every 8-byte-aligned address below 2^48 owns one 32-bit entry,
  * (size << 2) | (domain + 1), 0 when no tracked block starts there.
  * Entries sit in leaves of 2^22, one leaf per 64 MiB of address space and
  * per value of address bit 3, so the 16-byte-aligned blocks of pymalloc
  * and glibc have dense entries in the same order as the heap itself and an
  * entry is usually in a cache line the last few allocations touched.
  * Leaves are reserved with MAP_NORESERVE: only the pages touched become
- * resident (about half the size of the heap range in use).
+ * resident, a quarter of the heap range in use.  3.12 leaks its arenas at
+ * every finalization and maps new ones, so there this grows rss by about
+ * 0.2 MB a cycle and page faults are much of what the hook costs.
  * No lock: an address belongs to one thread from the allocator's return
  * to the free, so only that thread touches its entry; the counters are
- * atomic.  A hash table under a spin lock cost 1.2-1.3x per cycle of
- * `pass` on 3.12/3.13 (cache misses on a randomly indexed table of some
- * 100k entries; the lock itself was not measurable).
+ * atomic.  The hash table under a spin lock this replaced cost 1.2-1.3x per
+ * cycle of `pass` on 3.12/3.13, mostly cache misses on a randomly indexed
+ * table of some 100k entries (the lock itself was not measurable).
  */
 #define ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
 #define LEAF_BITS 22
 #define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
 #define TOP_ENTRIES ((size_t)2 << (ADDRESS_BITS - 4 - LEAF_BITS))
+#define HUGE_SIZE 0x3FFFFFFFu /* size field of blocks of 1 GiB or more */
+#define MAX_HUGE 64
 
-static _Atomic(uint64_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
-static atomic_llong live_blocks[3], live_bytes[3];
+static _Atomic(uint32_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
+
+/* Live counts per thread, summed when sampling: two atomic adds per block
+   cost about 2% of a cycle.  A thread's record outlives it, so what it
+   counted stays in the sums; only its owner writes it. */
+typedef struct {
+    _Alignas(64) atomic_llong blocks[3]; /* a cache line per thread */
+    atomic_llong bytes[3];
+} counts_t;
+#define MAX_THREADS (1 << 20)
+static counts_t *counts_pool; /* MAX_THREADS records, reserved */
+static atomic_size_t counts_used;
+static _Thread_local counts_t *thread_counts;
+
+/* Exact sizes of live blocks of 1 GiB or more, which an entry cannot
+   hold; rare enough for a short array under a spin lock. */
+static struct {
+    uintptr_t ptr;
+    size_t size;
+} huge[MAX_HUGE];
+static atomic_flag huge_lock = ATOMIC_FLAG_INIT;
 
 /* mmap, not malloc: the map must not be seen by the hook it serves */
 static void *reserve(size_t bytes) {
@@ -73,45 +96,87 @@ static void *reserve(size_t bytes) {
 
 /* The entry of p; NULL for addresses no CPython allocator hands out (not
    8-aligned, or beyond ADDRESS_BITS), which then pass through untracked. */
-static uint64_t *entry_of(void *ptr) {
+static uint32_t *entry_of(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     if (__builtin_expect(!p || (p & 7) || (p >> ADDRESS_BITS), 0)) return NULL;
     size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
-    uint64_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
+    uint32_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
     if (__builtin_expect(!leaf, 0)) {
-        uint64_t *fresh = reserve(LEAF_ENTRIES * sizeof(uint64_t));
+        uint32_t *fresh = reserve(LEAF_ENTRIES * sizeof(uint32_t));
         if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) leaf = fresh;
-        else munmap(fresh, LEAF_ENTRIES * sizeof(uint64_t)); /* another thread's won */
+        else munmap(fresh, LEAF_ENTRIES * sizeof(uint32_t)); /* another thread's won */
     }
     return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
 }
 
-static void count(uint64_t entry, long long sign) {
+/* The size of a huge block, removing it when `take`; or stores one. */
+static size_t huge_size(void *p, size_t store, int take) {
+    size_t size = 0;
+    while (atomic_flag_test_and_set_explicit(&huge_lock, memory_order_acquire)) {
+    }
+    for (int i = 0; i < MAX_HUGE; i++) {
+        if (store ? huge[i].ptr == 0 : huge[i].ptr == (uintptr_t)p) {
+            size = store ? store : huge[i].size;
+            if (store) huge[i].ptr = (uintptr_t)p, huge[i].size = store;
+            else if (take) huge[i].ptr = 0;
+            break;
+        }
+    }
+    atomic_flag_clear_explicit(&huge_lock, memory_order_release);
+    if (store && !size) {
+        fprintf(stderr, "leak-harness host: more than %d live blocks of 1 GiB\n", MAX_HUGE);
+        abort();
+    }
+    return size;
+}
+
+/* Adds (sign +1) or removes (-1) the block of `entry` at p in the counts. */
+static counts_t *new_thread_counts(void) {
+    size_t i = atomic_fetch_add(&counts_used, 1);
+    if (i >= MAX_THREADS) {
+        fprintf(stderr, "leak-harness host: more than %d threads allocated\n", MAX_THREADS);
+        abort();
+    }
+    return thread_counts = &counts_pool[i];
+}
+
+static void add(atomic_llong *counter, long long delta) {
+    atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + delta,
+                          memory_order_relaxed);
+}
+
+static void count(void *p, uint32_t entry, long long sign) {
     int domain = (int)(entry & 3) - 1;
-    atomic_fetch_add_explicit(&live_blocks[domain], sign, memory_order_relaxed);
-    atomic_fetch_add_explicit(&live_bytes[domain], sign * (long long)(entry >> 2),
-                              memory_order_relaxed);
+    size_t size = entry >> 2;
+    if (__builtin_expect(size == HUGE_SIZE, 0)) size = huge_size(p, 0, sign < 0);
+    counts_t *counts = thread_counts;
+    if (__builtin_expect(!counts, 0)) counts = new_thread_counts();
+    add(&counts->blocks[domain], sign);
+    add(&counts->bytes[domain], sign * (long long)size);
 }
 
 static void track_alloc(void *p, size_t size, int domain) {
-    uint64_t *entry = entry_of(p);
+    uint32_t *entry = entry_of(p);
     if (!entry) return;
     /* A stale entry: its memory was released wholesale (an arena freed at
        finalization) and handed out again. */
-    if (__builtin_expect(*entry != 0, 0)) count(*entry, -1);
-    *entry = ((uint64_t)size << 2) | (uint64_t)(domain + 1);
-    count(*entry, +1);
+    if (__builtin_expect(*entry != 0, 0)) count(p, *entry, -1);
+    if (__builtin_expect(size >= HUGE_SIZE, 0)) huge_size(p, size, 0);
+    *entry = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
+    count(p, *entry, +1);
 }
 
-/* Forgets p's block and returns its entry (0 if untracked).  Called before
-   the memory goes back to its allocator: afterwards another thread may
-   already own the address and its entry. */
-static uint64_t untrack(void *p) {
-    uint64_t *entry = entry_of(p);
+/* Forgets p's block, returning its size (through *size) and entry, 0 if
+   untracked.  Called before the memory goes back to its allocator: after
+   that another thread may already own the address and its entry. */
+static uint32_t untrack(void *p, size_t *size) {
+    uint32_t *entry = entry_of(p);
     if (!entry || !*entry) return 0;
-    uint64_t old = *entry;
+    uint32_t old = *entry;
+    *size = old >> 2;
+    if (*size == HUGE_SIZE) *size = huge_size(p, 0, 0);
     *entry = 0;
-    count(old, -1);
+    count(p, old, -1);
     return old;
 }
 
@@ -141,21 +206,23 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     hook_ctx_t *h = ctx;
-    uint64_t old = untrack(ptr);
+    size_t old_size;
+    uint32_t old = untrack(ptr, &old_size);
     void *p = h->wrapped.realloc(h->wrapped.ctx, ptr, size);
     if (!p) {
         /* the old block is still there */
-        if (old) track_alloc(ptr, (size_t)(old >> 2), (int)(old & 3) - 1);
+        if (old) track_alloc(ptr, old_size, (int)(old & 3) - 1);
         return p;
     }
     if (!ptr || old) track_alloc(p, size, h->domain);
-    else untrack(p); /* a block we never saw stays unseen; drop any stale entry at p */
+    else untrack(p, &old_size); /* a block we never saw stays unseen; drop any stale entry at p */
     return p;
 }
 
 static void hook_free(void *ctx, void *ptr) {
     hook_ctx_t *h = ctx;
-    untrack(ptr);
+    size_t size;
+    untrack(ptr, &size);
     h->wrapped.free(h->wrapped.ctx, ptr);
 }
 
@@ -166,7 +233,10 @@ static const PyMemAllocatorDomain DOMAINS[3] = {
    Py_PreInitialize after a finalization, so the hook is checked and
    re-installed every cycle.  It always wraps the allocator in place now. */
 static void install_hook(void) {
-    if (!leaves) leaves = reserve(TOP_ENTRIES * sizeof(*leaves));
+    if (!leaves) {
+        leaves = reserve(TOP_ENTRIES * sizeof(*leaves));
+        counts_pool = reserve(MAX_THREADS * sizeof(counts_t));
+    }
     for (int d = 0; d < 3; d++) {
         PyMemAllocatorEx current;
         PyMem_GetAllocator(DOMAINS[d], &current);
@@ -242,10 +312,13 @@ static double ms_since_start(void) {
    so it is only asked while one exists (3.12+) or on versions whose counter
    is a plain global (3.10/3.11). */
 static void write_sample(int cycle, int interpreter_alive) {
-    long long snap[3][2];
-    for (int d = 0; d < 3; d++) {
-        snap[d][0] = atomic_load_explicit(&live_blocks[d], memory_order_relaxed);
-        snap[d][1] = atomic_load_explicit(&live_bytes[d], memory_order_relaxed);
+    long long snap[3][2] = {{0}};
+    size_t n_counts = atomic_load(&counts_used);
+    for (size_t i = 0; i < n_counts && i < MAX_THREADS; i++) {
+        for (int d = 0; d < 3; d++) {
+            snap[d][0] += atomic_load_explicit(&counts_pool[i].blocks[d], memory_order_relaxed);
+            snap[d][1] += atomic_load_explicit(&counts_pool[i].bytes[d], memory_order_relaxed);
+        }
     }
     struct mallinfo2 mi = mallinfo2();
     fprintf(out,

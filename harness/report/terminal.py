@@ -83,14 +83,16 @@ def sweep_table(results: Iterable[Result], title: str = "per-module results") ->
     table = Table(title=title, title_justify="left")
     for name, justify in (("module", "left"), ("python", "left"), ("mode", "left"),
                           ("verdict", "left"), ("blocks/cycle", "right"),
-                          ("bytes/cycle", "right"), ("note", "left")):
-        table.add_column(name, justify=justify, overflow="fold")
+                          ("bytes/cycle", "right"), ("interned/cycle", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=70)
     for r in rows:
         excess = r.excess or {}
         note = "" if r.verdict in ("clean", "leak") else (r.message or "").strip().splitlines()[:1]
         table.add_row(
             r.module or r.case, r.python["version"], r.mode, verdict_text(r.verdict),
             fmt_number(excess.get("blocks")), fmt_bytes(excess.get("bytes")),
+            fmt_number(r.evidence.get("interned_strings_per_cycle")),
             Text(note[0][:90] if note else ""),
         )
     return table
