@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import threading
@@ -17,7 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS, series_from_samples
+from .backends import backend_names, get_backend
+from .backends.base import Backend
+from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
 from .cases import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
@@ -27,7 +30,7 @@ from .result import Result
 from .runner import HostRun, run_host
 from .verdict import judge
 
-BACKENDS = ("counters",)
+BACKENDS = tuple(backend_names())
 #: Bytes allowed per discounted interned string: a compact ASCII string's
 #: 40-byte header plus an identifier of up to 40 characters.
 INTERNED_STRING_BYTES = 80.0
@@ -67,8 +70,8 @@ class RunSettings:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:
             raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
-        if self.backend not in BACKENDS:
-            raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(BACKENDS)}")
+        if self.backend not in backend_names():
+            raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(backend_names())}")
         if self.host not in ("auto", "c", "python"):
             raise HarnessError(f"--host must be auto, c or python (got {self.host!r})")
 
@@ -91,28 +94,37 @@ class Engine:
 
     # -- public -------------------------------------------------------------
     def run(self, case: Case, settings: RunSettings) -> Result:
-        target = target_python(settings.python)
-        check_mode(settings.mode, target)
-        host_kind, launcher = self._launcher(target, settings)
+        target, backend = self._prepare(settings)
+        host_kind, launcher = self._launcher(target, settings, backend)
         key = self._key(target, host_kind, settings)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            control_future = pool.submit(self._control, key, launcher, target, settings)
-            case_run = launcher(case, settings)
+            control_future = pool.submit(self._control, key, launcher, backend, settings)
+            case_run = launcher(case, settings, "case")
             control = control_future.result()
-        return self._result(case, settings, target, host_kind, case_run, control)
+        result = self._result(case, settings, target, host_kind, case_run, control, backend)
+        if result.verdict in ("leak", "clean"):
+            backend.finish(result, case_run, control.passed, settings)
+        return result
 
     def control_result(self, settings: RunSettings) -> Result:
         """CPython's own row: the `pass` control's growth, judged against zero."""
-        target = target_python(settings.python)
-        check_mode(settings.mode, target)
-        host_kind, launcher = self._launcher(target, settings)
-        control = self._control(self._key(target, host_kind, settings), launcher, target, settings)
+        target, backend = self._prepare(settings)
+        host_kind, launcher = self._launcher(target, settings, backend)
+        control = self._control(self._key(target, host_kind, settings), launcher, backend, settings)
         flat = [{k: 0 for k in s} for s in control.passed.samples]
         nothing = ControlRun(passed=HostRun(samples=flat, completed=True, returncode=0), probe=None)
-        result = self._result(CONTROL, settings, target, host_kind, control.passed, nothing)
+        result = self._result(CONTROL, settings, target, host_kind, control.passed, nothing, backend)
         if result.verdict in ("leak", "clean"):
             result.message = "CPython's own growth per cycle (the `pass` control); " + (result.message or "")
         return result
+
+    @staticmethod
+    def _prepare(settings: RunSettings) -> tuple[TargetPython, Backend]:
+        target = target_python(settings.python)
+        check_mode(settings.mode, target)
+        backend = get_backend(settings.backend)
+        backend.check(target, settings)
+        return target, backend
 
     @staticmethod
     def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
@@ -121,66 +133,74 @@ class Engine:
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
-    def _launcher(self, target: TargetPython, settings: RunSettings):
+    def _launcher(self, target: TargetPython, settings: RunSettings, backend: Backend):
+        """(host kind, launch(case, settings, role) -> HostRun) for this target and backend."""
         if settings.host == "python":
-            return "python", self._pyhost_launcher(target, settings, None)
+            return "python", self._pyhost_launcher(target, settings, backend, None)
         try:
             binary = build_host(target)
         except HostBuildError as exc:
-            if settings.host == "auto" and settings.mode == "subinterpreter" and target.has_interpreters:
-                return "python", self._pyhost_launcher(target, settings, str(exc))
+            if (settings.host == "auto" and settings.mode == "subinterpreter"
+                    and target.has_interpreters and "python" in backend.hosts):
+                return "python", self._pyhost_launcher(target, settings, backend, str(exc))
             raise
         probe_dir = str(build_probe_extension(target))
 
-        def launch(case: Case, s: RunSettings) -> HostRun:
-            argv = [str(binary), s.mode, str(s.warmup + s.cycles), "{case_file}", _FD,
-                    target.sys_executable]
-            if s.site:
-                argv.append("--site")
-            for opt in s.xoptions:
-                argv += ["-X", opt]
-            return _run_with_case_file(case, argv, _env(s, [probe_dir]), s.timeout)
+        def launch(case: Case, s: RunSettings, role: str) -> HostRun:
+            def argv_for(launch_spec) -> list[str]:
+                argv = [*launch_spec.prefix, str(binary), s.mode, str(s.warmup + s.cycles),
+                        "{case_file}", _FD, target.sys_executable]
+                if s.site:
+                    argv.append("--site")
+                for opt in s.xoptions:
+                    argv += ["-X", opt]
+                return argv + launch_spec.host_args
+            return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir])
 
         return "c", launch
 
-    def _pyhost_launcher(self, target: TargetPython, settings: RunSettings, why: str | None):
+    def _pyhost_launcher(self, target: TargetPython, settings: RunSettings, backend: Backend,
+                         why: str | None):
         if settings.mode != "subinterpreter":
             raise HarnessError(f"the pure-Python host runs only subinterpreter mode, not {settings.mode}")
         if not target.has_interpreters:
             raise HarnessError(f"Python {target.version} has no _interpreters/_xxsubinterpreters module")
+        if "python" not in backend.hosts:
+            raise HarnessError(f"the {backend.name} backend needs the C host")
 
-        def launch(case: Case, s: RunSettings) -> HostRun:
-            argv = [target.sys_executable, "-I", "-S", str(PYHOST_DRIVER), "{case_file}",
-                    str(s.warmup + s.cycles), _FD]
-            run = _run_with_case_file(case, argv, _env(s, []), s.timeout)
-            run.fallback_reason = why  # type: ignore[attr-defined]
+        def launch(case: Case, s: RunSettings, role: str) -> HostRun:
+            def argv_for(launch_spec) -> list[str]:
+                return [*launch_spec.prefix, target.sys_executable, "-I", "-S", str(PYHOST_DRIVER),
+                        "{case_file}", str(s.warmup + s.cycles), _FD]
+            run = _run_backend_host(case, s, role, backend, target, argv_for, [])
+            run.fallback_reason = why
             return run
 
         return launch
 
-    def _control(self, key, launcher, target: TargetPython, settings: RunSettings) -> ControlRun:
+    def _control(self, key, launcher, backend: Backend, settings: RunSettings) -> ControlRun:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._controls:
-                passed = launcher(CONTROL, settings)
+                passed = launcher(CONTROL, settings, "control")
                 probe = None
-                if key[1] == "c":
+                if key[1] == "c" and backend.wants_extension_probe:
                     probe = launcher(Case(name="(control: extension import)",
-                                          code=f"import {PROBE_EXT_MODULE}"), settings)
+                                          code=f"import {PROBE_EXT_MODULE}"), settings, "probe")
                 self._controls[key] = ControlRun(passed=passed, probe=probe)
             return self._controls[key]
 
     # -- interpretation -----------------------------------------------------
     def _result(self, case: Case, settings: RunSettings, target: TargetPython, host_kind: str,
-                case_run: HostRun, control: ControlRun) -> Result:
+                case_run: HostRun, control: ControlRun, backend: Backend) -> Result:
         result = Result(
             case=case.name, module=case.module, python=target.to_json(), mode=settings.mode,
             backend=settings.backend, host=host_kind, cycles=settings.cycles,
             warmup=settings.warmup, verdict="error", samples=case_run.samples,
             last_cycle=case_run.last_cycle, wall_s=case_run.wall_s,
         )
-        fallback = getattr(case_run, "fallback_reason", None)
+        fallback = case_run.fallback_reason
         if fallback:
             result.evidence["host_fallback"] = f"C host unavailable ({fallback}); used the pure-Python host"
         ended = _ending(case_run, settings)
@@ -192,9 +212,9 @@ class Engine:
             result.verdict = "error"
             result.message = f"the `pass` control failed on its own: {control_problem[1]}"
             return result
-        case_series = series_from_samples(case_run.samples)
-        control_series = series_from_samples(control.passed.samples)
-        machinery = self._machinery_share(control, settings)
+        case_series = backend.series(case_run)
+        control_series = backend.series(control.passed)
+        machinery = self._machinery_share(control, settings, backend)
         interned = interned_excess(case_run.samples, control.passed.samples, settings.warmup)
         allowance = {
             "blocks": interned + machinery.get("blocks", 0.0),
@@ -219,14 +239,15 @@ class Engine:
         result.message = _summary(result, judgement.triggered_by)
         return result
 
-    def _machinery_share(self, control: ControlRun, settings: RunSettings) -> dict[str, float]:
+    def _machinery_share(self, control: ControlRun, settings: RunSettings,
+                         backend: Backend) -> dict[str, float]:
         """Per-cycle growth of importing a known-clean extension, over `pass`,
         beyond the interned strings already discounted (normally nothing left:
         on 3.12/3.13 the one block it keeps is its interned module name)."""
         if control.probe is None or _ending(control.probe, settings):
             return {}
-        probe = judge(series_from_samples(control.probe.samples),
-                      series_from_samples(control.passed.samples), settings.warmup)
+        probe = judge(backend.series(control.probe), backend.series(control.passed),
+                      settings.warmup)
         interned = interned_excess(control.probe.samples, control.passed.samples, settings.warmup)
         share = {k: max(0.0, v) for k, v in probe.excess.items()
                  if k in ("blocks", "bytes", "refs") and v is not None}
@@ -272,14 +293,22 @@ def _ending(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     return None
 
 
-def _run_with_case_file(case: Case, argv: list[str], env: dict[str, str], timeout: float) -> HostRun:
-    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="leak-case-", delete=False) as f:
-        f.write(case.source_code)
-        path = f.name
+def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,
+                      target: TargetPython, argv_for, extra_path: list[str]) -> HostRun:
+    """Write the case file, ask the backend how to launch, run, let it collect, clean up."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"leak-harness-{role}-"))
     try:
-        return run_host([path if a == "{case_file}" else a for a in argv], _FD, env, timeout)
+        case_file = workdir / "case.py"
+        case_file.write_text(case.source_code)
+        spec = backend.launch(target, settings, role, workdir)
+        argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec)]
+        env = _env(settings, extra_path)
+        env.update(spec.env)
+        run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor)
+        run.artifacts = backend.collect(run, workdir, role, settings)
+        return run
     finally:
-        os.unlink(path)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _env(settings: RunSettings, extra_path: list[str]) -> dict[str, str]:

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 OUTPUT_TAIL_CHARS = 4000
 
@@ -44,6 +45,8 @@ class HostRun:
     completed: bool = False            # the host reached its "done" event
     output_tail: str = ""              # last of the host's stdout+stderr
     wall_s: float = 0.0
+    artifacts: Any = None              # what the backend read from the run's work dir
+    fallback_reason: str | None = None  # why the pure-Python host ran instead of the C one
 
     @property
     def last_cycle(self) -> int:

@@ -1,0 +1,24 @@
+"""Backends by name. Each lives in its own module; this only maps names to them."""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from ..errors import HarnessError
+from .base import Backend
+
+#: name -> "module:Class" (imported on first use: optional dependencies stay optional)
+REGISTRY: dict[str, str] = {
+    "counters": "harness.backends.base:Backend",
+}
+
+
+def backend_names() -> list[str]:
+    return list(REGISTRY)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in REGISTRY:
+        raise HarnessError(f"backend {name!r} is not available; choose from {', '.join(REGISTRY)}")
+    module, _, cls = REGISTRY[name].partition(":")
+    return getattr(import_module(module), cls)()

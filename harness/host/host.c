@@ -7,8 +7,23 @@
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | bare-finalize |
- *         bare-subinterpreter   (the bare-* modes skip the allocator hook and
- *         the counters; bench/overhead.py compares against them)
+ *         bare-subinterpreter | bare-legacy-subinterpreter   (the bare-* modes
+ *         skip the allocator hook and the counters; bench/overhead.py compares
+ *         against them)
+ *
+ * Cost of the hook (bench/overhead.py, CPU ms per cycle of `pass`, 2-CPU
+ * machine shared with other jobs): 1.09-1.16x the bare loop on 3.10-3.13 in
+ * every mode, down from 1.15-1.39x with the former hash table; the 1.05
+ * target was not reached while counting MEM and OBJ exactly.  What is left:
+ *   - the hook's call through alone, with no counting, 1.01-1.04x: one more
+ *     indirect call on each of ~40k allocations and frees a cycle;
+ *   - page faults on the shadow map below: 3.12 leaks its obmalloc arenas at
+ *     each finalization and maps fresh ones, ~155 extra faults a cycle (perf
+ *     stat, 11.2k vs 7.2k faults for 25 cycles), 2-3%;
+ *   - a cache miss on the entry at each free, ~2-3% (perf annotate);
+ *   - atomic adds to shared counters were ~1-2%; per-thread counters took it.
+ * The spin lock of the hash table was not measurable; a bigger initial table
+ * was slower (1<<20 slots: 1.6x), as every cache miss costs more.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -49,10 +64,10 @@
  * every finalization and maps new ones, so there this grows rss by about
  * 0.2 MB a cycle and page faults are much of what the hook costs.
  * No lock: an address belongs to one thread from the allocator's return
- * to the free, so only that thread touches its entry; the counters are
- * atomic.  The hash table under a spin lock this replaced cost 1.2-1.3x per
- * cycle of `pass` on 3.12/3.13, mostly cache misses on a randomly indexed
- * table of some 100k entries (the lock itself was not measurable).
+ * to the free, so only that thread touches its entry.  The hash table
+ * this replaced cost more in cache misses on its random index, and
+ * double-counted every live block each time it grew (a jump of ~130k
+ * obj_blocks in one cycle).
  */
 #define ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
 #define LEAF_BITS 22
@@ -130,7 +145,6 @@ static size_t huge_size(void *p, size_t store, int take) {
     return size;
 }
 
-/* Adds (sign +1) or removes (-1) the block of `entry` at p in the counts. */
 static counts_t *new_thread_counts(void) {
     size_t i = atomic_fetch_add(&counts_used, 1);
     if (i >= MAX_THREADS) {
@@ -145,6 +159,7 @@ static void add(atomic_llong *counter, long long delta) {
                           memory_order_relaxed);
 }
 
+/* Adds (sign +1) or removes (-1) the block of `entry` at p in the counts. */
 static void count(void *p, uint32_t entry, long long sign) {
     int domain = (int)(entry & 3) - 1;
     size_t size = entry >> 2;

@@ -1,0 +1,62 @@
+"""What a backend is: how it wraps the host, and what it reads back.
+
+Data flows one way: the engine asks the backend how to launch the host
+(`launch`), runs it, lets the backend read what the run left in its work
+directory (`collect`, into `HostRun.artifacts`, before the directory is
+removed), turns samples into metric series (`series`) for the verdict, and
+finally lets the backend add sites/errors to the result (`finish`).
+Backends never print.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .counters import series_from_samples
+
+if TYPE_CHECKING:
+    from ..engine import RunSettings
+    from ..pythons import TargetPython
+    from ..result import Result
+    from ..runner import HostRun
+
+
+@dataclass
+class Launch:
+    """How one host process is started for a backend."""
+
+    prefix: list[str] = field(default_factory=list)      # e.g. valgrind and its options
+    env: dict[str, str] = field(default_factory=dict)    # added to the host's environment
+    host_args: list[str] = field(default_factory=list)   # extra arguments for the C host
+    timeout_factor: float = 1.0                          # slow backends get longer
+
+
+class Backend:
+    """The counters backend is this base class itself: no wrapper, hook counters."""
+
+    name = "counters"
+    #: host kinds the backend works with ("c": compiled host, "python": pyhost)
+    hosts: tuple[str, ...] = ("c", "python")
+    #: whether the extension-import probe control is measured too
+    wants_extension_probe = True
+
+    def check(self, target: "TargetPython", settings: "RunSettings") -> None:
+        """Raise a HarnessError when this backend cannot measure `settings.mode` on `target`."""
+
+    def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
+               workdir: Path) -> Launch:
+        """role: "case", "control" or "probe"."""
+        return Launch()
+
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
+        """Read what the run left in `workdir`; the result lands in run.artifacts."""
+        return None
+
+    def series(self, run: "HostRun") -> dict[str, list[float] | None]:
+        return series_from_samples(run.samples)
+
+    def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
+               settings: "RunSettings") -> None:
+        """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors)."""

@@ -1,0 +1,41 @@
+"""Options and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.console import Console
+
+from ..backends import backend_names
+from ..engine import RunSettings
+from ..modes import MODES
+
+
+def make_console() -> Console:
+    """A terminal gets its own width; a pipe or log file gets room for the tables."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
+    """--python/--mode (single, unless sweep), --backend, --cycles, --warmup, ..."""
+    if not sweep:
+        p.add_argument("--python", default=None, help="target interpreter (default: this one)")
+        p.add_argument("--mode", default="finalize", choices=list(MODES))
+    p.add_argument("--backend", default="counters", choices=backend_names())
+    p.add_argument("--cycles", type=int, default=20, help="measured cycles (default 20)")
+    p.add_argument("--warmup", type=int, default=5, help="cycles discarded first (default 5)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds before a host is killed, per case and mode (default 120)")
+    p.add_argument("--site", action="store_true", help="import site in the target (off by default)")
+    p.add_argument("-X", dest="xoptions", action="append", default=[], metavar="OPT",
+                   help="an -X option for the target interpreter (repeatable)")
+    p.add_argument("--host", default="auto", choices=("auto", "c", "python"),
+                   help="C host (default) or the pure-Python one (subinterpreter mode only)")
+
+
+def settings_from_args(args: argparse.Namespace, python: str | None, mode: str) -> RunSettings:
+    return RunSettings(
+        python=python, mode=mode, backend=args.backend, cycles=args.cycles, warmup=args.warmup,
+        timeout=args.timeout, site=args.site, xoptions=tuple(args.xoptions), host=args.host,
+    )
