@@ -6,8 +6,10 @@
  * unsupported) is taken in Python; this file only sets up, loops and counts.
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
- *   MODE: finalize | subinterpreter | legacy-subinterpreter | bare-finalize |
- *         bare-subinterpreter | bare-legacy-subinterpreter   (the bare-* modes
+ *             [--threads N] [--main-hook FILE]
+ *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
+ *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
+ *         bare-parallel   (the bare-* modes
  *         skip the allocator hook and the counters; bench/overhead.py compares
  *         against them)
  *
@@ -31,6 +33,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -336,6 +339,7 @@ static void write_sample(int cycle, int interpreter_alive) {
         }
     }
     struct mallinfo2 mi = mallinfo2();
+    flockfile(out);
     fprintf(out,
             "{\"event\":\"sample\",\"cycle\":%d,\"t_ms\":%.3f,"
             "\"raw_blocks\":%lld,\"raw_bytes\":%lld,"
@@ -356,6 +360,7 @@ static void write_sample(int cycle, int interpreter_alive) {
         VALGRIND_DO_ADDED_LEAK_CHECK;
         VALGRIND_COUNT_LEAKS(leaked_b, dubious_b, reachable_b, suppressed_b);
         VALGRIND_COUNT_LEAK_BLOCKS(leaked, dubious, reachable, suppressed);
+        (void)reachable, (void)suppressed, (void)reachable_b;
         fprintf(out,
                 ",\"vg_lost_bytes\":%lu,\"vg_lost_blocks\":%lu,"
                 "\"vg_possibly_bytes\":%lu,\"vg_possibly_blocks\":%lu,"
@@ -365,6 +370,7 @@ static void write_sample(int cycle, int interpreter_alive) {
 #endif
     fputs("}\n", out);
     fflush(out);
+    funlockfile(out);
 }
 
 static void write_json_string(const char *s) {
@@ -385,12 +391,14 @@ static void write_json_string(const char *s) {
 }
 
 static void write_event(const char *event, int cycle, const char *type, const char *text) {
+    flockfile(out); /* parallel workers write too; one line at a time */
     fprintf(out, "{\"event\":\"%s\",\"cycle\":%d,\"type\":", event, cycle);
     write_json_string(type ? type : "");
     fputs(",\"message\":", out);
     write_json_string(text ? text : "");
     fputs("}\n", out);
     fflush(out);
+    funlockfile(out);
 }
 
 /* ------------------------------------------------------------------ */
@@ -400,7 +408,7 @@ static char *case_source;
 
 /* Formats the pending exception as CPython's traceback text; the harness
    reads the type name and the text to tell `unsupported` from `error`. */
-static void report_exception(int cycle) {
+static void report_event_exception(const char *event, int cycle) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -425,7 +433,7 @@ static void report_exception(int cycle) {
     if (!text && value) text = PyObject_Str(value);
     const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
     PyErr_Clear();
-    write_event("error", cycle, type_name, utf8 ? utf8 : "(exception could not be formatted)");
+    write_event(event, cycle, type_name, utf8 ? utf8 : "(exception could not be formatted)");
     Py_XDECREF(text);
     Py_XDECREF(type);
     Py_XDECREF(value);
@@ -449,6 +457,8 @@ static long long interned_strings(void) {
     PyErr_Clear();
     return value;
 }
+
+static void report_exception(int cycle) { report_event_exception("error", cycle); }
 
 /* Runs the case in the current interpreter's __main__; 0 on success. */
 static int run_case(int cycle) {
@@ -531,68 +541,224 @@ static int loop_finalize(int cycles, int hooked) {
     return 0;
 }
 
+/* Creates a subinterpreter and makes it current; NULL after writing an
+   error event.  The caller holds the main interpreter's GIL. */
+static PyThreadState *new_sub(int cycle, int isolated) {
+    PyThreadState *sub = NULL;
+    if (isolated) {
+#if PY_VERSION_HEX >= 0x030C0000
+        PyInterpreterConfig config = {
+            .use_main_obmalloc = 0,
+            .allow_fork = 0,
+            .allow_exec = 0,
+            .allow_threads = 1,
+            .allow_daemon_threads = 0,
+            .check_multi_interp_extensions = 1,
+            .gil = PyInterpreterConfig_OWN_GIL,
+        };
+        PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
+        if (PyStatus_Exception(status)) {
+            write_event("error", cycle, "InterpreterError",
+                        status.err_msg ? status.err_msg : "Py_NewInterpreterFromConfig failed");
+            return NULL;
+        }
+#else
+        write_event("error", cycle, "NotSupported",
+                    "isolated subinterpreters need Python 3.12 or newer");
+        return NULL;
+#endif
+    } else {
+        sub = Py_NewInterpreter();
+        if (!sub) write_event("error", cycle, "InterpreterError", "Py_NewInterpreter failed");
+    }
+    return sub;
+}
+
+/* Ends the current subinterpreter and returns to `home` (a thread state of
+   the main interpreter).  An own-GIL interpreter's end leaves no current
+   thread state and the main GIL released: take it back; a legacy one
+   shares the GIL, so only the thread state is swapped. */
+static void end_sub(PyThreadState *sub, PyThreadState *home, int isolated) {
+    Py_EndInterpreter(sub);
+    if (isolated) PyEval_RestoreThread(home);
+    else PyThreadState_Swap(home);
+}
+
+/* ---- the main-interpreter hook (--main-hook FILE) -----------------
+   Backends that measure from inside the process (tracemalloc, memray) run
+   Python in the main interpreter: FILE defines lh_event(event, cycle),
+   called with "start" before cycle 1, "after" after each cycle's sample
+   and "end" after the last cycle.  What it does is the backend's policy. */
+static const char *main_hook_file;
+static PyObject *main_hook_fn;
+
+static int load_main_hook(void) {
+    if (!main_hook_file) return 0;
+    FILE *f = fopen(main_hook_file, "rb");
+    if (!f) {
+        write_event("hook-error", 0, "OSError", "cannot open the --main-hook file");
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t)len + 1);
+    size_t got = fread(text, 1, (size_t)len, f);
+    text[got] = 0;
+    fclose(f);
+    PyObject *globals = PyDict_New();
+    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
+    PyDict_SetItemString(globals, "__name__", PyUnicode_FromString("__leak_harness_hook__"));
+    PyObject *r = PyRun_String(text, Py_file_input, globals, globals);
+    free(text);
+    if (r) main_hook_fn = PyDict_GetItemString(globals, "lh_event");
+    Py_XINCREF(main_hook_fn);
+    Py_XDECREF(r);
+    if (!main_hook_fn) {
+        if (PyErr_Occurred()) report_event_exception("hook-error", 0);
+        else write_event("hook-error", 0, "NameError", "the --main-hook file defines no lh_event");
+        return -1;
+    }
+    return 0;
+}
+
+static int call_main_hook(const char *event, int cycle) {
+    if (!main_hook_fn) return 0;
+    PyObject *r = PyObject_CallFunction(main_hook_fn, "si", event, cycle);
+    if (!r) {
+        report_event_exception("hook-error", cycle);
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 static int loop_subinterpreters(int cycles, int hooked, int isolated) {
     if (init_main_interpreter(hooked) < 0) return 2;
     PyThreadState *main_tstate = PyThreadState_Get();
     if (hooked) write_sample(0, 1);
+    if (load_main_hook() < 0 || call_main_hook("start", 0) < 0) return 2;
     for (int cycle = 1; cycle <= cycles; cycle++) {
-        PyThreadState *sub = NULL;
-        if (isolated) {
-#if PY_VERSION_HEX >= 0x030C0000
-            PyInterpreterConfig config = {
-                .use_main_obmalloc = 0,
-                .allow_fork = 0,
-                .allow_exec = 0,
-                .allow_threads = 1,
-                .allow_daemon_threads = 0,
-                .check_multi_interp_extensions = 1,
-                .gil = PyInterpreterConfig_OWN_GIL,
-            };
-            PyStatus status = Py_NewInterpreterFromConfig(&sub, &config);
-            if (PyStatus_Exception(status)) {
-                write_event("error", cycle, "InterpreterError",
-                            status.err_msg ? status.err_msg : "Py_NewInterpreterFromConfig failed");
-                return 3;
-            }
-#else
-            write_event("error", cycle, "NotSupported",
-                        "isolated subinterpreters need Python 3.12 or newer");
-            return 2;
-#endif
-        } else {
-            sub = Py_NewInterpreter();
-            if (!sub) {
-                write_event("error", cycle, "InterpreterError", "Py_NewInterpreter failed");
-                return 3;
-            }
-        }
+        PyThreadState *sub = new_sub(cycle, isolated);
+        if (!sub) return 3;
         int failed = run_case(cycle);
-        Py_EndInterpreter(sub);
-        /* an own-GIL interpreter's end leaves no current thread state and
-           the main GIL released: take it back; a legacy one shares the GIL */
-        if (isolated) PyEval_RestoreThread(main_tstate);
-        else PyThreadState_Swap(main_tstate);
+        end_sub(sub, main_tstate, isolated);
         if (failed) return 3;
         if (hooked) write_sample(cycle, 1);
+        if (call_main_hook("after", cycle) < 0) return 2;
     }
+    if (call_main_hook("end", cycles) < 0) return 2;
+    Py_XDECREF(main_hook_fn);
+    main_hook_fn = NULL;
     Py_FinalizeEx();
     return 0;
+}
+
+/* ---- parallel: N threads, each an own-GIL subinterpreter per cycle --
+   Rounds are fenced by two barriers so the main thread samples while
+   every worker is parked: cycle k's sample is taken after all N threads
+   ended their k-th interpreter.  Each worker reports its progress, so a
+   hang (killed by the harness's timeout) shows each thread's last cycle. */
+static pthread_barrier_t round_done, round_go;
+static atomic_int stop_all;
+static int parallel_cycles;
+static PyInterpreterState *main_interp;
+
+static void *parallel_worker(void *arg) {
+    int thread_index = (int)(intptr_t)arg;
+    PyThreadState *home = PyThreadState_New(main_interp);
+    for (int cycle = 1; cycle <= parallel_cycles; cycle++) {
+        PyEval_RestoreThread(home);
+        int failed = 1;
+        PyThreadState *sub = new_sub(cycle, 1);
+        if (sub) {
+            failed = run_case(cycle);
+            end_sub(sub, home, 1);
+        }
+        PyEval_SaveThread();
+        if (failed) atomic_store(&stop_all, 1);
+        flockfile(out);
+        fprintf(out, "{\"event\":\"progress\",\"thread\":%d,\"cycle\":%d,\"t_ms\":%.3f}\n",
+                thread_index, cycle, ms_since_start());
+        fflush(out);
+        funlockfile(out);
+        pthread_barrier_wait(&round_done);
+        pthread_barrier_wait(&round_go);
+        if (atomic_load(&stop_all)) break;
+    }
+    PyEval_RestoreThread(home);
+    PyThreadState_Clear(home);
+    PyThreadState_DeleteCurrent();
+    return NULL;
+}
+
+static int loop_parallel(int cycles, int hooked, int threads) {
+#if PY_VERSION_HEX >= 0x030C0000
+    if (threads < 1) threads = 1;
+    if (init_main_interpreter(hooked) < 0) return 2;
+    PyThreadState *main_tstate = PyThreadState_Get();
+    main_interp = main_tstate->interp;
+    if (hooked) write_sample(0, 1);
+    if (load_main_hook() < 0 || call_main_hook("start", 0) < 0) return 2;
+    parallel_cycles = cycles;
+    pthread_barrier_init(&round_done, NULL, (unsigned)threads + 1);
+    pthread_barrier_init(&round_go, NULL, (unsigned)threads + 1);
+    pthread_t *workers = calloc((size_t)threads, sizeof(pthread_t));
+    PyEval_SaveThread();
+    for (int i = 0; i < threads; i++) {
+        pthread_create(&workers[i], NULL, parallel_worker, (void *)(intptr_t)i);
+    }
+    int rc = 0;
+    for (int cycle = 1; cycle <= cycles; cycle++) {
+        pthread_barrier_wait(&round_done);
+        int failed = atomic_load(&stop_all);
+        if (!failed) {
+            PyEval_RestoreThread(main_tstate);
+            if (hooked) write_sample(cycle, 1);
+            if (call_main_hook("after", cycle) < 0) {
+                atomic_store(&stop_all, 1);
+                rc = 2;
+            }
+            PyEval_SaveThread();
+        } else {
+            rc = 3;
+        }
+        pthread_barrier_wait(&round_go);
+        if (atomic_load(&stop_all)) break;
+    }
+    for (int i = 0; i < threads; i++) pthread_join(workers[i], NULL);
+    free(workers);
+    PyEval_RestoreThread(main_tstate);
+    if (rc == 0 && call_main_hook("end", cycles) < 0) rc = 2;
+    Py_XDECREF(main_hook_fn);
+    main_hook_fn = NULL;
+    Py_FinalizeEx();
+    return rc;
+#else
+    (void)cycles, (void)hooked, (void)threads;
+    write_event("error", 0, "NotSupported", "parallel mode needs Python 3.12 or newer");
+    return 2;
+#endif
 }
 
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
-                "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...\n",
+                "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
+                "[--threads N] [--main-hook FILE]\n",
                 argv[0]);
         return 2;
     }
     const char *mode = argv[1];
     int cycles = atoi(argv[2]);
+    int threads = 1;
     program = argv[5];
     xoptions = calloc((size_t)argc, sizeof(char *));
     for (int i = 6; i < argc; i++) {
         if (!strcmp(argv[i], "--site")) use_site = 1;
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--main-hook") && i + 1 < argc) main_hook_file = argv[++i];
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
@@ -622,7 +788,13 @@ int main(int argc, char **argv) {
     find_optional_symbols();
 
     int rc;
-    if (!strcmp(mode, "finalize")) rc = loop_finalize(cycles, 1);
+    if (main_hook_file && strstr(mode, "finalize")) {
+        fprintf(stderr, "leak-harness host: --main-hook needs a mode with a lasting main interpreter\n");
+        return 2;
+    }
+    if (!strcmp(mode, "parallel")) rc = loop_parallel(cycles, 1, threads);
+    else if (!strcmp(mode, "bare-parallel")) rc = loop_parallel(cycles, 0, threads);
+    else if (!strcmp(mode, "finalize")) rc = loop_finalize(cycles, 1);
     else if (!strcmp(mode, "bare-finalize")) rc = loop_finalize(cycles, 0);
     else if (!strcmp(mode, "subinterpreter")) rc = loop_subinterpreters(cycles, 1, 1);
     else if (!strcmp(mode, "bare-subinterpreter")) rc = loop_subinterpreters(cycles, 0, 1);
