@@ -24,7 +24,7 @@ from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
 from .cases import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .modes import check_mode
+from .modes import MODES, check_mode
 from .pythons import TargetPython, target_python
 from .result import Result
 from .runner import HostRun, run_host
@@ -36,6 +36,8 @@ BACKENDS = tuple(backend_names())
 INTERNED_STRING_BYTES = 80.0
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"
+#: more threads than this is a typo, not a test (each holds an interpreter)
+MAX_THREADS = 256
 
 # CPython's refusals: 3.12+ "module X does not support loading in
 # subinterpreters", and the older single-phase wording.
@@ -61,11 +63,21 @@ class RunSettings:
     site: bool = False
     xoptions: tuple[str, ...] = ()
     host: str = "auto"          # auto | c | python
+    #: host threads of a threaded mode (parallel); None elsewhere.  Defaults
+    #: to the CPU count: one interpreter per thread per CPU is the goal.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         # hashable: settings key the control cache
         object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
         object.__setattr__(self, "xoptions", tuple(self.xoptions))
+        threaded = self.mode in MODES and MODES[self.mode].threaded
+        # normalised, not refused, off a threaded mode: a sweep replaces the
+        # mode of one base setting (the CLI refuses --threads without parallel)
+        threads = (self.threads if self.threads is not None else os.cpu_count() or 1) if threaded else None
+        object.__setattr__(self, "threads", threads)
+        if threads is not None and not 1 <= threads <= MAX_THREADS:
+            raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {threads})")
         if self.cycles < 4:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:
@@ -128,8 +140,10 @@ class Engine:
 
     @staticmethod
     def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
+        # threads: the `pass` control of parallel mode runs the same thread count
         return (target.realpath, host_kind, settings.mode, settings.backend, settings.cycles,
-                settings.warmup, settings.pythonpath, settings.site, settings.xoptions,
+                settings.warmup, settings.threads, settings.pythonpath, settings.site,
+                settings.xoptions,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
@@ -154,6 +168,8 @@ class Engine:
                     argv.append("--site")
                 for opt in s.xoptions:
                     argv += ["-X", opt]
+                if s.threads is not None:
+                    argv += ["--threads", str(s.threads)]
                 return argv + launch_spec.host_args
             return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir])
 
@@ -170,7 +186,8 @@ class Engine:
 
         def launch(case: Case, s: RunSettings, role: str) -> HostRun:
             def argv_for(launch_spec) -> list[str]:
-                return [*launch_spec.prefix, target.sys_executable, "-I", "-S", str(PYHOST_DRIVER),
+                # -S -P, not -I: PYTHONPATH must reach the subinterpreters
+                return [*launch_spec.prefix, target.sys_executable, "-S", "-P", str(PYHOST_DRIVER),
                         "{case_file}", str(s.warmup + s.cycles), _FD]
             run = _run_backend_host(case, s, role, backend, target, argv_for, [])
             run.fallback_reason = why
@@ -327,8 +344,12 @@ def _round(value: float | None) -> float | None:
 def _summary(result: Result, triggered: list[str]) -> str:
     excess = result.excess or {}
     blocks, size = excess.get("blocks"), excess.get("bytes")
-    numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control" \
-        if blocks is not None and size is not None else "no usable counters"
+    if blocks is None:
+        numbers = "no usable counters"
+    elif size is None:
+        numbers = f"{blocks:+g} blocks/cycle over the control"
+    else:
+        numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
                 if interned else "")

@@ -14,6 +14,9 @@ class Mode:
     min_version: tuple[int, int]
     ends_with: str          # the C call whose leftovers the mode measures
     description: str
+    #: N host threads run interpreters concurrently; samples are process
+    #: totals after each round of N interpreter cycles (see RunSettings.threads)
+    threaded: bool = False
 
 
 MODES: dict[str, Mode] = {
@@ -26,6 +29,9 @@ MODES: dict[str, Mode] = {
              "check_multi_interp_extensions=1"),
         Mode("legacy-subinterpreter", (3, 10), "Py_EndInterpreter",
              "Py_NewInterpreter per cycle: shared GIL and obmalloc"),
+        Mode("parallel", (3, 12), "Py_EndInterpreter",
+             "--threads N OS threads, each an isolated own-GIL subinterpreter per cycle, "
+             "concurrently; growth is reported per interpreter cycle", threaded=True),
     )
 }
 DEFAULT_SWEEP_MODES = ("finalize", "subinterpreter")

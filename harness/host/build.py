@@ -34,13 +34,17 @@ def cache_root() -> Path:
 
 
 def find_compiler() -> str:
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate:
-            path = shutil.which(shlex.split(candidate)[0])
-            if path:
-                return candidate
+    """$CC when set (and then only it), else the first of cc, gcc, clang on PATH."""
+    explicit = os.environ.get("CC")
+    if explicit:
+        if shutil.which(shlex.split(explicit)[0]):
+            return explicit
+        raise HostBuildError(f"the compiler in $CC ({explicit}) was not found; fix $CC or unset it")
+    for candidate in ("cc", "gcc", "clang"):
+        if shutil.which(candidate):
+            return candidate
     raise HostBuildError(
-        "no C compiler found (tried $CC, cc, gcc, clang); install one, "
+        "no C compiler found (tried cc, gcc, clang on PATH); install one, "
         "e.g. `apt-get install gcc`"
     )
 
@@ -129,13 +133,17 @@ def _compile(argv: list[str], output: Path, what: str) -> None:
 
 
 def build_host(target: TargetPython) -> Path:
-    """Path of a host binary for `target`, compiling it on first use."""
-    compiler = find_compiler()
+    """Path of a host binary for `target`, compiling it on first use.
+
+    A cached host needs no compiler: the key is what the binary depends on
+    (interpreter, version, source, flags), checked before looking for one.
+    """
     cflags, ldflags = embed_flags(target)
     source = HOST_SOURCE.read_bytes()
-    key = _digest(target.realpath, target.version, source, compiler, *cflags, *ldflags)
+    key = _digest(target.realpath, target.version, source, *cflags, *ldflags)
     binary = cache_root() / "hosts" / f"host-{target.label}-{key}"
     if not binary.exists():
+        compiler = find_compiler()
         argv = shlex.split(compiler) + cflags + [str(HOST_SOURCE)] + ldflags
         _compile(argv, binary, f"host for Python {target.label}")
     return binary
@@ -148,14 +156,14 @@ def build_probe_extension(target: TargetPython) -> Path:
     the import machinery itself; importing a known-clean extension measures
     that share so a clean user extension is not flagged for it.
     """
-    compiler = find_compiler()
     script = config_script(target)
     cflags = _config_flags(script, "--cflags")
     source = PROBE_EXT_SOURCE.read_bytes()
-    key = _digest(target.realpath, target.version, source, compiler, *cflags)
+    key = _digest(target.realpath, target.version, source, *cflags)
     directory = cache_root() / "probe" / f"{target.label}-{key}"
     library = directory / f"{PROBE_EXT_MODULE}{target.ext_suffix}"
     if not library.exists():
+        compiler = find_compiler()
         argv = shlex.split(compiler) + cflags + ["-O2", "-shared", "-fPIC", str(PROBE_EXT_SOURCE)]
         _compile(argv, library, f"probe extension for Python {target.label}")
     return directory

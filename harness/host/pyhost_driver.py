@@ -1,7 +1,7 @@
 """Pure-Python host: isolated subinterpreter cycles without a C compiler.
 
 Run by the *target* interpreter as a script (it cannot import the harness):
-    python -I -S pyhost_driver.py CASE_FILE CYCLES OUT_FD
+    python -S -P pyhost_driver.py CASE_FILE CYCLES OUT_FD
 Writes the same JSON lines as host.c. It only sees what the interpreter
 itself counts (sys.getallocatedblocks, RSS, fds), so its blocks include the
 main interpreter's; the control run through the same driver cancels that.
@@ -51,10 +51,22 @@ def run_in(interp, source):
     return None
 
 
+# Appended to the case: the subinterpreter reports its interned-string
+# count (see host.c's interned_strings) through a pipe, since 3.12's
+# run_string returns nothing.
+TRAILER = """
+import os as _lh_os, sys as _lh_sys
+_lh_os.write({fd}, b"%d\\n" % getattr(_lh_sys, "getunicodeinternedsize", lambda: -1)())
+"""
+
+
 def main():
     case_file, cycles, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     with open(case_file) as f:
         source = f.read()
+    interned_r, interned_w = os.pipe()
+    source += TRAILER.format(fd=interned_w)
+    interned = [-1]
     out = os.fdopen(fd, "w")
     start = time.monotonic()
 
@@ -62,7 +74,8 @@ def main():
         out.write(json.dumps({
             "event": "sample", "cycle": cycle, "t_ms": (time.monotonic() - start) * 1e3,
             "mem_blocks": 0, "obj_blocks": sys.getallocatedblocks(),
-            "rss": rss_bytes(), "fds": count_fds(), "threads": None,
+            "rss": rss_bytes(), "fds": count_fds() - 2, "threads": None,
+            **({"interned": interned[0]} if interned[0] >= 0 else {}),
             **({"refs": sys.gettotalrefcount()} if hasattr(sys, "gettotalrefcount") else {}),
         }) + "\n")
         out.flush()
@@ -72,6 +85,8 @@ def main():
         interp = create_isolated()
         failure = run_in(interp, source)
         interpreters.destroy(interp)
+        if not failure:
+            interned[0] = int(os.read(interned_r, 64).split()[-1])
         if failure:
             out.write(json.dumps({"event": "error", "cycle": cycle, "type": failure[0],
                                   "message": failure[1]}) + "\n")

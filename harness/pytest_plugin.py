@@ -1,0 +1,429 @@
+"""pytest plugin: leak checks inside the test runner (entry point `leak_harness`).
+
+This module only translates pytest's world into calls on the engine and
+`repeat.py`: options into `RunSettings`, a fixture call or a case file into
+`Engine.run`, a marked test into `repeat_check`, results into outcomes,
+JUnit properties and one summary table.  It holds no measuring logic.
+
+- fixture `leak_check(code, ...)` -> `Result`; `leak_check.assert_clean(...)`
+- marker `@pytest.mark.no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0,
+  max_fds=0)` and `--no-leaks` (every test), `--no-leaks-repeats W:R`
+- case files (`cases/*.toml`, `leak_*.toml`) -> one item per (case, mode)
+- pytest-xdist: one Engine (so one `pass` control per setting) per worker;
+  each worker hands its rows to the controller through `workeroutput`.
+
+`-p no:leak_harness` disables all of it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .case_files import CaseFile, load_case_file
+from .cases import Case, code_case
+from .engine import Engine, RunSettings
+from .errors import HarnessError, ModeUnavailableError
+from .modes import MODES, mode_problem
+from .pythons import target_python
+from .repeat import RepeatLimits, parse_repeats, repeat_check
+from .result import Result
+
+WORKER_KEY = "leak_harness"
+DEFAULT_CASE_GLOBS = ("leak_*.toml", "cases/*.toml")
+MARKER_ARGS = ("warmup", "repeats", "max_blocks", "max_refs", "max_fds")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("leak-harness", "leak checks across interpreter lifecycles")
+    group.addoption("--leak-python", action="append", metavar="PATH",
+                    help="target interpreter for leak_check and case files (repeatable; "
+                         "default: the one running pytest)")
+    group.addoption("--leak-mode", action="append", choices=list(MODES),
+                    help="lifecycle mode(s) to run (repeatable; default: each case's own, "
+                         "finalize for leak_check)")
+    group.addoption("--leak-backend", help="backend (default counters)")
+    group.addoption("--leak-cycles", help="measured cycles per case (default 20, or the case's)")
+    group.addoption("--leak-warmup", help="warm-up cycles dropped first (default 5)")
+    group.addoption("--leak-timeout", help="seconds per host process (default 120)")
+    group.addoption("--no-leaks", action="store_true", default=None,
+                    help="repeat every test in-process and fail those that grow (regrtest -R)")
+    group.addoption("--no-leaks-repeats", metavar="W:R",
+                    help="warm-up and measured repetitions for no_leaks (default 3:6)")
+    parser.addini("leak_python", "target interpreters (one per line)", type="linelist", default=[])
+    parser.addini("leak_mode", "lifecycle modes (one per line)", type="linelist", default=[])
+    parser.addini("leak_backend", "backend (default counters)", default="counters")
+    parser.addini("leak_cycles", "measured cycles per case", default="")
+    parser.addini("leak_warmup", "warm-up cycles", default="5")
+    parser.addini("leak_timeout", "seconds per host process", default="120")
+    parser.addini("no_leaks", "apply no_leaks to every test", type="bool", default=False)
+    parser.addini("no_leaks_repeats", "W:R for no_leaks", default="3:6")
+    parser.addini("leak_case_files", "glob patterns (relative to rootdir or a file name) of "
+                  "case files to collect", type="linelist", default=list(DEFAULT_CASE_GLOBS))
+
+
+@dataclass(frozen=True)
+class LeakOptions:
+    """The command line over the ini file over the defaults, checked once."""
+
+    pythons: tuple[str | None, ...]
+    modes: tuple[str, ...]
+    backend: str
+    cycles: int | None
+    warmup: int
+    timeout: float
+    no_leaks: bool
+    repeats: tuple[int, int]
+    case_globs: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> "LeakOptions":
+        def pick(name: str) -> Any:
+            value = config.getoption(name.replace("-", "_"))
+            return value if value is not None else config.getini(name)
+
+        def number(name: str, kind: type) -> Any:
+            text = str(pick(name)).strip()
+            try:
+                return kind(text) if text else None
+            except ValueError:
+                raise pytest.UsageError(f"--{name.replace('_', '-')}: {text!r} is not a number") from None
+
+        modes = tuple(pick("leak_mode"))
+        for mode in modes:
+            if mode not in MODES:
+                raise pytest.UsageError(f"leak_mode: unknown mode {mode!r}; choose from {', '.join(MODES)}")
+        try:
+            repeats = parse_repeats(str(pick("no_leaks_repeats")))
+        except ValueError as exc:
+            raise pytest.UsageError(f"--no-leaks-repeats: {exc}") from None
+        return cls(pythons=tuple(pick("leak_python")) or (None,), modes=modes,
+                   backend=str(pick("leak_backend")), cycles=number("leak_cycles", int),
+                   warmup=number("leak_warmup", int), timeout=number("leak_timeout", float),
+                   no_leaks=bool(pick("no_leaks")), repeats=repeats,
+                   case_globs=tuple(config.getini("leak_case_files")))
+
+    def settings(self, python: str | None, mode: str, cycles: int | None = None,
+                 **overrides: Any) -> RunSettings:
+        values = dict(python=python, mode=mode, backend=self.backend, timeout=self.timeout,
+                      cycles=self.cycles or cycles or 20, warmup=self.warmup,
+                      pythonpath=import_dirs())
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return RunSettings(**values)
+
+
+def import_dirs() -> tuple[str, ...]:
+    """The test process's own import directories, for the target to find test modules.
+
+    Everything under the running interpreter's prefixes (its stdlib and
+    site-packages) is left out: the target may be another Python version, and
+    PYTHONPATH comes before the target's own stdlib.
+    """
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    kept: list[str] = []
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.getcwd())
+        if os.path.isdir(path) and not any(path == p or path.startswith(p + os.sep) for p in prefixes) \
+                and path not in kept:
+            kept.append(path)
+    return tuple(kept)
+
+
+class LeakSession:
+    """Per-process state: the options, one Engine, the result rows."""
+
+    def __init__(self, config: pytest.Config, options: LeakOptions) -> None:
+        self.config = config
+        self.options = options
+        self.rows: list[dict] = []
+        self.controls_by_worker: dict[str, int] = {}
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine()
+        return self._engine
+
+    def controls_measured(self) -> int:
+        # Engine keeps one ControlRun per settings key it measured.
+        return len(self._engine._controls) if self._engine is not None else 0
+
+    def record(self, item: pytest.Item, row: dict) -> None:
+        row = {"test": item.nodeid, **row}
+        self.rows.append(row)
+        for key, value in row.items():
+            if key != "test":
+                item.user_properties.append((f"leak_{key}", value))
+
+    def record_result(self, item: pytest.Item, result: Result) -> None:
+        excess = result.excess or {}
+        self.record(item, {"case": result.case, "module": result.module or "",
+                           "python": result.python.get("version", "?") +
+                           ("-debug" if result.python.get("debug") else ""),
+                           "mode": result.mode, "verdict": result.verdict,
+                           "blocks": excess.get("blocks"), "bytes": excess.get("bytes"),
+                           "refs": excess.get("refs")})
+
+    # -- hooks ----------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:   # an xdist worker: hand the rows to the controller
+            workeroutput[WORKER_KEY] = {"rows": self.rows, "controls": self.controls_measured()}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+        if data:
+            self.rows.extend(data["rows"])
+            worker = node.workerinput.get("workerid", "?") if hasattr(node, "workerinput") else "?"
+            self.controls_by_worker[worker] = data["controls"]
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.rows:
+            return
+        if not self.controls_by_worker and self._engine is not None:
+            self.controls_by_worker["main"] = self.controls_measured()
+        terminalreporter.write_sep("=", "leak-harness summary")
+        for line in summary_lines(self.rows, self.controls_by_worker):
+            terminalreporter.write_line(line)
+
+
+def summary_lines(rows: list[dict], controls_by_worker: dict[str, int]) -> list[str]:
+    """The table: one row per result, growth per cycle over the control (per repetition for
+    in-process checks)."""
+    header = ("test", "module", "python", "mode", "verdict", "blocks/cycle", "bytes/cycle", "refs/cycle")
+    body = [(r["test"], r.get("module") or "", r.get("python", ""), r.get("mode", ""), r["verdict"],
+             _fmt(r.get("blocks")), _fmt(r.get("bytes")), _fmt(r.get("refs")))
+            for r in sorted(rows, key=lambda r: (r["test"], r.get("mode", "")))]
+    widths = [max(len(str(line[i])) for line in (header, *body)) for i in range(len(header))]
+
+    def join(cells: tuple) -> str:
+        return "  ".join(str(c).ljust(w) if i < 5 else str(c).rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = [join(header), *map(join, body)]
+    verdicts: dict[str, int] = {}
+    for row in rows:
+        verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
+    lines.append(", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+    if controls_by_worker:
+        per = ", ".join(f"{w}: {n}" for w, n in sorted(controls_by_worker.items()))
+        lines.append(f"pass controls measured: {sum(controls_by_worker.values())} ({per})")
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:+.2f}"
+
+
+STATE = pytest.StashKey[LeakSession]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0, max_fds=0): "
+        "run the test body warmup+repeats times in-process and fail it when refs (debug "
+        "builds), allocated blocks or fds grow beyond the limits in every repetition")
+    session = LeakSession(config, LeakOptions.from_config(config))
+    config.stash[STATE] = session
+    config.pluginmanager.register(session, "leak_harness_session")
+
+
+def failure_text(result: Result) -> str:
+    """What a failing leak check says: verdict, growth over the control, top sites."""
+    lines = [f"leak-harness: {result.case} ({result.module or 'no module'}) on Python "
+             f"{result.python.get('version')} in mode {result.mode}: {result.verdict}"]
+    if result.excess:
+        control = (result.control or {}).get("per_cycle", {})
+        for key in ("blocks", "bytes", "refs"):
+            if result.excess.get(key) is not None:
+                lines.append(f"  {key:6} per cycle: case {_fmt((result.per_cycle or {}).get(key))}, "
+                             f"control {_fmt(control.get(key))}, excess {_fmt(result.excess[key])}, "
+                             f"tolerance {_fmt(result.tolerance.get(key))}")
+    for site in result.sites[:5]:
+        lines.append(f"  site: {site}")
+    if result.message:
+        lines.append(result.message)
+    return "\n".join(lines)
+
+
+# -- the fixture --------------------------------------------------------------
+class LeakCheck:
+    """`leak_check(code, ...)` runs `code` through the engine; bound to one test."""
+
+    def __init__(self, session: LeakSession, item: pytest.Item) -> None:
+        self._session = session
+        self._item = item
+        self._calls = 0
+
+    def __call__(self, code: str, module: str | None = None, mode: str | None = None,
+                 backend: str | None = None, cycles: int | None = None, warmup: int | None = None,
+                 python: str | None = None, setup: str = "", name: str | None = None,
+                 timeout: float | None = None) -> Result:
+        options = self._session.options
+        self._calls += 1
+        default_name = self._item.name + (f"-{self._calls}" if self._calls > 1 else "")
+        base = code_case(code, module=module, name=name or default_name)
+        case = Case(name=base.name, code=code, module=module, setup=setup)
+        try:
+            settings = options.settings(python or options.pythons[0],
+                                        mode or (options.modes[0] if options.modes else "finalize"),
+                                        backend=backend, cycles=cycles, warmup=warmup, timeout=timeout)
+            result = self._session.engine.run(case, settings)
+        except ModeUnavailableError as exc:
+            pytest.skip(str(exc))
+        except HarnessError as exc:
+            pytest.fail(f"leak-harness: {exc}", pytrace=False)
+        self._session.record_result(self._item, result)
+        return result
+
+    def assert_clean(self, code: str, **kwargs: Any) -> Result:
+        """Fail the test unless the verdict is clean (skip it when CPython refuses the module)."""
+        result = self(code, **kwargs)
+        if result.verdict == "unsupported":
+            pytest.skip(f"leak-harness: {result.message}")
+        if result.verdict != "clean":
+            pytest.fail(failure_text(result), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def leak_check(request: pytest.FixtureRequest) -> LeakCheck:
+    """Run code through the leak-harness engine: `leak_check("import m; m.f()", module="m")`."""
+    return LeakCheck(request.config.stash[STATE], request.node)
+
+
+# -- the marker ---------------------------------------------------------------
+def _limits_for(item: pytest.Item, options: LeakOptions) -> RepeatLimits | None:
+    marker = item.get_closest_marker("no_leaks")
+    if marker is None and not options.no_leaks:
+        return None
+    kwargs = dict(marker.kwargs) if marker else {}
+    unknown = sorted(set(kwargs) - set(MARKER_ARGS))
+    if marker and (marker.args or unknown):
+        pytest.fail(f"@pytest.mark.no_leaks takes keyword arguments {', '.join(MARKER_ARGS)}; "
+                    f"got {list(marker.args) + unknown}", pytrace=False)
+    kwargs.setdefault("warmup", options.repeats[0])
+    kwargs.setdefault("repeats", options.repeats[1])
+    try:
+        return RepeatLimits(**kwargs)
+    except (TypeError, ValueError) as exc:
+        pytest.fail(f"@pytest.mark.no_leaks: {exc}", pytrace=False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    session = pyfuncitem.config.stash[STATE]
+    limits = _limits_for(pyfuncitem, session.options)
+    if limits is None or inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None   # pytest (or an async plugin) runs it as usual
+    function = pyfuncitem.obj
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    outcome = repeat_check(lambda: function(**arguments), limits)
+    per = outcome.per_repeat
+    session.record(pyfuncitem, {
+        "case": pyfuncitem.name, "module": "", "mode": f"in-process {limits.warmup}:{limits.repeats}",
+        "python": "%d.%d.%d" % sys.version_info[:3] + ("-debug" if outcome.debug_build else ""),
+        "verdict": outcome.verdict, "blocks": per("blocks"), "bytes": None, "refs": per("refs")})
+    if outcome.leaked:
+        pytest.fail(f"no_leaks: {', '.join(outcome.leaked)} grew in every one of "
+                    f"{limits.repeats} repetitions after {limits.warmup} warm-up\n"
+                    f"{outcome.message()}", pytrace=False)
+    return True
+
+
+# -- case files ---------------------------------------------------------------
+def _is_case_file(path: Path, config: pytest.Config, globs: tuple[str, ...]) -> bool:
+    try:
+        relative = path.relative_to(config.rootpath).as_posix()
+    except ValueError:
+        relative = path.as_posix()
+    return any(fnmatch.fnmatch(path.name, g) if "/" not in g else fnmatch.fnmatch(relative, g)
+               for g in globs)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix != ".toml":
+        return None
+    session = parent.config.stash[STATE]
+    if not _is_case_file(file_path, parent.config, session.options.case_globs):
+        return None
+    return CaseFileCollector.from_parent(parent, path=file_path)
+
+
+class CaseFileCollector(pytest.File):
+    """One case file: an item per (python, mode)."""
+
+    def collect(self):
+        try:
+            case_file = load_case_file(self.path)
+        except HarnessError as exc:
+            raise self.CollectError(str(exc)) from None
+        options = self.config.stash[STATE].options
+        for python in options.pythons:
+            label = ""
+            if len(options.pythons) > 1:
+                try:
+                    label = target_python(python).label + "-"
+                except HarnessError as exc:
+                    raise self.CollectError(f"--leak-python: {exc}") from None
+            for mode in case_file.modes_for(options.modes):
+                yield CaseItem.from_parent(self, name=f"{case_file.name}[{label}{mode}]",
+                                           case_file=case_file, python=python, mode=mode)
+
+
+class CaseRunError(Exception):
+    """The host crashed, timed out or the case raised: reported as an error, not a failure."""
+
+
+class CaseItem(pytest.Item):
+    """One case in one mode on one Python: fail on leak, error on crash, skip on unsupported."""
+
+    def __init__(self, *, case_file: CaseFile, python: str | None, mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case_file = case_file
+        self.python = python
+        self.mode = mode
+        self.result: Result | None = None
+        # tags select with -k (as keywords, not markers: --strict-markers
+        # would reject every tag nobody registered)
+        self.extra_keyword_matches.update(case_file.case.tags)
+
+    def setup(self) -> None:
+        # Measuring happens here, so that a crash or an error is a setup ERROR
+        # and only a leak is a FAILED test.
+        session = self.config.stash[STATE]
+        try:
+            target = target_python(self.python)
+        except HarnessError as exc:
+            pytest.fail(f"leak-harness: {exc}", pytrace=False)
+        problem = mode_problem(self.mode, target) or self.case_file.requires.problem(target)
+        if problem:
+            pytest.skip(problem)
+        try:
+            settings = session.options.settings(self.python, self.mode, cycles=self.case_file.case.cycles)
+            self.result = session.engine.run(self.case_file.case, settings)
+        except HarnessError as exc:
+            pytest.fail(f"leak-harness: {exc}", pytrace=False)
+        session.record_result(self, self.result)
+        if self.result.verdict == "unsupported":
+            pytest.skip(self.result.message or "unsupported")
+        if self.result.verdict in ("crash", "timeout", "error"):
+            pytest.fail(failure_text(self.result), pytrace=False)
+
+    def runtest(self) -> None:
+        if self.result is not None and self.result.verdict == "leak":
+            pytest.fail(failure_text(self.result), pytrace=False)
+
+    def reportinfo(self):
+        return self.path, None, f"leak case {self.name}"

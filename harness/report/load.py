@@ -1,0 +1,170 @@
+"""Read sweep results back: JSON lines (one or many files, e.g. shards) or a JSON report.
+
+Everything downstream of a sweep (reports, `merge`, `compare`) reads through
+here, so the schema check and the identity of a result live in one place.
+A result is identified by (python, mode, backend, case); the python part is
+the version plus "-debug", never the executable path, because shards of one
+nightly run on different machines with different paths.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .. import SCHEMA_VERSION
+from ..errors import HarnessError
+from ..result import Result
+
+#: `kind` of the single-document JSON report (report --format json), which
+#: load() accepts as input too: it is what the nightly keeps as its baseline.
+REPORT_KIND = "leak-harness report"
+
+
+class ResultsError(HarnessError):
+    """A results file is missing, unreadable, of another schema, or not ours."""
+
+
+Key = tuple[str, str, str, str]
+
+
+def python_label(python: dict[str, Any]) -> str:
+    """'3.12.1' or '3.11.7-debug': how a target is named in reports and keys."""
+    return str(python.get("version", "?")) + ("-debug" if python.get("debug") else "")
+
+
+def result_key(line: dict[str, Any]) -> Key:
+    """(python label, mode, backend, case) of one JSON line."""
+    return (python_label(line.get("python") or {}), line.get("mode", "?"),
+            line.get("backend", "?"), line.get("case", "?"))
+
+
+def control_key(line: dict[str, Any]) -> tuple[str, str, str]:
+    """The (python, mode, backend) a `pass` control is shared by."""
+    return result_key(line)[:3]
+
+
+@dataclass
+class ResultSet:
+    """Merged results: JSON lines as read (every field kept) plus typed views."""
+
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cases(self) -> list[Result]:
+        return [Result.from_json(line) for line in self.lines if line.get("role") != "control"]
+
+    @property
+    def controls(self) -> list[Result]:
+        return [Result.from_json(line) for line in self.lines if line.get("role") == "control"]
+
+    def case_lines(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("role") != "control"]
+
+    def control_lines(self) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("role") == "control"]
+
+    def control_for(self, line: dict[str, Any]) -> dict[str, Any] | None:
+        """The `pass` control line of the same python, mode and backend, if any."""
+        wanted = control_key(line)
+        for control in self.control_lines():
+            if control_key(control) == wanted:
+                return control
+        return None
+
+
+def _check_line(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, dict) or "verdict" not in data or "case" not in data:
+        raise ResultsError(f"{where}: not a leak-harness result (no 'case'/'verdict')")
+    schema = data.get("schema")
+    if schema != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{where}: results of schema {schema!r}, this leak-harness reads schema "
+            f"{SCHEMA_VERSION}; re-run the sweep with this version")
+    data.setdefault("role", "case")
+    return data
+
+
+def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Lines of one file; a truncated last line (a killed sweep) is dropped with a note."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultsError(f"results file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"cannot read results file {path}: {exc}") from None
+    stripped = text.lstrip()
+    if stripped.startswith("{") and "\n{" not in stripped.rstrip():
+        # one JSON document: `run --json` output or a `report --format json`
+        try:
+            document = json.loads(stripped)
+        except json.JSONDecodeError:
+            document = None  # a single JSON line that is cut off: handled below
+        if isinstance(document, dict) and document.get("kind") == REPORT_KIND:
+            if document.get("schema") != SCHEMA_VERSION:
+                raise ResultsError(
+                    f"{path}: report of schema {document.get('schema')!r}, this leak-harness "
+                    f"reads schema {SCHEMA_VERSION}")
+            lines = [_check_line(d, f"{path}: results[{i}]")
+                     for i, d in enumerate(document.get("results", []) + document.get("controls", []))]
+            return lines, []
+        if isinstance(document, dict):
+            return [_check_line(document, str(path))], []
+    lines, notes = [], []
+    raw_lines = text.splitlines()
+    for number, raw in enumerate(raw_lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            if number == len(raw_lines) and not text.endswith("\n"):
+                notes.append(f"{path}:{number}: incomplete last line dropped (interrupted sweep?)")
+                continue
+            raise ResultsError(f"{path}:{number}: not JSON ({exc.msg})") from None
+        lines.append(_check_line(data, f"{path}:{number}"))
+    return lines, notes
+
+
+def load_results(paths: Iterable[str | Path]) -> ResultSet:
+    """Read and merge results files, later files winning on the same key.
+
+    Cases are deduplicated by (python, mode, backend, case): a re-run or an
+    overlapping shard replaces the earlier line. Controls are kept once per
+    (python, mode, backend): each shard measures its own `pass` control of
+    the same thing, and the first one read is kept for CPython's own row.
+    """
+    merged = ResultSet()
+    cases: dict[Key, dict[str, Any]] = {}
+    controls: dict[tuple[str, str, str], dict[str, Any]] = {}
+    replaced = 0
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ResultsError("no results files given")
+    for path in paths:
+        lines, notes = _read_file(path)
+        merged.sources.append(str(path))
+        merged.notes.extend(notes)
+        for line in lines:
+            if line["role"] == "control":
+                controls.setdefault(control_key(line), line)
+                continue
+            key = result_key(line)
+            if key in cases:
+                replaced += 1
+            cases[key] = line
+    if replaced:
+        merged.notes.append(f"{replaced} result(s) given more than once: the later file's line kept")
+    merged.lines = list(controls.values()) + list(cases.values())
+    return merged
+
+
+def write_lines(results: ResultSet, out: Any) -> int:
+    """Write merged results as JSON lines (the `sweep --out` format); returns the count."""
+    for line in results.lines:
+        out.write(json.dumps(line, separators=(",", ":")) + "\n")
+    return len(results.lines)

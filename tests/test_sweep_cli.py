@@ -1,0 +1,134 @@
+"""`sweep` and `doctor` end to end: a crash costs one row, results survive an interrupt."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cases import stdlib_import_cases
+from harness.sweep import in_shard, parse_shard
+from harness.errors import HarnessError
+
+REPO = Path(__file__).resolve().parent.parent
+CHECKER = REPO.parent / "shared" / "contract" / "check_run_json.py"
+
+
+def sweep_env(*paths: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *(str(p) for p in paths)])
+    return env
+
+
+def read_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_sweep_goes_on_past_a_crash_and_writes_every_result(target_for, fixture_modules_for, tmp_path):
+    py = target_for("3.13").executable
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", "--python", py, "--mode", "finalize",
+         "--mode", "subinterpreter", "--module", "lh_crash", "--module", "lh_callclean",
+         "--module", "lh_singlephase", "--cycles", "6", "--warmup", "2", "--jobs", "2",
+         "--out", str(out)],
+        capture_output=True, text=True, env=sweep_env(fixture_modules_for("3.13").directory),
+        cwd=REPO, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # no leak among these
+    rows = read_lines(out)
+    cases = {(r["module"], r["mode"]): r for r in rows if r["role"] == "case"}
+    controls = [r for r in rows if r["role"] == "control"]
+    assert len(cases) == 6 and len(controls) == 2
+    assert cases[("lh_crash", "finalize")]["verdict"] == "crash"
+    assert "SIGSEGV" in cases[("lh_crash", "finalize")]["message"]
+    assert cases[("lh_callclean", "finalize")]["verdict"] == "clean"
+    assert cases[("lh_callclean", "subinterpreter")]["verdict"] == "clean"
+    assert cases[("lh_singlephase", "subinterpreter")]["verdict"] == "unsupported"
+    # CPython's own row is in the table and in the file
+    assert "CPython's own growth per cycle" in proc.stdout
+    assert all(c["per_cycle"]["blocks"] > 1000 for c in controls)  # 3.13: ~1,975 blocks/cycle
+    assert "lh_crash" in proc.stdout and "crash" in proc.stdout
+
+
+def test_sweep_lines_pass_the_run_json_contract(target_for, fixture_modules_for, tmp_path):
+    if not CHECKER.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"contract checker missing at {CHECKER}")
+        pytest.skip(f"contract checker not found at {CHECKER}")
+    out = tmp_path / "r.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "harness", "sweep", "--python", target_for("3.12").executable,
+         "--mode", "legacy-subinterpreter", "--module", "lh_callleak", "--cycles", "5",
+         "--warmup", "1", "--out", str(out)],
+        capture_output=True, text=True, env=sweep_env(fixture_modules_for("3.12").directory),
+        cwd=REPO, timeout=300,
+    )
+    for row in read_lines(out):
+        check = subprocess.run([sys.executable, str(CHECKER)], input=json.dumps(row),
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stdout
+
+
+def test_interrupted_sweep_keeps_finished_results(target_for, fixture_modules_for, tmp_path):
+    slow = tmp_path / "mods"
+    slow.mkdir()
+    (slow / "lh_slow.py").write_text("import time\ntime.sleep(120)\n")
+    out = tmp_path / "partial.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "sweep", "--python", target_for("3.12").executable,
+         "--mode", "finalize", "--module", "lh_callclean", "--module", "lh_slow",
+         "--cycles", "4", "--warmup", "1", "--jobs", "2", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=sweep_env(fixture_modules_for("3.12").directory, slow), cwd=REPO,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if out.exists() and any(r.get("module") == "lh_callclean" for r in read_lines(out)):
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the clean case never finished")
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "partial results kept" in stdout
+    rows = read_lines(out)
+    assert [r["verdict"] for r in rows if r["module"] == "lh_callclean"] == ["clean"]
+    assert not any(r.get("module") == "lh_slow" for r in rows)
+
+
+def test_shards_partition_the_cases(target_for):
+    cases, _ = stdlib_import_cases(target_for("3.12"))
+    shards = [parse_shard(f"{i}/3") for i in (1, 2, 3)]
+    names = [sorted(c.name for c in cases if in_shard(c, s)) for s in shards]
+    assert sorted(sum(names, [])) == sorted(c.name for c in cases)
+    assert all(names)  # no empty shard for ~280 cases
+    with pytest.raises(HarnessError):
+        parse_shard("4/3")
+
+
+def test_stdlib_cases_skip_gui_and_foreign_platform_modules_with_reasons(target_for):
+    cases, skipped = stdlib_import_cases(target_for("3.12"))
+    names = {c.module for c in cases}
+    assert {"json", "_json", "asyncio", "sqlite3"} <= names
+    assert "antigravity" not in names and "browser" in skipped["antigravity"]
+    assert "winreg" in skipped
+
+
+def test_doctor_reports_what_works(target_for):
+    py = target_for("3.12").executable
+    proc = subprocess.run([sys.executable, "-m", "harness", "doctor", "--python", py],
+                          capture_output=True, text=True, cwd=REPO, timeout=300,
+                          env=sweep_env())
+    assert proc.returncode == 0
+    text = " ".join(proc.stdout.split())
+    assert "C compiler" in text and "valgrind" in text
+    assert "finalize: ok" in text and "subinterpreter: ok" in text
