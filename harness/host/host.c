@@ -487,7 +487,18 @@ static int init_main_interpreter(int hooked) {
     PyStatus status;
     PyPreConfig preconfig;
     PyPreConfig_InitPythonConfig(&preconfig);
-    status = Py_PreInitialize(&preconfig);
+    /* -X dev and -X utf8 are pre-configuration: they must reach
+       Py_PreInitialize, as argv, or PyConfig's copy comes too late */
+    char **pre_argv = calloc((size_t)(2 * n_xoptions + 2), sizeof(char *));
+    int pre_argc = 0;
+    pre_argv[pre_argc++] = (char *)program;
+    for (int i = 0; i < n_xoptions; i++) {
+        pre_argv[pre_argc++] = "-X";
+        pre_argv[pre_argc++] = xoptions[i];
+    }
+    preconfig.parse_argv = 1;
+    status = Py_PreInitializeFromBytesArgs(&preconfig, pre_argc, pre_argv);
+    free(pre_argv);
     if (PyStatus_Exception(status)) goto fail;
     /* after pre-initialization, so PYTHONMALLOC's choice is what we wrap */
     if (hooked) install_hook();

@@ -1,0 +1,103 @@
+"""The host runs the target as the target would run, and measuring does not change it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.cases import code_case
+from harness.engine import Engine, RunSettings
+from harness.host.build import build_host
+
+ENGINE = Engine()
+
+
+def settings(py: str, **kw) -> RunSettings:
+    return RunSettings(python=py, **{"mode": "finalize", "cycles": 4, "warmup": 1, **kw})
+
+
+def host_status(target, mode: str, code: str, cycles: int = 4) -> int:
+    with tempfile.NamedTemporaryFile("w", suffix=".py") as case:
+        case.write(code)
+        case.flush()
+        proc = subprocess.run([str(build_host(target)), mode, str(cycles), case.name, "2",
+                               target.sys_executable], capture_output=True, timeout=120)
+    return proc.returncode
+
+
+@pytest.mark.parametrize("code", ["import json", "import asyncio", "import decimal"])
+def test_the_allocator_hook_does_not_change_what_crashes(target_for, code):
+    """3.12.1 crashes on its own in a finalize loop for some modules (asyncio,
+    decimal: a double free in cycle 2). The hooked loop must end exactly as the
+    bare one does, on every Python."""
+    for python_id in ("3.11", "3.12", "3.13"):
+        target = target_for(python_id)
+        assert host_status(target, "finalize", code) == host_status(target, "bare-finalize", code), \
+            (python_id, code)
+
+
+def test_x_options_reach_the_target(target_for):
+    py = target_for("3.12").executable
+    check = "import sys\nassert sys.flags.dev_mode, 'no -X dev'"
+    assert ENGINE.run(code_case(check), settings(py, xoptions=("dev",))).verdict == "clean"
+    assert ENGINE.run(code_case(check), settings(py)).verdict == "error"
+
+
+def test_pythonpath_from_the_environment_reaches_every_mode(target_for, tmp_path, monkeypatch):
+    (tmp_path / "lh_env_path_probe.py").write_text("VALUE = 42\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    py = target_for("3.13").executable
+    code = "import lh_env_path_probe\nassert lh_env_path_probe.VALUE == 42"
+    for mode in ("finalize", "subinterpreter", "legacy-subinterpreter"):
+        result = ENGINE.run(code_case(code), settings(py, mode=mode))
+        assert result.verdict == "clean", (mode, result.message)
+
+
+def test_site_is_off_by_default_and_on_with_site(target_for):
+    py = target_for("3.11").executable
+    check = "import sys\nassert 'site' in sys.modules, 'site not imported'"
+    assert ENGINE.run(code_case(check), settings(py)).verdict == "error"
+    assert ENGINE.run(code_case(check), settings(py, site=True)).verdict == "clean"
+
+
+def test_leak_is_counted_to_the_block_over_the_control(target_for, fixture_modules_for):
+    """lh_callleak.f() leaks a tuple of 8 fresh ints: 9 blocks a call, exactly;
+    on 3.13 the module's interned name adds one, reported as interned."""
+    for python_id in ("3.10", "3.13"):
+        fixture_dir = fixture_modules_for(python_id).directory
+        result = ENGINE.run(
+            code_case("import lh_callleak\nfor _ in range(11): lh_callleak.f()", "lh_callleak"),
+            settings(target_for(python_id).executable, cycles=6, pythonpath=(str(fixture_dir),)),
+        )
+        assert result.verdict == "leak"
+        interned = result.evidence["interned_strings_per_cycle"]
+        assert interned == (1 if python_id == "3.13" else 0)
+        assert result.excess["blocks"] - interned == 99, python_id
+
+
+def test_timeout_names_the_cycle_reached(target_for):
+    py = target_for("3.11").executable
+    code = "import os, time\nif os.environ.get('LH_HANG_AT') == 'now': time.sleep(600)"
+    env_before = os.environ.get("LH_HANG_AT")
+    os.environ["LH_HANG_AT"] = "now"
+    try:
+        result = ENGINE.run(code_case(code), settings(py, timeout=3.0))
+    finally:
+        if env_before is None:
+            os.environ.pop("LH_HANG_AT")
+        else:
+            os.environ["LH_HANG_AT"] = env_before
+    assert result.verdict == "timeout"
+    assert "cycle 1 of 5" in result.message and result.exit_code == 3
+
+
+def test_unsupported_keeps_cpythons_message(target_for):
+    py = target_for("3.12").executable
+    result = ENGINE.run(code_case("import _decimal"), settings(py, mode="subinterpreter"))
+    assert result.verdict == "unsupported" and result.exit_code == 0
+    assert result.message == ("ImportError: module _decimal does not support loading in "
+                              "subinterpreters")
