@@ -124,13 +124,13 @@ class Shrinker:
             self._trials.setdefault(key, Trial(key)).probes.append(probe)
         return probe
 
-    def trial(self, subset: Sequence[int]) -> Trial:
+    def trial(self, subset: Sequence[int], *, count_hit: bool = True) -> Trial:
         """The cached trial for a subset, measuring it once if it never was."""
         key = self._canonical(tuple(sorted(subset)))
         with self._lock:
             known = self._trials.get(key)
             if known is not None and known.probes:
-                self.cache_hits += 1
+                self.cache_hits += count_hit
                 return known
         self._measure(key)
         trial = self._trials[key]
@@ -140,7 +140,7 @@ class Shrinker:
     def confirmed_leak(self, subset: Sequence[int]) -> bool:
         """Is this subset's leak believed?  A second measurement must agree;
         when it does not, `retries` more decide by majority."""
-        trial = self.trial(subset)
+        trial = self.trial(subset, count_hit=False)
         if trial.verdict != "leak":
             return False
         if len(trial.probes) >= 2 and not trial.flaky:
@@ -163,9 +163,11 @@ class Shrinker:
         time, never the answer."""
         for start in range(0, len(candidates), self.jobs):
             batch = candidates[start:start + self.jobs]
-            if self.jobs > 1 and len(batch) > 1:
+            if len(batch) > 1:
                 with ThreadPoolExecutor(max_workers=len(batch)) as pool:
                     list(pool.map(self.trial, batch))
+            else:
+                self.trial(batch[0])
             for candidate in batch:
                 if self.confirmed_leak(candidate):
                     return candidate
@@ -181,7 +183,7 @@ class Shrinker:
         started = time.monotonic()
         current: Subset = tuple(range(count))
         original_leaks = count > 0 and self.confirmed_leak(current)
-        original = self.trial(current)
+        original = self.trial(current, count_hit=False)
         granularity = 2
         while original_leaks and len(current) >= 2:
             self.rounds += 1
@@ -199,7 +201,7 @@ class Shrinker:
             if granularity >= len(current):
                 break
             granularity = min(len(current), granularity * 2)
-        result = self.trial(current)
+        result = self.trial(current, count_hit=False)
         flaky = [t for t in self._trials.values() if t.flaky]
         return ShrinkOutcome(
             minimal=self._canonical(current), original=original, result=result,

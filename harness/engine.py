@@ -63,21 +63,22 @@ class RunSettings:
     site: bool = False
     xoptions: tuple[str, ...] = ()
     host: str = "auto"          # auto | c | python
-    #: host threads of a threaded mode (parallel); None elsewhere.  Defaults
-    #: to the CPU count: one interpreter per thread per CPU is the goal.
+    suppressions: tuple[str, ...] = ()   # extra valgrind .supp files
+    #: host threads of a threaded mode (parallel), None for the CPU count;
+    #: ignored by the other modes (see `thread_count`)
     threads: int | None = None
+    #: memray: keep the case's capture file in this directory (--keep-capture)
+    keep_capture: str | None = None
+    #: tracemalloc: frames kept per traceback (--trace-depth)
+    trace_depth: int = 10
 
     def __post_init__(self) -> None:
         # hashable: settings key the control cache
         object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
         object.__setattr__(self, "xoptions", tuple(self.xoptions))
-        threaded = self.mode in MODES and MODES[self.mode].threaded
-        # normalised, not refused, off a threaded mode: a sweep replaces the
-        # mode of one base setting (the CLI refuses --threads without parallel)
-        threads = (self.threads if self.threads is not None else os.cpu_count() or 1) if threaded else None
-        object.__setattr__(self, "threads", threads)
-        if threads is not None and not 1 <= threads <= MAX_THREADS:
-            raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {threads})")
+        object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {self.threads})")
         if self.cycles < 4:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:
@@ -86,6 +87,16 @@ class RunSettings:
             raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(backend_names())}")
         if self.host not in ("auto", "c", "python"):
             raise HarnessError(f"--host must be auto, c or python (got {self.host!r})")
+
+    @property
+    def thread_count(self) -> int | None:
+        """Threads the host runs in a threaded mode (default: the CPU count,
+        one interpreter per thread per CPU being the goal); None otherwise.
+        Kept apart from `threads` because a sweep swaps the mode of one base
+        setting: --threads must survive a detour through finalize."""
+        if self.mode not in MODES or not MODES[self.mode].threaded:
+            return None
+        return self.threads if self.threads is not None else (os.cpu_count() or 1)
 
 
 @dataclass
@@ -142,8 +153,8 @@ class Engine:
     def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
         # threads: the `pass` control of parallel mode runs the same thread count
         return (target.realpath, host_kind, settings.mode, settings.backend, settings.cycles,
-                settings.warmup, settings.threads, settings.pythonpath, settings.site,
-                settings.xoptions,
+                settings.warmup, settings.thread_count, settings.pythonpath, settings.site,
+                settings.xoptions, settings.suppressions,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
@@ -161,15 +172,15 @@ class Engine:
         probe_dir = str(build_probe_extension(target))
 
         def launch(case: Case, s: RunSettings, role: str) -> HostRun:
-            def argv_for(launch_spec) -> list[str]:
-                argv = [*launch_spec.prefix, str(binary), s.mode, str(s.warmup + s.cycles),
+            def argv_for(launch_spec, total_cycles: int) -> list[str]:
+                argv = [*launch_spec.prefix, str(binary), s.mode, str(total_cycles),
                         "{case_file}", _FD, target.sys_executable]
                 if s.site:
                     argv.append("--site")
                 for opt in s.xoptions:
                     argv += ["-X", opt]
-                if s.threads is not None:
-                    argv += ["--threads", str(s.threads)]
+                if s.thread_count is not None:
+                    argv += ["--threads", str(s.thread_count)]
                 return argv + launch_spec.host_args
             return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir])
 
@@ -185,10 +196,10 @@ class Engine:
             raise HarnessError(f"the {backend.name} backend needs the C host")
 
         def launch(case: Case, s: RunSettings, role: str) -> HostRun:
-            def argv_for(launch_spec) -> list[str]:
+            def argv_for(launch_spec, total_cycles: int) -> list[str]:
                 # -S -P, not -I: PYTHONPATH must reach the subinterpreters
                 return [*launch_spec.prefix, target.sys_executable, "-S", "-P", str(PYHOST_DRIVER),
-                        "{case_file}", str(s.warmup + s.cycles), _FD]
+                        "{case_file}", str(total_cycles), _FD]
             run = _run_backend_host(case, s, role, backend, target, argv_for, [])
             run.fallback_reason = why
             return run
@@ -229,8 +240,8 @@ class Engine:
             result.verdict = "error"
             result.message = f"the `pass` control failed on its own: {control_problem[1]}"
             return result
-        case_series = backend.series(case_run)
-        control_series = backend.series(control.passed)
+        case_series = _per_interpreter(backend.series(case_run), settings)
+        control_series = _per_interpreter(backend.series(control.passed), settings)
         machinery = self._machinery_share(control, settings, backend)
         interned = interned_excess(case_run.samples, control.passed.samples, settings.warmup)
         allowance = {
@@ -253,6 +264,8 @@ class Engine:
             "triggered_by": judgement.triggered_by,
             "excess_halves": {k: [_round(a), _round(b)] for k, (a, b) in judgement.halves.items()},
         })
+        if settings.thread_count is not None:
+            _add_parallel_evidence(result, case_run, control.passed, settings)
         result.message = _summary(result, judgement.triggered_by)
         return result
 
@@ -263,14 +276,38 @@ class Engine:
         on 3.12/3.13 the one block it keeps is its interned module name)."""
         if control.probe is None or _ending(control.probe, settings):
             return {}
-        probe = judge(backend.series(control.probe), backend.series(control.passed),
-                      settings.warmup)
+        probe = judge(_per_interpreter(backend.series(control.probe), settings),
+                      _per_interpreter(backend.series(control.passed), settings), settings.warmup)
         interned = interned_excess(control.probe.samples, control.passed.samples, settings.warmup)
         share = {k: max(0.0, v) for k, v in probe.excess.items()
                  if k in ("blocks", "bytes", "refs") and v is not None}
         share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned)
         share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned * INTERNED_STRING_BYTES)
         return share
+
+
+def _per_interpreter(series: dict[str, list[float] | None],
+                     settings: RunSettings) -> dict[str, list[float] | None]:
+    """Parallel mode's samples are process totals after each round of N
+    interpreter cycles (one per thread): divided by N, growth per sample is
+    growth per interpreter cycle, comparable with the sequential modes.  The
+    host's `interned` count is already one interpreter's, so it stays."""
+    threads = settings.thread_count
+    if threads is None or threads == 1:
+        return series
+    return {k: None if v is None else [x / threads for x in v] for k, v in series.items()}
+
+
+def _add_parallel_evidence(result: Result, case_run: HostRun, control_run: HostRun,
+                           settings: RunSettings) -> None:
+    """Thread count and throughput (interpreter cycles per second after the
+    warm-up, counters hook on) of the case and of the `pass` control."""
+    threads = settings.thread_count or 1
+    result.evidence["threads"] = threads
+    result.evidence["per_cycle_is"] = "per interpreter cycle (round growth / threads)"
+    for key, run in (("cycles_per_s", case_run), ("control_cycles_per_s", control_run)):
+        rate = run.cycles_per_s(settings.warmup, threads)
+        result.evidence[key] = None if rate is None else round(rate, 2)
 
 
 def interned_excess(case_samples: list[dict], control_samples: list[dict], warmup: int) -> float:
@@ -292,13 +329,22 @@ def interned_excess(case_samples: list[dict], control_samples: list[dict], warmu
 
 def _ending(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     """(verdict, message) when the host did not complete its cycles, else None."""
-    reached = f"cycle {run.last_cycle + 1} of {settings.warmup + settings.cycles}"
+    total = settings.warmup + settings.cycles
+    reached = (f"cycle {run.last_cycle + 1} of {total}" if run.last_cycle < total
+               else f"the final shutdown after all {total} cycles")
+    if settings.thread_count is not None:  # parallel: where each thread got to
+        reached += f" ({run.threads_note(settings.thread_count)})"
     tail = run.output_tail.strip()
     tail_note = f"\n--- host output (tail) ---\n{tail}" if tail else ""
     if run.timed_out:
         return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
     if run.signal_name:
         return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
+    if run.hook_error:
+        # the backend's code in the main interpreter failed, not the case
+        hook = run.hook_error
+        return "error", (f"the {settings.backend} backend's main-interpreter hook raised "
+                         f"{hook.get('type')} at cycle {hook.get('cycle')}:\n{hook.get('message') or ''}")
     if run.error:
         text = run.error.get("message") or ""
         if _UNSUPPORTED.search(text):
@@ -311,21 +357,33 @@ def _ending(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
 
 
 def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,
-                      target: TargetPython, argv_for, extra_path: list[str]) -> HostRun:
-    """Write the case file, ask the backend how to launch, run, let it collect, clean up."""
+                      target: TargetPython, argv_for, extra_path: list[str],
+                      total_cycles: int | None = None) -> HostRun:
+    """Write the case file, ask the backend how to launch, run, let it collect, clean up.
+
+    A backend that measures by difference (valgrind without per-cycle leak
+    checks) asks for `companion_cycles`: the same case run again for those
+    total cycle counts, kept in `run.companions` by count, and only after a
+    main run that completed.
+    """
+    total = settings.warmup + settings.cycles if total_cycles is None else total_cycles
     workdir = Path(tempfile.mkdtemp(prefix=f"leak-harness-{role}-"))
     try:
         case_file = workdir / "case.py"
         case_file.write_text(case.source_code)
         spec = backend.launch(target, settings, role, workdir)
-        argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec)]
+        argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec, total)]
         env = _env(settings, extra_path)
         env.update(spec.env)
         run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor)
         run.artifacts = backend.collect(run, workdir, role, settings)
-        return run
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if total_cycles is None and run.completed:
+        for companion_total in spec.companion_cycles:
+            run.companions[companion_total] = _run_backend_host(
+                case, settings, role, backend, target, argv_for, extra_path, companion_total)
+    return run
 
 
 def _env(settings: RunSettings, extra_path: list[str]) -> dict[str, str]:
@@ -353,6 +411,11 @@ def _summary(result: Result, triggered: list[str]) -> str:
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
                 if interned else "")
+    threads = result.evidence.get("threads")
+    if threads:  # parallel mode
+        rate = result.evidence.get("cycles_per_s")
+        discount += (f"; per interpreter cycle, {threads} threads"
+                     + (f", {rate:g} interpreter cycles/s" if rate else ""))
     if result.verdict == "leak":
         return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
     return f"clean: {numbers}{discount}"

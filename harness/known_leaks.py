@@ -9,6 +9,7 @@ The file is TOML, one `[[leak]]` table per entry:
     backend = "counters"           # optional; a backend or a list
     verdicts = ["leak"]            # optional; default ["leak"]; may name crash/timeout/error
     debug = false                  # optional; true = only debug builds, false = only release
+    triggered_by = ["blocks"]      # optional; only leaks that no other counter triggered
     reason = "why it leaks, and why that is acceptable for now"   # required
     link = "https://..."           # optional: the upstream issue
 
@@ -35,7 +36,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - 3.10
     import tomli as tomllib
 
-_FIELDS = {"module", "python", "mode", "backend", "verdicts", "debug", "reason", "link"}
+_FIELDS = {"module", "python", "mode", "backend", "verdicts", "debug", "triggered_by", "reason",
+           "link"}
+_COUNTERS = ("blocks", "bytes", "refs")
 _COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
 
@@ -85,6 +88,7 @@ class KnownLeak:
     backends: tuple[str, ...] = ()
     verdicts: tuple[str, ...] = ("leak",)
     debug: bool | None = None
+    triggered_by: tuple[str, ...] = ()
     link: str | None = None
     where: str = ""
 
@@ -99,7 +103,17 @@ class KnownLeak:
                 and (not self.backends or line.get("backend") in self.backends))
 
     def matches(self, line: dict[str, Any]) -> bool:
-        return self.selects(line) and line.get("verdict") in self.verdicts
+        """Selected, of a listed verdict, and (with `triggered_by`) judged only on those counters.
+
+        `triggered_by` keeps a broad entry narrow: a known blocks-only excess
+        does not hide a new leak that also shows in bytes.
+        """
+        if not (self.selects(line) and line.get("verdict") in self.verdicts):
+            return False
+        if self.triggered_by and line.get("verdict") == "leak":
+            fired = set((line.get("evidence") or {}).get("triggered_by") or ())
+            return fired <= set(self.triggered_by)
+        return True
 
     def describe(self) -> str:
         parts = [self.module]
@@ -109,12 +123,13 @@ class KnownLeak:
             parts.append("/".join(self.modes))
         if self.backends:
             parts.append("/".join(self.backends))
-        return f"{' '.join(parts)} ({self.where})"
+        return f"{', '.join(parts)}  [{self.where}]"
 
     def to_json(self) -> dict[str, Any]:
         return {"module": self.module, "python": self.python.text if self.python else None,
                 "modes": list(self.modes), "backends": list(self.backends),
                 "verdicts": list(self.verdicts), "debug": self.debug,
+                "triggered_by": list(self.triggered_by),
                 "reason": self.reason, "link": self.link, "where": self.where}
 
 
@@ -153,6 +168,8 @@ def _entry(raw: Any, where: str) -> KnownLeak:
         verdicts=_names(raw.get("verdicts", ["leak"]), "verdicts",
                         tuple(v for v in VERDICTS if v != "clean"), where),
         debug=raw.get("debug"), link=raw.get("link"), where=where,
+        triggered_by=_names(raw["triggered_by"], "triggered_by", _COUNTERS, where)
+        if "triggered_by" in raw else (),
     )
 
 
@@ -174,8 +191,7 @@ def load_known_leaks(path: str | Path) -> list[KnownLeak]:
     entries = data.get("leak", [])
     if not isinstance(entries, list):
         raise KnownLeaksError(f"{path}: 'leak' must be an array of tables ([[leak]])")
-    return [_entry(raw, f"{path.name} entry {number} ({raw.get('module', '?') if isinstance(raw, dict) else '?'})")
-            for number, raw in enumerate(entries, 1)]
+    return [_entry(raw, f"{path.name} entry {number}") for number, raw in enumerate(entries, 1)]
 
 
 def first_match(entries: list[KnownLeak], line: dict[str, Any]) -> KnownLeak | None:

@@ -102,6 +102,7 @@ class MemcheckError:
     aux: tuple[tuple[str, tuple[Frame, ...]], ...] = ()   # ("Address ... free'd", stack), ...
     count: int = 1
     suppression_frames: tuple[str, ...] = ()              # "fun:X" / "obj:Y" when generated
+    suppression_kind: str = ""                            # e.g. "Memcheck:Addr8"
 
     def key(self) -> tuple:
         return (self.kind, tuple(f.key() for f in self.stack))
@@ -230,13 +231,14 @@ class _Builder:
             unique=el.findtext("unique") or "", kind=kind, what=what,
             stack=_frames(stacks[0] if stacks else None), aux=tuple(aux),
             suppression_frames=_suppression_frames(el),
+            suppression_kind=el.findtext("suppression/skind") or "",
         ))
 
     def errorcounts(self, el: ET.Element) -> None:
         counts = {p.findtext("unique"): _int(p.findtext("count")) for p in el.findall("pair")}
         self.report.errors = [
             MemcheckError(e.unique, e.kind, e.what, e.stack, e.aux, counts.get(e.unique, e.count),
-                          e.suppression_frames)
+                          e.suppression_frames, e.suppression_kind)
             for e in self.report.errors
         ]
 

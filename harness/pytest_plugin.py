@@ -168,7 +168,7 @@ class LeakSession:
         self.record(item, {"case": result.case, "module": result.module or "",
                            "python": result.python.get("version", "?") +
                            ("-debug" if result.python.get("debug") else ""),
-                           "mode": result.mode, "verdict": result.verdict,
+                           "mode": result.mode, "cycles": result.cycles, "verdict": result.verdict,
                            "blocks": excess.get("blocks"), "bytes": excess.get("bytes"),
                            "refs": excess.get("refs")})
 
@@ -214,6 +214,8 @@ def summary_lines(rows: list[dict], controls_by_worker: dict[str, int]) -> list[
     for row in rows:
         verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
     lines.append(", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
+    if any(r.get("mode", "").startswith("in-process") for r in rows):
+        lines.append("in-process rows: growth per repetition of the test body (no control)")
     if controls_by_worker:
         per = ", ".join(f"{w}: {n}" for w, n in sorted(controls_by_worker.items()))
         lines.append(f"pass controls measured: {sum(controls_by_worker.values())} ({per})")
@@ -334,7 +336,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     session.record(pyfuncitem, {
         "case": pyfuncitem.name, "module": "", "mode": f"in-process {limits.warmup}:{limits.repeats}",
         "python": "%d.%d.%d" % sys.version_info[:3] + ("-debug" if outcome.debug_build else ""),
-        "verdict": outcome.verdict, "blocks": per("blocks"), "bytes": None, "refs": per("refs")})
+        "cycles": limits.repeats, "verdict": outcome.verdict, "blocks": per("blocks"), "bytes": None,
+        "refs": per("refs")})
     if outcome.leaked:
         pytest.fail(f"no_leaks: {', '.join(outcome.leaked)} grew in every one of "
                     f"{limits.repeats} repetitions after {limits.warmup} warm-up\n"

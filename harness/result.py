@@ -31,6 +31,7 @@ class Result:
     excess: dict[str, float | None] | None = None
     samples: list[dict] = field(default_factory=list)
     sites: list[dict] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)   # memcheck errors (valgrind backend)
     message: str | None = None
     tolerance: dict[str, float] = field(default_factory=dict)
     evidence: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +60,7 @@ class Result:
             "excess": self.excess,
             "samples": self.samples,
             "sites": self.sites,
+            "errors": self.errors,
             "message": self.message,
             "tolerance": self.tolerance,
             "evidence": self.evidence,

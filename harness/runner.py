@@ -39,6 +39,7 @@ class HostRun:
 
     samples: list[dict] = field(default_factory=list)
     error: dict | None = None          # the host's "error" event (the case raised)
+    hook_error: dict | None = None     # the host's "hook-error" event (a --main-hook raised)
     returncode: int | None = None
     signal_name: str | None = None     # set when the host died of a signal
     timed_out: bool = False
@@ -47,10 +48,39 @@ class HostRun:
     wall_s: float = 0.0
     artifacts: Any = None              # what the backend read from the run's work dir
     fallback_reason: str | None = None  # why the pure-Python host ran instead of the C one
+    companions: dict[int, "HostRun"] = field(default_factory=dict)  # same case, other cycle counts
+    #: parallel mode: thread index -> the last cycle that thread completed
+    thread_cycles: dict[int, int] = field(default_factory=dict)
+    #: parallel mode: cycle -> host clock (ms) when its slowest thread ended it
+    round_end_ms: dict[int, float] = field(default_factory=dict)
 
     @property
     def last_cycle(self) -> int:
         return self.samples[-1]["cycle"] if self.samples else 0
+
+    def threads_note(self, threads: int) -> str:
+        """'thread 0: last cycle 3; thread 1: last cycle 2': where each of the
+        `threads` parallel threads got to, which tells a thread stuck in its
+        own cycle apart from the ones parked at the round's barrier."""
+        return "; ".join(f"thread {t}: last cycle {self.thread_cycles.get(t, 0)}"
+                         for t in range(threads))
+
+    def cycles_per_s(self, after_cycle: int, threads: int) -> float | None:
+        """Interpreter cycles per second over the rounds after `after_cycle`
+        (the warm-up) up to the last round every thread completed.
+
+        Rounds are fenced by the host's barriers, so a round lasts as long as
+        its slowest thread: round k ends at the latest progress time for k.
+        None when fewer than one complete round follows `after_cycle`.
+        """
+        if len(self.thread_cycles) < threads:
+            return None
+        start = max(after_cycle, 1)
+        last = min(self.thread_cycles.values())
+        if last <= start or start not in self.round_end_ms or last not in self.round_end_ms:
+            return None
+        elapsed_s = (self.round_end_ms[last] - self.round_end_ms[start]) / 1000.0
+        return threads * (last - start) / elapsed_s if elapsed_s > 0 else None
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -149,5 +179,12 @@ def _take_event(line: bytes, run: HostRun) -> None:
         run.samples.append(event)
     elif kind == "error":
         run.error = event
+    elif kind == "hook-error":
+        run.hook_error = event
     elif kind == "done":
         run.completed = True
+    elif kind == "progress":  # parallel mode: one per thread per cycle
+        thread, cycle, t_ms = event.get("thread"), event.get("cycle"), event.get("t_ms")
+        if isinstance(thread, int) and isinstance(cycle, int) and isinstance(t_ms, (int, float)):
+            run.thread_cycles[thread] = max(cycle, run.thread_cycles.get(thread, 0))
+            run.round_end_ms[cycle] = max(t_ms, run.round_end_ms.get(cycle, 0.0))

@@ -31,6 +31,9 @@ class Launch:
     env: dict[str, str] = field(default_factory=dict)    # added to the host's environment
     host_args: list[str] = field(default_factory=list)   # extra arguments for the C host
     timeout_factor: float = 1.0                          # slow backends get longer
+    #: also run the case for these total cycle counts (differential measuring);
+    #: the runs land in HostRun.companions by count
+    companion_cycles: tuple[int, ...] = ()
 
 
 class Backend:

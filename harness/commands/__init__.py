@@ -3,4 +3,4 @@
 To add a command, add its module name to COMMANDS (order = order in --help).
 """
 
-COMMANDS = ["run", "sweep", "doctor"]
+COMMANDS = ["run", "sweep", "doctor", "report", "compare", "merge", "bisect", "scale", "suppressions", "audit"]

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from ..backends import backend_names
 from ..engine import RunSettings
+from ..errors import HarnessError
 from ..modes import MODES
 
 
@@ -32,10 +33,27 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
                    help="an -X option for the target interpreter (repeatable)")
     p.add_argument("--host", default="auto", choices=("auto", "c", "python"),
                    help="C host (default) or the pure-Python one (subinterpreter mode only)")
+    p.add_argument("--suppressions", action="append", default=[], metavar="FILE",
+                   help="an extra valgrind suppression file (repeatable; --backend valgrind)")
+    p.add_argument("--keep-capture", default=None, metavar="DIR",
+                   help="--backend memray: keep the case's capture file in DIR (for "
+                        "`memray flamegraph --leaks`); the result names it")
+    p.add_argument("--trace-depth", type=int, default=10, metavar="N",
+                   help="--backend tracemalloc: frames kept per traceback (default 10)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="parallel mode: N threads, each running its own isolated "
+                        "subinterpreters (default: the CPU count)")
 
 
 def settings_from_args(args: argparse.Namespace, python: str | None, mode: str) -> RunSettings:
+    threads = getattr(args, "threads", None)
+    modes = args.mode if isinstance(getattr(args, "mode", None), list) else [mode]
+    if threads is not None and not any(MODES[m].threaded for m in modes if m in MODES):
+        raise HarnessError("--threads applies to --mode parallel only")
     return RunSettings(
         python=python, mode=mode, backend=args.backend, cycles=args.cycles, warmup=args.warmup,
         timeout=args.timeout, site=args.site, xoptions=tuple(args.xoptions), host=args.host,
+        threads=threads, suppressions=tuple(getattr(args, "suppressions", None) or ()),
+        keep_capture=getattr(args, "keep_capture", None),
+        trace_depth=getattr(args, "trace_depth", 10),
     )

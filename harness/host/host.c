@@ -451,7 +451,20 @@ static long long interned_strings(void) {
         PyErr_Clear();
         return -1;
     }
-    PyObject *n = PyObject_CallNoArgs(fn);
+    /* 3.13 has mortal interned strings too, freed like any object; only
+       the immortal ones stay behind, and only they are counted there */
+    PyObject *n = NULL;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *args = PyTuple_New(0);
+    PyObject *kwargs = Py_BuildValue("{s:O}", "_only_immortal", Py_True);
+    if (args && kwargs) n = PyObject_Call(fn, args, kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+#endif
+    if (!n) {
+        PyErr_Clear();
+        n = PyObject_CallNoArgs(fn);
+    }
     long long value = n ? PyLong_AsLongLong(n) : -1;
     Py_XDECREF(n);
     PyErr_Clear();

@@ -16,7 +16,7 @@ from ..result import VERDICTS
 from .load import ResultSet, python_label
 from .plots import growth_plot_svg, top_leakers_svg
 from .summary import (controls_sorted, excess_of, first_line, leaks, module_name, ranked,
-                      total_counts, verdict_counts, with_verdicts)
+                      row_label, total_counts, verdict_counts, with_verdicts)
 from .terminal import fmt_bytes, fmt_number
 
 #: Growth plots drawn at most (the biggest leaks); each is ~30 kB of SVG.
@@ -130,7 +130,7 @@ def _module_table(cases: list[dict[str, Any]]) -> str:
     for line in ranked(cases):
         interned = (line.get("evidence") or {}).get("interned_strings_per_cycle")
         rows.append(
-            f'<tr data-module="{escape(module_name(line))}">' + _text(module_name(line))
+            f'<tr data-module="{escape(module_name(line))}">' + _text(row_label(line))
             + _text(python_label(line["python"])) + _text(line["mode"]) + _text(line["backend"])
             + _verdict(line["verdict"])
             + _num(excess_of(line, "blocks"), fmt_number(excess_of(line, "blocks")))
@@ -161,7 +161,7 @@ def _control_table(controls: list[dict[str, Any]]) -> str:
 
 
 def _problem_table(table_id: str, chosen: list[dict[str, Any]]) -> str:
-    rows = [f'<tr data-module="{escape(module_name(line))}">' + _text(module_name(line))
+    rows = [f'<tr data-module="{escape(module_name(line))}">' + _text(row_label(line))
             + _text(python_label(line["python"])) + _text(line["mode"]) + _text(line["backend"])
             + _verdict(line["verdict"])
             + f"<td><pre>{escape((line.get('message') or '').strip())}</pre></td></tr>"
@@ -175,7 +175,7 @@ def _growth_plots(results: ResultSet, leaking: list[dict[str, Any]]) -> list[str
     parts = []
     for number, line in enumerate(leaking[:MAX_GROWTH_PLOTS], 1):
         svg = growth_plot_svg(line, results.control_for(line), prefix=f"growth{number}")
-        what = (f"{module_name(line)} — Python {python_label(line['python'])}, {line['mode']}, "
+        what = (f"{row_label(line)} — Python {python_label(line['python'])}, {line['mode']}, "
                 f"{line['backend']}: {fmt_number(excess_of(line, 'blocks'))} blocks, "
                 f"{fmt_bytes(excess_of(line, 'bytes'))} per cycle over the control")
         body = svg if svg else "<p>(no per-cycle samples in these results)</p>"

@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
 
-from .load import ResultSet, control_key, python_label
-from .summary import PROBLEM_VERDICTS, first_line, module_name, target_order
+from .load import ResultSet, control_key
+from .summary import PROBLEM_VERDICTS, first_line, module_name, row_label, target_order
 from .terminal import fmt_bytes, fmt_number
 
 # XML 1.0 forbids most control characters; a traceback or a case's output
@@ -49,7 +49,7 @@ def _leak_text(line: dict[str, Any]) -> str:
 
 
 def _testcase(suite: ET.Element, line: dict[str, Any], classname: str) -> None:
-    case = ET.SubElement(suite, "testcase", name=module_name(line), classname=classname,
+    case = ET.SubElement(suite, "testcase", name=row_label(line), classname=classname,
                          time=f"{float(line.get('wall_s') or 0.0):.3f}")
     verdict = line["verdict"]
     excess = line.get("excess") or {}
@@ -101,7 +101,7 @@ def render_junit(results: ResultSet) -> str:
             for counter, number in (control.get("per_cycle") or {}).items():
                 if number is not None:
                     ET.SubElement(properties, "property", name=f"cpython_own_{counter}_per_cycle",
-                                  value=f"{number:g}")
+                                  value=f"{number:.12g}")
         classname = f"leak_harness.py{python.replace('.', '_')}.{mode.replace('-', '_')}.{backend}"
         for line in lines:
             _testcase(suite, line, classname)

@@ -12,21 +12,29 @@ from typing import Any
 
 from ..result import VERDICTS
 from .load import ResultSet, python_label
-from .summary import (controls_sorted, excess_of, first_line, module_name, ranked,
+from .summary import (controls_sorted, excess_of, first_line, ranked, row_label,
                       total_counts, verdict_counts, with_verdicts)
 from .terminal import fmt_bytes, fmt_number
 
 _CELL_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def cell(text: Any) -> str:
-    """One table cell: Markdown and HTML specials backslash-escaped, on one line."""
-    flat = " ".join(str(text).split())
+    """One table cell: Markdown and HTML specials backslash-escaped, on one line.
+
+    Control characters (ANSI colour codes in a crash's output) are shown as
+    \\xNN rather than written raw into the page.
+    """
+    flat = " ".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)).split())
     return _CELL_SPECIALS.sub(r"\\\1", flat).replace("&", "&amp;")
 
 
 def code_block(text: str) -> str:
     """A fenced block whose fence is longer than any backtick run inside."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() != "\t" else "\t", text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text.rstrip()}\n{fence}"
@@ -60,7 +68,7 @@ def render_markdown(results: ResultSet, title: str = "leak-harness report") -> s
     out += ["", "## Per module (excess over the `pass` control, per cycle)", ""]
     judged = ranked(cases)
     if judged:
-        rows = [[cell(module_name(line)), cell(python_label(line["python"])), cell(line["mode"]),
+        rows = [[cell(row_label(line)), cell(python_label(line["python"])), cell(line["mode"]),
                  cell(line["backend"]), "**leak**" if line["verdict"] == "leak" else line["verdict"],
                  fmt_number(excess_of(line, "blocks")), fmt_bytes(excess_of(line, "bytes")),
                  fmt_number(excess_of(line, "refs")),
@@ -91,7 +99,7 @@ def render_markdown(results: ResultSet, title: str = "leak-harness report") -> s
             continue
         out += ["", f"## {heading} ({len(chosen)})", ""]
         for line in chosen:
-            out.append(f"- **{cell(module_name(line))}** — {cell(python_label(line['python']))}, "
+            out.append(f"- **{cell(row_label(line))}** — {cell(python_label(line['python']))}, "
                        f"{cell(line['mode'])}, {cell(line['backend'])}: {line['verdict']} — "
                        f"{cell(first_line(line.get('message')))}")
             message = (line.get("message") or "").strip()

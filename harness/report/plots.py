@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import HarnessError
 from .load import python_label
-from .summary import excess_of, live_series, module_name
+from .summary import excess_of, live_series, row_label
 
 CASE_COLOUR = "#c0392b"
 CONTROL_COLOUR = "#7f8c8d"
@@ -45,36 +45,49 @@ def _to_svg(figure: Any, prefix: str) -> str:
 def growth_plot_svg(case: dict[str, Any], control: dict[str, Any] | None, prefix: str) -> str | None:
     """Live blocks and bytes after each cycle, the case against its `pass` control.
 
-    None when the case has no per-cycle samples (a crash, or a JSON report
-    written without samples).
+    Top row: both series as measured. CPython's own growth (1,777 blocks per
+    cycle on 3.12.1 finalize) dwarfs a leak of 20 blocks, so the lines look
+    alike; the bottom row plots case minus control at each cycle, where the
+    module's own leak is the slope. None when the case has no per-cycle
+    samples (a crash, or a JSON report written without samples).
     """
     cycles, blocks, size_bytes = live_series(case.get("samples") or [])
     if len(cycles) < 2:
         return None
     matplotlib, Figure, EngFormatter = _matplotlib()
+    control_cycles, control_blocks, control_bytes = live_series((control or {}).get("samples") or [])
+    by_cycle = {c: (b, n) for c, b, n in zip(control_cycles, control_blocks, control_bytes)}
+    shared = [i for i, c in enumerate(cycles) if c in by_cycle]
+    warmup = int(case.get("warmup") or 0)
     with matplotlib.rc_context(_SVG_RC):
-        figure = Figure(figsize=(9.0, 2.9))
-        axes_blocks, axes_bytes = figure.subplots(1, 2)
-        control_series = live_series((control or {}).get("samples") or [])
-        for axes, values, control_values, label in (
-                (axes_blocks, blocks, control_series[1], "live blocks"),
-                (axes_bytes, size_bytes, control_series[2], "live bytes")):
-            warmup = int(case.get("warmup") or 0)
-            if warmup:
-                axes.axvspan(0, warmup, color="#eeeeee", label="warm-up")
-            axes.plot(cycles, values, color=CASE_COLOUR, marker=".", label=module_name(case))
-            if control_series[0]:
-                axes.plot(control_series[0], control_values, color=CONTROL_COLOUR, linestyle="--",
+        figure = Figure(figsize=(9.0, 5.2 if shared else 2.9), layout="constrained")
+        grid = figure.subplots(2 if shared else 1, 2, squeeze=False)
+        for column, (values, control_values, label) in enumerate((
+                (blocks, control_blocks, "live blocks"), (size_bytes, control_bytes, "live bytes"))):
+            axes = grid[0][column]
+            axes.plot(cycles, values, color=CASE_COLOUR, marker=".", label=row_label(case))
+            if control_cycles:
+                axes.plot(control_cycles, control_values, color=CONTROL_COLOUR, linestyle="--",
                           marker=".", label="control (pass)")
-            axes.set_xlabel("cycle")
             axes.set_ylabel(label)
-            axes.grid(True, alpha=0.3)
-            if axes is axes_bytes:
-                axes.yaxis.set_major_formatter(EngFormatter(unit="B"))
-        legend = axes_blocks.legend(loc="upper left", fontsize=8)
+            if shared:
+                excess = grid[1][column]
+                excess.plot([cycles[i] for i in shared],
+                            [values[i] - by_cycle[cycles[i]][column] for i in shared],
+                            color=CASE_COLOUR, marker=".")
+                excess.axhline(0, color=CONTROL_COLOUR, linestyle="--", linewidth=1)
+                excess.set_ylabel(f"{label}: case − control")
+            for axes in [row[column] for row in grid]:
+                if warmup:
+                    axes.axvspan(0, warmup, color="#eeeeee", label="warm-up" if axes is grid[0][0] else None)
+                axes.grid(True, alpha=0.3)
+                if column == 1:
+                    axes.yaxis.set_major_formatter(EngFormatter(unit="B"))
+            grid[-1][column].set_xlabel("cycle")
+        legend = grid[0][0].legend(loc="upper left", fontsize=8)
         for text in legend.get_texts():
             text.set_parse_math(False)   # a `$` in a case name is not TeX
-        figure.suptitle(f"{module_name(case)} — Python {python_label(case['python'])}, "
+        figure.suptitle(f"{row_label(case)} — Python {python_label(case['python'])}, "
                         f"{case.get('mode')}, {case.get('backend')}", parse_math=False)
         return _to_svg(figure, prefix)
 
@@ -86,9 +99,9 @@ def top_leakers_svg(leak_lines: list[dict[str, Any]], prefix: str, limit: int = 
         return None
     matplotlib, Figure, EngFormatter = _matplotlib()
     with matplotlib.rc_context(_SVG_RC):
-        figure = Figure(figsize=(9.0, 0.9 + 0.28 * len(top)))
+        figure = Figure(figsize=(9.0, 0.9 + 0.28 * len(top)), layout="constrained")
         axes = figure.subplots()
-        labels = [f"{module_name(line)}  ({python_label(line['python'])}, {line.get('mode')})"
+        labels = [f"{row_label(line)}  ({python_label(line['python'])}, {line.get('mode')})"
                   for line in top]
         values = [excess_of(line, "bytes") for line in top]
         positions = list(range(len(top)))

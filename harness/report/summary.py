@@ -33,6 +33,13 @@ def module_name(line: dict[str, Any]) -> str:
     return line.get("module") or line.get("case") or "?"
 
 
+def row_label(line: dict[str, Any]) -> str:
+    """How a row is named: the module, plus the case when it is more than `import MODULE`."""
+    module = module_name(line)
+    case = line.get("case") or ""
+    return module if case in ("", module, f"{module}-import") else f"{module} ({case})"
+
+
 def excess_of(line: dict[str, Any], counter: str) -> float | None:
     return (line.get("excess") or {}).get(counter)
 

@@ -1,0 +1,350 @@
+"""The valgrind backend: the host under memcheck, with PYTHONMALLOC=malloc.
+
+What it sees that the counters cannot: memory an extension takes with plain
+malloc (invisible to the allocator hook), and reads/writes of freed or
+uninitialised memory (memcheck errors).  PYTHONMALLOC=malloc makes every
+Python object a libc block, so memcheck tracks each one.
+
+Two ways of counting, chosen per host binary:
+
+- client requests (preferred): the host, compiled with <valgrind/memcheck.h>,
+  runs VALGRIND_DO_ADDED_LEAK_CHECK after every cycle and writes the lost
+  bytes/blocks (definite + indirect) into each sample, so one run gives a
+  per-cycle series, judged like the counters' series.
+- differential (fallback, when the header was missing at build time): the
+  case runs twice, for k1 = W + 1 and k2 = W + C cycles; valgrind's exit
+  leak check gives lost(k) and the per-cycle loss is
+  (lost(k2) - lost(k1)) / (k2 - k1).  One-time allocations cancel out.
+  With client requests the same formula over the run's own samples is
+  reported as a cross-check.
+
+Loss records that grow over the window are attributed to modules
+(harness.attribution) and become `sites`; memcheck errors in the case that
+the control does not have become `errors` and the verdict `error`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import suppress
+from ..attribution import object_name
+from ..errors import HarnessError
+from ..host.build import build_host
+from ..memcheck_xml import MemcheckReport, parse_file, totals
+from .base import Backend, Launch
+from .valgrind_records import (
+    LossRecord, error_json, exit_records, growth_between, records_by_cycle, sites, snapshot,
+)
+from .counters import series_from_samples
+
+if TYPE_CHECKING:
+    from ..engine import RunSettings
+    from ..pythons import TargetPython
+    from ..result import Result
+    from ..runner import HostRun
+
+VALGRIND_ENV = "LEAK_HARNESS_VALGRIND"          # a valgrind other than the one on PATH
+METHOD_ENV = "LEAK_HARNESS_VALGRIND_METHOD"     # auto | client-requests | differential
+KEEP_XML_ENV = "LEAK_HARNESS_KEEP_XML"          # directory to copy each run's XML into
+#: match-leak-kinds in suppressions and --show-leak-kinds (3.9), inlined
+#: frames in XML stacks and suppressions (3.10)
+MIN_VERSION = (3, 10)
+#: deep enough to reach an extension's frame below the interpreter's eval
+#: loop, the import machinery and the host (typically 20-35 frames)
+NUM_CALLERS = 50
+XML_NAME = "memcheck.xml"
+LAUNCH_NOTE = "valgrind-launch.json"
+#: the host prints these sample keys only when built with memcheck.h
+_CLIENT_REQUEST_KEYS = ("vg_lost_bytes", "vg_lost_blocks")
+
+
+class ValgrindUnavailable(HarnessError):
+    """valgrind is missing or too old."""
+
+
+@dataclass
+class ValgrindArtifacts:
+    """What collect() keeps of one run: the parsed XML and how it was made."""
+
+    report: MemcheckReport
+    method: str
+    suppression_files: list[str]
+    host_object: str
+    xml_bytes: int = 0
+    kept_xml: str | None = None
+
+
+@functools.lru_cache(maxsize=None)
+def valgrind_version(executable: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"valgrind-(\d+)\.(\d+)(?:\.(\d+))?", out)
+    return tuple(int(g) for g in match.groups() if g is not None) if match else None
+
+
+def find_valgrind() -> str:
+    """The valgrind executable, or ValgrindUnavailable with what to install."""
+    wanted = os.environ.get(VALGRIND_ENV) or "valgrind"
+    path = shutil.which(wanted)
+    if not path:
+        raise ValgrindUnavailable(
+            f"valgrind not found ({wanted!r}); install it (Debian/Ubuntu: `apt-get install valgrind`, "
+            f"which also brings <valgrind/memcheck.h> for per-cycle leak checks)")
+    version = valgrind_version(path)
+    if version is None:
+        raise ValgrindUnavailable(f"{path} --version did not print a valgrind version; "
+                                  "install valgrind (`apt-get install valgrind`)")
+    if version < MIN_VERSION:
+        raise ValgrindUnavailable(
+            f"valgrind {'.'.join(map(str, version))} at {path} is too old: the backend needs "
+            f"{'.'.join(map(str, MIN_VERSION))}+ (match-leak-kinds, inlined frames); "
+            "install a newer one (`apt-get install valgrind` on a current distribution)")
+    return path
+
+
+@functools.lru_cache(maxsize=None)
+def host_has_client_requests(host_binary: str) -> bool:
+    """Was the host compiled with <valgrind/memcheck.h>?  Its sample format
+    string then names the vg_lost_bytes key."""
+    try:
+        return b'"vg_lost_bytes"' in Path(host_binary).read_bytes()
+    except OSError:
+        return False
+
+
+class ValgrindBackend(Backend):
+    name = "valgrind"
+    hosts = ("c",)
+    wants_extension_probe = True
+    #: what per-cycle runs print; indirect blocks are in the definite records' totals
+    show_leak_kinds = "definite,possible"
+    #: off for `suppressions generate`, which must see what they would hide
+    use_version_suppressions = True
+    gen_suppressions = False
+
+    def check(self, target: "TargetPython", settings: "RunSettings") -> None:
+        self.valgrind = find_valgrind()
+        if settings.host == "python":
+            raise HarnessError("the valgrind backend needs the C host (--host c or auto)")
+        suppress.files_for(target, settings.suppressions)   # extra files must exist
+
+    # -- running ------------------------------------------------------------
+    def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
+               workdir: Path) -> Launch:
+        valgrind = getattr(self, "valgrind", None) or find_valgrind()
+        host = str(build_host(target))
+        files = suppress.files_for(target, settings.suppressions,
+                                   include_version=self.use_version_suppressions)
+        method = self._method(host)
+        # collect() reads this back: the case and the control launch concurrently
+        (workdir / LAUNCH_NOTE).write_text(json.dumps(
+            {"method": method, "files": [str(f) for f in files], "host": object_name(host)}))
+        prefix = [
+            valgrind, "--tool=memcheck", "--leak-check=full",
+            f"--show-leak-kinds={self.show_leak_kinds}", "--errors-for-leak-kinds=none",
+            "--xml=yes", f"--xml-file={workdir / XML_NAME}", f"--num-callers={NUM_CALLERS}",
+            "--child-silent-after-fork=yes",
+            *(f"--suppressions={f}" for f in files),
+        ]
+        if self.gen_suppressions:
+            prefix.append("--gen-suppressions=all")
+        companions = (settings.warmup + 1,) if method == "differential" else ()
+        return Launch(prefix=prefix, env={"PYTHONMALLOC": "malloc"}, timeout_factor=1.0,
+                      companion_cycles=companions)
+
+    @staticmethod
+    def _method(host: str) -> str:
+        wanted = os.environ.get(METHOD_ENV, "auto")
+        if wanted not in ("auto", "client-requests", "differential"):
+            raise HarnessError(f"{METHOD_ENV} must be auto, client-requests or differential "
+                               f"(got {wanted!r})")
+        if wanted == "auto":
+            return "client-requests" if host_has_client_requests(host) else "differential"
+        if wanted == "client-requests" and not host_has_client_requests(host):
+            raise HarnessError("the host was built without <valgrind/memcheck.h>; install "
+                               "valgrind's headers (`apt-get install valgrind`) and clear the "
+                               "host cache, or use the differential method")
+        return wanted
+
+    def collect(self, run: "HostRun", workdir: Path, role: str,
+                settings: "RunSettings") -> ValgrindArtifacts:
+        xml = workdir / XML_NAME
+        note = json.loads((workdir / LAUNCH_NOTE).read_text())
+        method, files, host = note["method"], note["files"], note["host"]
+        kept = None
+        keep_dir = os.environ.get(KEEP_XML_ENV)
+        if keep_dir and xml.exists():
+            Path(keep_dir).mkdir(parents=True, exist_ok=True)
+            kept = str(Path(keep_dir) / f"{role}-{os.getpid()}-{id(run)}.xml")
+            shutil.copyfile(xml, kept)
+        return ValgrindArtifacts(report=parse_file(xml), method=method, suppression_files=files,
+                                 host_object=host, xml_bytes=xml.stat().st_size if xml.exists() else 0,
+                                 kept_xml=kept)
+
+    # -- measuring ------------------------------------------------------------
+    def series(self, run: "HostRun") -> dict[str, list[float] | None]:
+        counters = series_from_samples(run.samples)
+        out: dict[str, list[float] | None] = {
+            "refs": counters["refs"], "rss": counters["rss"], "fds": counters["fds"],
+            "threads": counters["threads"],
+            # mallinfo2() reads valgrind's replacement malloc as empty; the
+            # hook's raw domain is not what this backend judges
+            "native_bytes": None, "raw_blocks": None, "raw_bytes": None,
+        }
+        if _per_cycle(run):
+            out["blocks"] = [float(s["vg_lost_blocks"]) for s in run.samples]
+            out["bytes"] = [float(s["vg_lost_bytes"]) for s in run.samples]
+        else:
+            line = differential_series(run)
+            out["blocks"], out["bytes"] = (line or (None, None))
+        return out
+
+    def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
+               settings: "RunSettings") -> None:
+        case_art: ValgrindArtifacts | None = case_run.artifacts
+        control_art: ValgrindArtifacts | None = control_run.artifacts
+        if case_art is None:
+            return
+        warmup = settings.warmup
+        case_growth = record_growth(case_run, warmup)
+        control_growth = record_growth(control_run, warmup) if control_art else {}
+        result.sites = sites(case_growth, control_growth, result.module, case_art.host_object,
+                             settings.pythonpath)
+        control_errors = {e.key() for e in control_art.report.errors} if control_art else set()
+        new_errors = [e for e in case_art.report.errors if e.key() not in control_errors]
+        result.errors = [error_json(e, result.module, case_art.host_object, settings.pythonpath)
+                         for e in new_errors]
+        result.evidence["valgrind"] = evidence(case_run, control_run, settings)
+        if result.errors:
+            result.verdict = "error"
+            first = result.errors[0]
+            result.message = (f"memcheck found {len(result.errors)} error(s) in the case: "
+                              f"{first['kind']} in {first['module']} ({first['at']})"
+                              f"; the leak rule said: {result.message}")
+        elif result.sites and result.verdict == "leak":
+            top = result.sites[0]
+            result.message = (f"{result.message}; top site: {top['module']} "
+                              f"{top['bytes_per_cycle']:+g} B/cycle at {top['at']}")
+
+
+# -- pure helpers (module level: tests call them on recorded runs) ----------
+
+def _has_client_requests(samples: list[dict]) -> bool:
+    return bool(samples) and all(all(k in s for k in _CLIENT_REQUEST_KEYS) for s in samples)
+
+
+def _per_cycle(run: "HostRun") -> bool:
+    """Measured by per-cycle leak checks (else by difference of two runs)."""
+    art: ValgrindArtifacts | None = run.artifacts
+    return (art is None or art.method == "client-requests") and _has_client_requests(run.samples)
+
+
+def lost_at_exit(art: ValgrindArtifacts | None) -> tuple[int, int] | None:
+    """(bytes, blocks) definitely + indirectly lost at valgrind's exit check."""
+    if art is None:
+        return None
+    if art.report.final_check is None:
+        # a finished run whose exit check printed nothing lost nothing unsuppressed
+        return (0, 0) if art.report.complete else None
+    records = {r.key(): r for r in art.report.final_check.records}
+    return totals(records, "definite")
+
+
+def differential_series(run: "HostRun") -> tuple[list[float], list[float]] | None:
+    """A straight line through lost(k1) and lost(k2), sampled at every cycle.
+
+    The verdict then sees the differential per-cycle loss as its slope (and
+    no spread: two points carry none, so the tolerance is the floor)."""
+    if not run.companions or not run.samples:
+        return None
+    (k1, first), = list(run.companions.items())[:1]
+    k2 = run.samples[-1]["cycle"]
+    low, high = lost_at_exit(first.artifacts), lost_at_exit(run.artifacts)
+    if low is None or high is None or k2 <= k1 or not first.completed:
+        return None
+    lines = []
+    for index in (1, 0):   # blocks, bytes
+        slope = (high[index] - low[index]) / (k2 - k1)
+        lines.append([low[index] + slope * (s["cycle"] - k1) for s in run.samples])
+    return lines[0], lines[1]
+
+
+def record_growth(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float, LossRecord]]:
+    """key -> (bytes/cycle, blocks/cycle, record) over the measured window."""
+    art: ValgrindArtifacts | None = run.artifacts
+    if art is None or not run.samples:
+        return {}
+    if _per_cycle(run):
+        history = records_by_cycle(art.report, run.samples)
+        end = run.samples[-1]["cycle"]
+        start = min(warmup, end - 1)
+        before, after = snapshot(history, start), snapshot(history, end)
+        span = end - start
+    else:
+        if not run.companions:
+            return {}
+        k1, first = next(iter(run.companions.items()))
+        if first.artifacts is None:
+            return {}
+        before = exit_records(first.artifacts.report)
+        after = exit_records(art.report)
+        span = run.samples[-1]["cycle"] - k1
+    if span <= 0:
+        return {}
+    return growth_between(before, after, span)
+
+
+def _slope(values: list[float], warmup: int) -> float | None:
+    from ..verdict import growth, measured_window
+    window = measured_window(values, warmup)
+    return growth(window).whole if len(window) >= 2 else None
+
+
+def evidence(case_run: "HostRun", control_run: "HostRun", settings: "RunSettings") -> dict:
+    """How valgrind measured, cross-checks, what the suppressions matched."""
+    art: ValgrindArtifacts = case_run.artifacts
+    out: dict = {
+        "method": art.method, "num_callers": NUM_CALLERS,
+        "version": ".".join(map(str, valgrind_version(find_valgrind()) or ())),
+        "xml_complete": art.report.complete, "xml_bytes": art.xml_bytes,
+        "leak_checks": len(art.report.cycle_checks),
+        "suppressions": suppress.matched_per_file(art.report.suppression_counts,
+                                                  [Path(f) for f in art.suppression_files]),
+    }
+    if art.kept_xml:
+        out["xml"] = art.kept_xml
+    if _per_cycle(case_run) and _per_cycle(control_run):
+        per = {}
+        for key in ("vg_possibly_bytes", "vg_possibly_blocks", "vg_suppressed_bytes"):
+            case = _slope([float(s[key]) for s in case_run.samples], settings.warmup)
+            control = _slope([float(s[key]) for s in control_run.samples], settings.warmup)
+            per[key.removeprefix("vg_")] = {"case": case, "control": control}
+        out["per_cycle_reported_only"] = per
+        out["differential_cross_check"] = _two_point(case_run, control_run, settings.warmup)
+    elif case_run.companions:
+        k1 = next(iter(case_run.companions))
+        out["differential"] = {"k1": k1, "k2": case_run.samples[-1]["cycle"] if case_run.samples else None}
+    return out
+
+
+def _two_point(case_run: "HostRun", control_run: "HostRun", warmup: int) -> dict:
+    """(lost(k2) - lost(k1)) / (k2 - k1), case minus control, from the samples."""
+    def per_cycle(run: "HostRun", key: str) -> float:
+        first, last = run.samples[warmup], run.samples[-1]
+        return (last[key] - first[key]) / max(1, last["cycle"] - first["cycle"])
+    k1, k2 = case_run.samples[warmup]["cycle"], case_run.samples[-1]["cycle"]
+    return {"k1": k1, "k2": k2,
+            "blocks": round(per_cycle(case_run, "vg_lost_blocks") - per_cycle(control_run, "vg_lost_blocks"), 3),
+            "bytes": round(per_cycle(case_run, "vg_lost_bytes") - per_cycle(control_run, "vg_lost_bytes"), 3)}

@@ -1,0 +1,111 @@
+"""Which loaded shared object a resolved native frame belongs to.
+
+memray resolves native frames to (function, source file, line) from debug
+info, not to the shared object.  Static names such as `exec_module` or
+`module_exec`, and even source file names, repeat across extension modules,
+so the object is found from the symbol tables of the objects the process had
+mapped: an object owns a frame when it defines the function — a static
+(local) one only together with the FILE symbol that precedes it in .symtab
+naming the frame's source file, which tells `mallocleak.c`'s `exec_module`
+apart from `_json.c`'s.  ELF is read with pyelftools; only extension
+modules are read (the frames of libpython, libc and the host stay unowned,
+which is all attribution needs of them).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePosixPath
+from typing import Iterable
+
+from .errors import HarnessError
+
+
+@dataclass(frozen=True)
+class ObjectSymbols:
+    """Function symbols of one ELF object."""
+
+    path: str
+    global_functions: frozenset[str]
+    #: static function -> the source file basenames it is defined in
+    local_functions: dict[str, frozenset[str]]
+
+
+def read_symbols(path: str) -> ObjectSymbols:
+    """Function symbols of `path` from .symtab (all) and .dynsym (exported)."""
+    stat = os.stat(path)
+    return _read_symbols(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=512)
+def _read_symbols(path: str, mtime_ns: int, size: int) -> ObjectSymbols:
+    try:
+        from elftools.elf.elffile import ELFFile
+        from elftools.common.exceptions import ELFError
+    except ImportError as exc:  # a dependency of the project: only a broken install lacks it
+        raise HarnessError("pyelftools is missing: pip install pyelftools") from exc
+    globals_: set[str] = set()
+    locals_: dict[str, set[str]] = {}
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            for table_name in (".symtab", ".dynsym"):
+                table = elf.get_section_by_name(table_name)
+                if table is None:
+                    continue
+                current_file = ""
+                for symbol in table.iter_symbols():
+                    kind = symbol["st_info"]["type"]
+                    if kind == "STT_FILE":
+                        current_file = PurePosixPath(symbol.name).name
+                    elif kind == "STT_FUNC" and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
+                        if symbol["st_info"]["bind"] == "STB_LOCAL":
+                            locals_.setdefault(symbol.name, set()).add(current_file)
+                        else:
+                            globals_.add(symbol.name)
+    except (OSError, ELFError):
+        pass  # unreadable or not ELF: it owns nothing
+    return ObjectSymbols(path, frozenset(globals_),
+                         {name: frozenset(files) for name, files in locals_.items()})
+
+
+class FrameOwners:
+    """Maps (function, source file) to the one object among `objects` that defines it."""
+
+    def __init__(self, objects: Iterable[str]) -> None:
+        self.objects = [read_symbols(p) for p in objects if os.path.exists(p)]
+        self._cache: dict[tuple[str, str | None], str | None] = {}
+
+    def owner(self, function: str | None, source_file: str | None) -> str | None:
+        """The object's path, or None when no object (or more than one) fits."""
+        if not function:
+            return None
+        key = (function, source_file)
+        if key not in self._cache:
+            self._cache[key] = self._find(function, source_file)
+        return self._cache[key]
+
+    def _find(self, function: str, source_file: str | None) -> str | None:
+        base = PurePosixPath(source_file).name if source_file else None
+        # best first: a static function in the frame's file; an exported one
+        # (or a static one with nothing to check the file against); a static
+        # one from another file (an inline function of a header: the FILE
+        # symbol names the .c file that included it)
+        exact, loose, other_file = [], [], []
+        for obj in self.objects:
+            files = obj.local_functions.get(function)
+            if files is not None:
+                if base is not None and base in files:
+                    exact.append(obj.path)
+                elif base is None or files == {""}:
+                    loose.append(obj.path)
+                else:
+                    other_file.append(obj.path)
+            elif function in obj.global_functions:
+                loose.append(obj.path)
+        for found in (exact, loose, other_file):
+            if len(found) == 1:
+                return found[0]
+        return None
