@@ -70,8 +70,42 @@ def render_result(result: Result, console: Console) -> None:
                 show(result.tolerance.get(key)) if key in result.tolerance else "",
             )
         console.print(table)
+    if result.sites:
+        console.print(sites_table(result.sites))
+    for error in getattr(result, "errors", None) or []:
+        console.print(Text.assemble(("memcheck error ", "bold red"),
+                                    f"{error.get('kind')} x{error.get('count', 1)} in "
+                                    f"{error.get('module')}: {error.get('what', '')}"))
     if result.message:
         console.print(result.message, markup=False, highlight=False)
+
+
+def sites_table(sites: list[dict], limit: int = 8) -> Table:
+    """Where the growth was allocated, per module, largest first (non-counters backends)."""
+    table = Table(title="sites (growth per cycle over the control)", title_justify="left")
+    for name, justify in (("module", "left"), ("bytes/cycle", "right"),
+                          ("blocks/cycle", "right"), ("at", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for site in sites[:limit]:
+        size = site.get("excess_bytes_per_cycle", site.get("bytes_per_cycle"))
+        blocks = site.get("excess_blocks_per_cycle", site.get("blocks_per_cycle"))
+        table.add_row(str(site.get("module")), fmt_bytes(size), fmt_number(blocks),
+                      str(site.get("at") or site.get("where") or _top_frame(site)))
+    return table
+
+
+def _top_frame(site: dict) -> str:
+    """The innermost frame of the site's biggest stack (memray/tracemalloc sites)."""
+    stacks = site.get("top_stacks") or []
+    frames = stacks[0].get("frames") if stacks else None
+    if not frames:
+        return ""
+    frame = frames[0]
+    if isinstance(frame, dict):
+        where = frame.get("where") or frame.get("file") or ""
+        function = frame.get("function")
+        return f"{function} {where}".strip() if function else str(where)
+    return ":".join(str(part) for part in frame if part is not None)
 
 
 def sweep_table(results: Iterable[Result], title: str = "per-module results") -> Table:
