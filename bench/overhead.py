@@ -25,9 +25,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.host.build import build_host  # noqa: E402
-from harness.pythons import installed_pythons, target_python  # noqa: E402
+from common import release_pythons  # noqa: E402
+from harness.pythons import target_python  # noqa: E402
 
 TARGET_RATIO = 1.05
 # (hooked mode, its bare twin, oldest Python that has it)
@@ -41,13 +43,8 @@ MODE_PAIRS = [
 def default_pythons() -> list[str]:
     """The running Python plus every other installed 3.12 and 3.13."""
     chosen = {os.path.realpath(sys.executable): sys.executable}
-    for exe in installed_pythons():
-        try:
-            target = target_python(exe)
-        except Exception:  # an unusable interpreter is skipped, not fatal
-            continue
-        if target.version_info[:2] in ((3, 12), (3, 13)) and not target.debug:
-            chosen.setdefault(os.path.realpath(exe), exe)
+    for exe in release_pythons():
+        chosen.setdefault(os.path.realpath(exe), exe)
     return list(chosen.values())
 
 

@@ -19,24 +19,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.cases import code_case  # noqa: E402
-from harness.pythons import installed_pythons, target_python  # noqa: E402
+from common import release_pythons  # noqa: E402
 from harness.scale import measure_scaling, parse_thread_counts  # noqa: E402
 
 CASES = ("pass", "import json")
 
-
-def default_pythons() -> list[str]:
-    chosen: dict[tuple, str] = {}
-    for exe in installed_pythons():
-        try:
-            target = target_python(exe)
-        except Exception:  # an unusable interpreter is skipped, not fatal
-            continue
-        if target.version_info[:2] in ((3, 12), (3, 13)) and not target.debug:
-            chosen.setdefault(target.version_info[:2], exe)
-    return [chosen[k] for k in sorted(chosen)]
 
 
 def main() -> int:
@@ -49,7 +39,7 @@ def main() -> int:
     args = parser.parse_args()
     counts = parse_thread_counts(args.threads)
     print(f"{'python':8} {'case':12} {'threads':>7} {'cycles/s':>9} {'vs 1':>6} {'eff.':>5}  runs")
-    for python in args.python or default_pythons():
+    for python in args.python or release_pythons():
         for code in CASES:
             table = measure_scaling(code_case(code), python, counts, cycles=args.cycles,
                                     warmup=args.warmup, repeats=args.repeats)

@@ -33,12 +33,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.backends.valgrind import METHOD_ENV, ValgrindBackend  # noqa: E402
+from common import release_pythons  # noqa: E402
 from harness.cases import Case  # noqa: E402
 from harness.engine import Engine, RunSettings  # noqa: E402
 from harness.host.build import build_host  # noqa: E402
-from harness.pythons import installed_pythons, target_python  # noqa: E402
+from harness.pythons import target_python  # noqa: E402
 from harness.verdict import theil_sen_slope  # noqa: E402
 
 TARGET_SLOWDOWN = 40.0
@@ -47,17 +49,6 @@ TARGET_SLOWDOWN = 40.0
 class _BaseOnly(ValgrindBackend):
     use_version_suppressions = False
 
-
-def default_pythons() -> list[str]:
-    chosen = {}
-    for exe in installed_pythons():
-        try:
-            target = target_python(exe)
-        except Exception:  # an unusable interpreter is skipped, not fatal
-            continue
-        if target.version_info[:2] in ((3, 12), (3, 13)) and not target.debug:
-            chosen.setdefault(target.short_version, exe)
-    return [chosen[v] for v in sorted(chosen)]
 
 
 def run_host(argv: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
@@ -144,7 +135,7 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=6, help="cycles under valgrind (default 6)")
     parser.add_argument("--module", default="json")
     args = parser.parse_args()
-    for python in args.python or default_pythons():
+    for python in args.python or release_pythons():
         try:
             bench_python(python, args.cycles, args.module)
         except Exception as exc:  # a benchmark reports, never fails

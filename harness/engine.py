@@ -9,7 +9,6 @@ life of the Engine: once per `run`, once per sweep, once per pytest worker.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import statistics
 import tempfile
@@ -24,10 +23,12 @@ from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
 from .cases import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .modes import MODES, check_mode
+from .modes import check_mode
 from .pythons import TargetPython, target_python
+from .outcome import ending_verdict, summary_line
 from .result import Result
 from .runner import HostRun, run_host
+from .settings import RunSettings
 from .verdict import judge
 
 BACKENDS = tuple(backend_names())
@@ -36,67 +37,7 @@ BACKENDS = tuple(backend_names())
 INTERNED_STRING_BYTES = 80.0
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"
-#: more threads than this is a typo, not a test (each holds an interpreter)
-MAX_THREADS = 256
 
-# CPython's refusals: 3.12+ "module X does not support loading in
-# subinterpreters", and the older single-phase wording.
-_UNSUPPORTED = re.compile(
-    r"does not support loading in subinterpreters"
-    r"|not supported in (?:isolated )?subinterpreters"
-    r"|cannot be (?:loaded|imported) in (?:an? )?(?:isolated )?subinterpreters?",
-    re.IGNORECASE,
-)
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How to run: everything but the case itself."""
-
-    python: str | None = None
-    mode: str = "finalize"
-    backend: str = "counters"
-    cycles: int = 20
-    warmup: int = 5
-    timeout: float = 120.0
-    pythonpath: tuple[str, ...] = ()
-    site: bool = False
-    xoptions: tuple[str, ...] = ()
-    host: str = "auto"          # auto | c | python
-    suppressions: tuple[str, ...] = ()   # extra valgrind .supp files
-    #: host threads of a threaded mode (parallel), None for the CPU count;
-    #: ignored by the other modes (see `thread_count`)
-    threads: int | None = None
-    #: memray: keep the case's capture file in this directory (--keep-capture)
-    keep_capture: str | None = None
-    #: tracemalloc: frames kept per traceback (--trace-depth)
-    trace_depth: int = 10
-
-    def __post_init__(self) -> None:
-        # hashable: settings key the control cache
-        object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
-        object.__setattr__(self, "xoptions", tuple(self.xoptions))
-        object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
-        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
-            raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {self.threads})")
-        if self.cycles < 4:
-            raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
-        if self.warmup < 0:
-            raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
-        if self.backend not in backend_names():
-            raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(backend_names())}")
-        if self.host not in ("auto", "c", "python"):
-            raise HarnessError(f"--host must be auto, c or python (got {self.host!r})")
-
-    @property
-    def thread_count(self) -> int | None:
-        """Threads the host runs in a threaded mode (default: the CPU count,
-        one interpreter per thread per CPU being the goal); None otherwise.
-        Kept apart from `threads` because a sweep swaps the mode of one base
-        setting: --threads must survive a detour through finalize."""
-        if self.mode not in MODES or not MODES[self.mode].threaded:
-            return None
-        return self.threads if self.threads is not None else (os.cpu_count() or 1)
 
 
 @dataclass
@@ -231,11 +172,11 @@ class Engine:
         fallback = case_run.fallback_reason
         if fallback:
             result.evidence["host_fallback"] = f"C host unavailable ({fallback}); used the pure-Python host"
-        ended = _ending(case_run, settings)
+        ended = ending_verdict(case_run, settings)
         if ended:
             result.verdict, result.message = ended
             return result
-        control_problem = _ending(control.passed, settings)
+        control_problem = ending_verdict(control.passed, settings)
         if control_problem:
             result.verdict = "error"
             result.message = f"the `pass` control failed on its own: {control_problem[1]}"
@@ -266,7 +207,7 @@ class Engine:
         })
         if settings.thread_count is not None:
             _add_parallel_evidence(result, case_run, control.passed, settings)
-        result.message = _summary(result, judgement.triggered_by)
+        result.message = summary_line(result, judgement.triggered_by)
         return result
 
     def _machinery_share(self, control: ControlRun, settings: RunSettings,
@@ -274,7 +215,7 @@ class Engine:
         """Per-cycle growth of importing a known-clean extension, over `pass`,
         beyond the interned strings already discounted (normally nothing left:
         on 3.12/3.13 the one block it keeps is its interned module name)."""
-        if control.probe is None or _ending(control.probe, settings):
+        if control.probe is None or ending_verdict(control.probe, settings):
             return {}
         probe = judge(_per_interpreter(backend.series(control.probe), settings),
                       _per_interpreter(backend.series(control.passed), settings), settings.warmup)
@@ -327,35 +268,6 @@ def interned_excess(case_samples: list[dict], control_samples: list[dict], warmu
     return max(0.0, float(statistics.median(a - b for a, b in zip(case[:n], control[:n]))))
 
 
-def _ending(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
-    """(verdict, message) when the host did not complete its cycles, else None."""
-    total = settings.warmup + settings.cycles
-    reached = (f"cycle {run.last_cycle + 1} of {total}" if run.last_cycle < total
-               else f"the final shutdown after all {total} cycles")
-    if settings.thread_count is not None:  # parallel: where each thread got to
-        reached += f" ({run.threads_note(settings.thread_count)})"
-    tail = run.output_tail.strip()
-    tail_note = f"\n--- host output (tail) ---\n{tail}" if tail else ""
-    if run.timed_out:
-        return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
-    if run.signal_name:
-        return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
-    if run.hook_error:
-        # the backend's code in the main interpreter failed, not the case
-        hook = run.hook_error
-        return "error", (f"the {settings.backend} backend's main-interpreter hook raised "
-                         f"{hook.get('type')} at cycle {hook.get('cycle')}:\n{hook.get('message') or ''}")
-    if run.error:
-        text = run.error.get("message") or ""
-        if _UNSUPPORTED.search(text):
-            last = [ln for ln in text.strip().splitlines() if ln.strip()]
-            return "unsupported", last[-1] if last else text
-        return "error", f"the case raised {run.error.get('type')} in cycle {run.error.get('cycle')}:\n{text}"
-    if run.returncode != 0 or not run.completed:
-        return "error", f"host exited with status {run.returncode} in {reached}{tail_note}"
-    return None
-
-
 def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,
                       target: TargetPython, argv_for, extra_path: list[str],
                       total_cycles: int | None = None) -> HostRun:
@@ -397,26 +309,3 @@ def _round(value: float | None) -> float | None:
     if value is None:
         return None
     return round(value, 3)
-
-
-def _summary(result: Result, triggered: list[str]) -> str:
-    excess = result.excess or {}
-    blocks, size = excess.get("blocks"), excess.get("bytes")
-    if blocks is None:
-        numbers = "no usable counters"
-    elif size is None:
-        numbers = f"{blocks:+g} blocks/cycle over the control"
-    else:
-        numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control"
-    interned = result.evidence.get("interned_strings_per_cycle") or 0
-    discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
-                if interned else "")
-    threads = result.evidence.get("threads")
-    if threads:  # parallel mode
-        rate = result.evidence.get("cycles_per_s")
-        discount += (f"; per interpreter cycle, {threads} threads"
-                     + (f", {rate:g} interpreter cycles/s" if rate else ""))
-    if result.verdict == "leak":
-        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
-    return f"clean: {numbers}{discount}"
-

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 
 from fixtures.targets import REPO_ROOT
 from harness.case_files import CATALOG_DIR, load_catalog

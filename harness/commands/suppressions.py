@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..backends.valgrind import ValgrindBackend
 from ..cases import CONTROL
-from ..engine import Engine, RunSettings, _ending
+from ..engine import Engine, RunSettings
+from ..outcome import ending_verdict
 from ..errors import HarnessError
 from ..modes import mode_problem
 from ..pythons import target_python
@@ -96,7 +97,7 @@ def generate(python: str, modes: list[str], cycles: int, warmup: int,
         backend.check(target, settings)
         _, launch = engine._launcher(target, settings, backend)
         control = launch(CONTROL, settings, "control")
-        ended = _ending(control, settings)
+        ended = ending_verdict(control, settings)
         if ended:
             raise HarnessError(f"the `pass` control under valgrind ended with {ended[0]} in mode "
                                f"{mode}: {ended[1].splitlines()[0]}")

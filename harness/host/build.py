@@ -114,7 +114,9 @@ def _digest(*parts: str | bytes) -> str:
     return h.hexdigest()[:20]
 
 
-def _compile(argv: list[str], output: Path, what: str) -> None:
+def compile_atomically(argv: list[str], output: Path, what: str) -> None:
+    """Run `argv -o TMP` and rename TMP to `output`: concurrent builders (sweep
+    workers, xdist) never see a half-written binary, and race harmlessly."""
     output.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
     os.close(fd)
@@ -123,10 +125,10 @@ def _compile(argv: list[str], output: Path, what: str) -> None:
         if proc.returncode != 0:
             raise HostBuildError(
                 f"compiling the {what} failed ({argv[0]} exit {proc.returncode}):\n"
-                + proc.stderr.strip()[-2000:]
+                f"$ {shlex.join(argv)}\n{proc.stderr.strip()[-3000:]}"
             )
         os.chmod(tmp, 0o755)
-        os.replace(tmp, output)  # atomic: concurrent builders race harmlessly
+        os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -145,7 +147,7 @@ def build_host(target: TargetPython) -> Path:
     if not binary.exists():
         compiler = find_compiler()
         argv = shlex.split(compiler) + cflags + [str(HOST_SOURCE)] + ldflags
-        _compile(argv, binary, f"host for Python {target.label}")
+        compile_atomically(argv, binary, f"host for Python {target.label}")
     return binary
 
 
@@ -165,5 +167,5 @@ def build_probe_extension(target: TargetPython) -> Path:
     if not library.exists():
         compiler = find_compiler()
         argv = shlex.split(compiler) + cflags + ["-O2", "-shared", "-fPIC", str(PROBE_EXT_SOURCE)]
-        _compile(argv, library, f"probe extension for Python {target.label}")
+        compile_atomically(argv, library, f"probe extension for Python {target.label}")
     return directory

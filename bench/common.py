@@ -1,0 +1,25 @@
+"""What the benchmarks share: which interpreters to measure by default."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from harness.errors import HarnessError  # noqa: E402
+from harness.pythons import installed_pythons, target_python  # noqa: E402
+
+
+def release_pythons(versions=((3, 12), (3, 13))) -> list[str]:
+    """One installed non-debug interpreter per wanted (major, minor), oldest first."""
+    chosen: dict[tuple[int, int], str] = {}
+    for exe in installed_pythons():
+        try:
+            target = target_python(exe)
+        except HarnessError:  # an unusable interpreter is skipped, not fatal
+            continue
+        minor = tuple(target.version_info[:2])
+        if minor in versions and not target.debug:
+            chosen.setdefault(minor, exe)
+    return [chosen[k] for k in sorted(chosen)]

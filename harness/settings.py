@@ -1,0 +1,67 @@
+"""How to run a case: everything but the case itself, validated once.
+
+Frozen and hashable: the settings (with the target and environment) key the
+`pass` control cache, so one control serves every case run the same way.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .backends import backend_names
+from .errors import HarnessError
+from .modes import MODES
+
+#: more threads than this is a typo, not a test (each holds an interpreter)
+MAX_THREADS = 256
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run: everything but the case itself."""
+
+    python: str | None = None
+    mode: str = "finalize"
+    backend: str = "counters"
+    cycles: int = 20
+    warmup: int = 5
+    timeout: float = 120.0
+    pythonpath: tuple[str, ...] = ()
+    site: bool = False
+    xoptions: tuple[str, ...] = ()
+    host: str = "auto"          # auto | c | python
+    suppressions: tuple[str, ...] = ()   # extra valgrind .supp files
+    #: host threads of a threaded mode (parallel), None for the CPU count;
+    #: ignored by the other modes (see `thread_count`)
+    threads: int | None = None
+    #: memray: keep the case's capture file in this directory (--keep-capture)
+    keep_capture: str | None = None
+    #: tracemalloc: frames kept per traceback (--trace-depth)
+    trace_depth: int = 10
+
+    def __post_init__(self) -> None:
+        # hashable: settings key the control cache
+        object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
+        object.__setattr__(self, "xoptions", tuple(self.xoptions))
+        object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
+        if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
+            raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {self.threads})")
+        if self.cycles < 4:
+            raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
+        if self.warmup < 0:
+            raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
+        if self.backend not in backend_names():
+            raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(backend_names())}")
+        if self.host not in ("auto", "c", "python"):
+            raise HarnessError(f"--host must be auto, c or python (got {self.host!r})")
+
+    @property
+    def thread_count(self) -> int | None:
+        """Threads the host runs in a threaded mode (default: the CPU count,
+        one interpreter per thread per CPU being the goal); None otherwise.
+        Kept apart from `threads` because a sweep swaps the mode of one base
+        setting: --threads must survive a detour through finalize."""
+        if self.mode not in MODES or not MODES[self.mode].threaded:
+            return None
+        return self.threads if self.threads is not None else (os.cpu_count() or 1)
