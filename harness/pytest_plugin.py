@@ -35,6 +35,7 @@ from .modes import MODES, mode_problem
 from .pythons import target_python
 from .repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
+from .report.pytest_text import failure_text, summary_lines
 
 WORKER_KEY = "leak_harness"
 DEFAULT_CASE_GLOBS = ("leak_*.toml", "cases/*.toml")
@@ -196,38 +197,6 @@ class LeakSession:
             terminalreporter.write_line(line)
 
 
-def summary_lines(rows: list[dict], controls_by_worker: dict[str, int]) -> list[str]:
-    """The table: one row per result, growth per cycle over the control (per repetition for
-    in-process checks)."""
-    header = ("test", "module", "python", "mode", "verdict", "blocks/cycle", "bytes/cycle", "refs/cycle")
-    body = [(r["test"], r.get("module") or "", r.get("python", ""), r.get("mode", ""), r["verdict"],
-             _fmt(r.get("blocks")), _fmt(r.get("bytes")), _fmt(r.get("refs")))
-            for r in sorted(rows, key=lambda r: (r["test"], r.get("mode", "")))]
-    widths = [max(len(str(line[i])) for line in (header, *body)) for i in range(len(header))]
-
-    def join(cells: tuple) -> str:
-        return "  ".join(str(c).ljust(w) if i < 5 else str(c).rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
-
-    lines = [join(header), *map(join, body)]
-    verdicts: dict[str, int] = {}
-    for row in rows:
-        verdicts[row["verdict"]] = verdicts.get(row["verdict"], 0) + 1
-    lines.append(", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())))
-    if any(r.get("mode", "").startswith("in-process") for r in rows):
-        lines.append("in-process rows: growth per repetition of the test body (no control)")
-    if controls_by_worker:
-        per = ", ".join(f"{w}: {n}" for w, n in sorted(controls_by_worker.items()))
-        lines.append(f"pass controls measured: {sum(controls_by_worker.values())} ({per})")
-    return lines
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+,.0f}" if abs(value) >= 100 or value == int(value) else f"{value:+.2f}"
-
-
 STATE = pytest.StashKey[LeakSession]()
 
 
@@ -239,24 +208,6 @@ def pytest_configure(config: pytest.Config) -> None:
     session = LeakSession(config, LeakOptions.from_config(config))
     config.stash[STATE] = session
     config.pluginmanager.register(session, "leak_harness_session")
-
-
-def failure_text(result: Result) -> str:
-    """What a failing leak check says: verdict, growth over the control, top sites."""
-    lines = [f"leak-harness: {result.case} ({result.module or 'no module'}) on Python "
-             f"{result.python.get('version')} in mode {result.mode}: {result.verdict}"]
-    if result.excess:
-        control = (result.control or {}).get("per_cycle", {})
-        for key in ("blocks", "bytes", "refs"):
-            if result.excess.get(key) is not None:
-                lines.append(f"  {key:6} per cycle: case {_fmt((result.per_cycle or {}).get(key))}, "
-                             f"control {_fmt(control.get(key))}, excess {_fmt(result.excess[key])}, "
-                             f"tolerance {_fmt(result.tolerance.get(key))}")
-    for site in result.sites[:5]:
-        lines.append(f"  site: {site}")
-    if result.message:
-        lines.append(result.message)
-    return "\n".join(lines)
 
 
 # -- the fixture --------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -139,3 +141,22 @@ def test_run_cli_refuses_a_mode_the_case_does_not_list(capsys):
 def test_run_cli_unknown_case_name(capsys):
     assert main(["run", "no-such-case"]) == 2
     assert "is neither a .py file, a .toml case file, a case name" in capsys.readouterr().err
+
+
+def test_run_honours_the_case_files_cycles_unless_given(tmp_path):
+    """`cycles` in a case file is the default for `run`; --cycles on the command line wins."""
+    case = tmp_path / "leak_cycles.toml"
+    case.write_text('name = "cycles-probe"\nmodule = "json"\nbody = "import json"\ncycles = 6\n')
+    repo = Path(__file__).resolve().parent.parent
+
+    def cycles_of(*extra: str) -> int:
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", str(case), "--warmup", "1",
+                               "--json", *extra], capture_output=True, text=True, cwd=repo,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        assert len(result["samples"]) == 1 + 1 + result["cycles"]  # cycle 0, warm-up, measured
+        return result["cycles"]
+
+    assert cycles_of() == 6
+    assert cycles_of("--cycles", "4") == 4

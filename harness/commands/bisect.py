@@ -26,7 +26,7 @@ from ..engine import Engine, RunSettings
 from ..errors import CaseError
 from ..pythons import target_python
 from ..result import EXIT_CODES
-from .common import add_run_options, make_console, settings_from_args
+from .common import DEFAULT_CYCLES, add_run_options, make_console, settings_from_args
 
 HELP = "shrink a leaking script, module set or test set to its minimal culprit; bisect git history"
 
@@ -152,7 +152,8 @@ def _tests(args: argparse.Namespace):
     ids = collect_test_ids(python, args.tests)
 
     def probe(key):
-        outcome = run_subset(python, [ids[i] for i in key], args.warmup, args.cycles, args.timeout)
+        cycles = args.cycles if args.cycles is not None else DEFAULT_CYCLES
+        outcome = run_subset(python, [ids[i] for i in key], args.warmup, cycles, args.timeout)
         per_repeat = outcome.get("per_repeat") or {}
         return Probe(verdict=outcome["verdict"], excess={k: per_repeat.get(k) for k in ("blocks", "refs")},
                      message=outcome.get("message", ""))

@@ -24,7 +24,8 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
         p.add_argument("--python", default=None, help="target interpreter (default: this one)")
         p.add_argument("--mode", default="finalize", choices=list(MODES))
     p.add_argument("--backend", default="counters", choices=backend_names())
-    p.add_argument("--cycles", type=int, default=20, help="measured cycles (default 20)")
+    p.add_argument("--cycles", type=int, default=None,
+                   help=f"measured cycles (default {DEFAULT_CYCLES}, or the case file's `cycles`)")
     p.add_argument("--warmup", type=int, default=5, help="cycles discarded first (default 5)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds before a host is killed, per case and mode (default 120)")
@@ -45,13 +46,20 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
                         "subinterpreters (default: the CPU count)")
 
 
-def settings_from_args(args: argparse.Namespace, python: str | None, mode: str) -> RunSettings:
+DEFAULT_CYCLES = 20
+
+
+def settings_from_args(args: argparse.Namespace, python: str | None, mode: str,
+                       case_cycles: int | None = None) -> RunSettings:
+    """RunSettings from the common options; --cycles beats a case's own `cycles`."""
     threads = getattr(args, "threads", None)
     modes = args.mode if isinstance(getattr(args, "mode", None), list) else [mode]
     if threads is not None and not any(MODES[m].threaded for m in modes if m in MODES):
         raise HarnessError("--threads applies to --mode parallel only")
     return RunSettings(
-        python=python, mode=mode, backend=args.backend, cycles=args.cycles, warmup=args.warmup,
+        python=python, mode=mode, backend=args.backend,
+        cycles=args.cycles if args.cycles is not None else (case_cycles or DEFAULT_CYCLES),
+        warmup=args.warmup,
         timeout=args.timeout, site=args.site, xoptions=tuple(args.xoptions), host=args.host,
         threads=threads, suppressions=tuple(getattr(args, "suppressions", None) or ()),
         keep_capture=getattr(args, "keep_capture", None),

@@ -64,7 +64,7 @@ def _checked(case_file: CaseFile, args: argparse.Namespace) -> Case:
 
 def run(args: argparse.Namespace) -> int:
     case = case_from_args(args)
-    result = Engine().run(case, settings_from_args(args, args.python, args.mode))
+    result = Engine().run(case, settings_from_args(args, args.python, args.mode, case.cycles))
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:

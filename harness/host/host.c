@@ -318,7 +318,9 @@ static void find_optional_symbols(void) {
 
 static FILE *out;
 static struct timespec t_start;
-static long long cycle_interned = -1; /* see interned_strings() */
+/* see interned_strings(); in parallel mode every worker stores its own
+   interpreter's count (the same case, so the same number): atomic, last wins */
+static _Atomic long long cycle_interned = -1;
 
 static double ms_since_start(void) {
     struct timespec now;
@@ -350,7 +352,8 @@ static void write_sample(int cycle, int interpreter_alive) {
             snap[2][0], snap[2][1], mi.uordblks, read_rss_bytes(), count_fds(),
             count_threads());
     if (ref_total_fn) fprintf(out, ",\"refs\":%zd", ref_total_fn());
-    if (cycle_interned >= 0) fprintf(out, ",\"interned\":%lld", cycle_interned);
+    long long interned = atomic_load(&cycle_interned);
+    if (interned >= 0) fprintf(out, ",\"interned\":%lld", interned);
     int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
     if (alloc_blocks_fn && blocks_ok) fprintf(out, ",\"allocated_blocks\":%zd", alloc_blocks_fn());
 #ifdef HOST_HAS_MEMCHECK
@@ -489,7 +492,7 @@ static int run_case(int cycle) {
         return -1;
     }
     Py_DECREF(result);
-    cycle_interned = interned_strings();
+    atomic_store(&cycle_interned, interned_strings());
     return 0;
 }
 
