@@ -82,7 +82,7 @@ def main() -> int:
             print(f"Python {target.version} {mode}: skipped: {exc}")
             continue
         print(f"Python {target.version}  {mode}  case {args.case!r}  "
-              f"{args.warmup} warm-up + {args.cycles} cycles, case + control + probe, "
+              f"{args.warmup} warm-up + {args.cycles} cycles, case + control (+ the import probe for counters), "
               f"min CPU s of {args.repeats}")
         for backend in BACKENDS:
             ratio = best[backend] / best["counters"]

@@ -79,6 +79,9 @@ def memray_location(target: "TargetPython") -> str:
 class MemrayBackend(Backend):
     name = "memray"
     hosts = ("c",)
+    #: the extension-import probe would be a third traced run; what it
+    #: measures (the module's interned name) is already in the interned discount
+    wants_extension_probe = False
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)

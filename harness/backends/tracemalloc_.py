@@ -50,6 +50,9 @@ CASE_FILENAME = "<string>"
 class TracemallocBackend(Backend):
     name = "tracemalloc"
     hosts = ("c",)
+    #: the extension-import probe would be a third traced run; what it
+    #: measures (the module's interned name) is already in the interned discount
+    wants_extension_probe = False
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)
