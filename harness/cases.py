@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from .pythons import TargetPython
@@ -29,10 +28,6 @@ class Case:
     def source_code(self) -> str:
         parts = [p for p in (self.setup, self.code) if p.strip()]
         return "\n".join(parts) + "\n" if parts else "pass\n"
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.source_code.encode()).hexdigest()[:12]
 
 
 CONTROL = Case(name="(control: pass)", code="pass", module=None)

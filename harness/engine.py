@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .backends import backend_names, get_backend
+from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
 from .cases import CONTROL, Case
@@ -31,7 +31,6 @@ from .runner import HostRun, run_host
 from .settings import RunSettings
 from .verdict import judge
 
-BACKENDS = tuple(backend_names())
 #: Bytes allowed per discounted interned string: a compact ASCII string's
 #: 40-byte header plus an identifier of up to 40 characters.
 INTERNED_STRING_BYTES = 80.0

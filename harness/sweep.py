@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .cases import Case
+from .cases import CONTROL, Case
 from .engine import Engine, RunSettings
 from .errors import HarnessError
 from .modes import mode_problem
@@ -144,7 +144,6 @@ def _case_job(engine: Engine, job: SweepJob) -> tuple[Result, bool]:
 
 
 def _control_job(engine: Engine, settings: RunSettings) -> tuple[Result, bool]:
-    from .cases import CONTROL
     return _guarded(lambda: engine.control_result(settings), CONTROL, settings), True
 
 

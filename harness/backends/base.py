@@ -63,3 +63,15 @@ class Backend:
     def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
                settings: "RunSettings") -> None:
         """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors)."""
+
+
+class MainHookBackend(Backend):
+    """Backends that trace from the target's main interpreter (--main-hook).
+
+    They need the C host, and skip the extension-import probe: it would be
+    a third traced run, and what it measures (the module's interned name)
+    is already in the interned-string discount.
+    """
+
+    hosts = ("c",)
+    wants_extension_probe = False

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from ..attribution import CPYTHON, NativeFrame, attribute, module_from_source_file, short_stack
 from ..errors import HarnessError
 from ..native_symbols import FrameOwners
-from .base import Backend, Launch
+from .base import Launch, MainHookBackend
 from .counters import series_from_samples
 from .hooks import HOOK_FILENAME, Group, add_to_group, group_sites, hook_source, padded, refuse_mode
 
@@ -76,12 +76,8 @@ def memray_location(target: "TargetPython") -> str:
         return _memray_dirs[target.realpath]
 
 
-class MemrayBackend(Backend):
+class MemrayBackend(MainHookBackend):
     name = "memray"
-    hosts = ("c",)
-    #: the extension-import probe would be a third traced run; what it
-    #: measures (the module's interned name) is already in the interned discount
-    wants_extension_probe = False
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..attribution import CPYTHON, is_python_machinery, module_from_source_file
 from ..errors import HarnessError, ModeUnavailableError
-from .base import Backend, Launch
+from .base import Launch, MainHookBackend
 from .counters import series_from_samples
 from .hooks import HOOK_FILENAME, Group, add_to_group, group_sites, hook_source, padded, refuse_mode
 
@@ -47,12 +47,8 @@ MAX_TRACE_DEPTH = 1000
 CASE_FILENAME = "<string>"
 
 
-class TracemallocBackend(Backend):
+class TracemallocBackend(MainHookBackend):
     name = "tracemalloc"
-    hosts = ("c",)
-    #: the extension-import probe would be a third traced run; what it
-    #: measures (the module's interned name) is already in the interned discount
-    wants_extension_probe = False
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)
