@@ -24,7 +24,7 @@ from .cases import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .modes import check_mode
-from .pythons import TargetPython, target_python
+from .pythons import TargetPython, search_path, target_python
 from .outcome import ending_verdict, summary_line
 from .result import Result
 from .runner import HostRun, run_host
@@ -117,6 +117,8 @@ class Engine:
                         "{case_file}", _FD, target.sys_executable]
                 if s.site:
                     argv.append("--site")
+                else:
+                    argv += ["--path-file", "{path_file}"]
                 for opt in s.xoptions:
                     argv += ["-X", opt]
                 if s.thread_count is not None:
@@ -286,6 +288,8 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
         argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec, total)]
         env = _env(settings, extra_path)
         env.update(spec.env)
+        if not settings.site:
+            argv = _give_search_path(argv, env, target, workdir)
         run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor)
         run.artifacts = backend.collect(run, workdir, role, settings)
     finally:
@@ -295,6 +299,21 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
             run.companions[companion_total] = _run_backend_host(
                 case, settings, role, backend, target, argv_for, extra_path, companion_total)
     return run
+
+
+def _give_search_path(argv: list[str], env: dict[str, str], target: TargetPython,
+                      workdir: Path) -> list[str]:
+    """The target's own sys.path (venv and .pth entries; see
+    pythons.search_path) after PYTHONPATH: to the C host as its module search
+    path (--path-file), to the pure-Python host (run with -S) by PYTHONPATH."""
+    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    entries = list(dict.fromkeys([*inherited, *search_path(target)]))
+    if "{path_file}" not in argv:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
+        return argv
+    path_file = workdir / "sys_path.txt"
+    path_file.write_bytes(b"".join(os.fsencode(e) + b"\n" for e in entries))
+    return [str(path_file) if a == "{path_file}" else a for a in argv]
 
 
 def _env(settings: RunSettings, extra_path: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -86,18 +87,67 @@ class TargetPython:
         return {"version": self.version, "executable": self.executable, "debug": self.debug}
 
 
+#: what users type for an interpreter, as tox/nox/uv take it: 3.12, 3.12.1, python3.13
+_VERSION_SPEC = re.compile(r"^(?:python)?(3\.\d+(?:\.\d+)?)$")
+
+
 def _resolve_executable(python: str | os.PathLike | None) -> str:
     if python is None:
         return sys.executable
     text = str(python)
     if os.sep not in text:
-        found = shutil.which(text)
-        if not found:
-            raise TargetPythonError(f"target Python {text!r} not found on PATH")
-        return found
+        spec = _VERSION_SPEC.match(text)
+        if text.startswith("python"):  # a command name: PATH's first that runs, as tox takes it
+            for found in _on_path(text):
+                try:
+                    _probe(found)
+                    return found
+                except TargetPythonError:
+                    continue  # e.g. a pyenv shim for a version not selected
+        if spec:
+            return _by_version(spec.group(1), text)
+        raise TargetPythonError(f"target Python {text!r} not found on PATH")
     if not os.path.exists(text):
         raise TargetPythonError(f"target Python {text} does not exist")
     return os.path.abspath(text)
+
+
+def _by_version(version: str, asked: str) -> str:
+    """The one interpreter on PATH or under pyenv whose version is `version`
+    (3.12 matches any 3.12.x); none or several is the user's to settle."""
+    minor = ".".join(version.split(".")[:2])
+    candidates = [*installed_pythons(), *_on_path(f"python{minor}")]
+    matches: dict[tuple[str, bool], str] = {}
+    seen: list[str] = []
+    for exe in candidates:
+        try:
+            info = _probe(exe)
+        except TargetPythonError:
+            continue
+        label = f"{info.label} ({exe})"
+        if label not in seen:
+            seen.append(label)
+        if info.version == version or info.short_version == version:
+            matches.setdefault((info.realpath, info.debug), exe)
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    listed = ", ".join(seen) or "no Python 3.10+"
+    if not matches:
+        raise TargetPythonError(f"--python {asked}: no Python {version} on PATH or under pyenv "
+                                f"(found: {listed}); give its path")
+    raise TargetPythonError(f"--python {asked} is ambiguous: "
+                            + ", ".join(f"{_probe(e).label} ({e})" for e in matches.values())
+                            + "; give a full version or a path")
+
+
+def _on_path(name: str) -> list[str]:
+    """Every `name` on PATH, not only the first (pyenv shims come before /usr/bin)."""
+    found = []
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        exe = Path(directory or ".", name)
+        if exe.is_file() and os.access(exe, os.X_OK):
+            found.append(str(exe))
+    return found
 
 
 @functools.lru_cache(maxsize=None)
@@ -161,3 +211,34 @@ def installed_pythons() -> list[str]:
                 if exe.exists():
                     found.setdefault(os.path.realpath(exe), str(exe))
     return list(found.values())
+
+
+_SEARCH_PATH_PROBE = "import json, sys; print(json.dumps(sys.path))"
+
+
+def search_path(target: TargetPython) -> tuple[str, ...]:
+    """The target's sys.path as `TARGET -c ...` has it: stdlib, a venv's own
+    site-packages, user site, the path entries of .pth files — without the
+    current directory and without PYTHONPATH (the engine puts that first
+    itself, per run).  Computed once per target by the target's own `site`,
+    so the host can start each cycle with it and run no .pth code."""
+    return _search_path(target.executable)
+
+
+@functools.lru_cache(maxsize=None)
+def _search_path(executable: str) -> tuple[str, ...]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
+    try:
+        proc = subprocess.run([executable, "-c", _SEARCH_PATH_PROBE], capture_output=True,
+                              text=True, timeout=60, env=env, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetPythonError(f"cannot ask {executable} for its sys.path: {exc}") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise TargetPythonError(f"{executable} -c 'import sys' failed (a broken .pth file?): {last}")
+    try:
+        entries = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        raise TargetPythonError(f"{executable} printed no sys.path") from None
+    # '' is the current directory `-c` puts first
+    return tuple(dict.fromkeys(e for e in entries if e))

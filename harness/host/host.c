@@ -5,7 +5,7 @@
  * descriptor given by the harness.  Every decision (what leaks, what is
  * unsupported) is taken in Python; this file only sets up, loops and counts.
  *
- * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
+ * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... [--path-file FILE]
  *             [--threads N] [--main-hook FILE]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
@@ -500,6 +500,49 @@ static const char *program;
 static int use_site;
 static int n_xoptions;
 static char **xoptions;
+/* --path-file: the target's own sys.path, one entry a line, computed once by
+   the harness (what `TARGET -c` has, .pth entries included): set as the
+   module search path, so no .pth code runs per cycle */
+static int has_search_path;
+static int n_search_paths;
+static char **search_paths;
+
+static int read_path_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror("leak-harness host: path file");
+        return -1;
+    }
+    size_t cap = 16;
+    search_paths = calloc(cap, sizeof(char *));
+    char line[8192];
+    while (search_paths && fgets(line, sizeof line, f)) {
+        size_t n = strcspn(line, "\n");
+        if (line[n] != '\n' && !feof(f)) {
+            fprintf(stderr, "leak-harness host: path file entry longer than %zu bytes\n", sizeof line);
+            fclose(f);
+            return -1;
+        }
+        line[n] = 0;
+        if (!n) continue;
+        if ((size_t)n_search_paths == cap) {
+            char **grown = realloc(search_paths, 2 * cap * sizeof(char *));
+            if (!grown) break;
+            search_paths = grown;
+            cap *= 2;
+        }
+        if (!(search_paths[n_search_paths] = strdup(line))) break;
+        n_search_paths++;
+    }
+    int failed = ferror(f) || !search_paths || !feof(f);
+    fclose(f);
+    if (failed) {
+        fprintf(stderr, "leak-harness host: cannot read path file %s\n", path);
+        return -1;
+    }
+    has_search_path = 1;
+    return 0;
+}
 
 static int init_main_interpreter(int hooked) {
     PyStatus status;
@@ -547,6 +590,20 @@ static int init_main_interpreter(int hooked) {
         status = PyWideStringList_Append(&config.xoptions, w);
         PyMem_RawFree(w);
         if (PyStatus_Exception(status)) goto fail_config;
+    }
+    if (has_search_path) {
+        config.module_search_paths_set = 1;
+        for (int i = 0; i < n_search_paths; i++) {
+            wchar_t *w = Py_DecodeLocale(search_paths[i], NULL);
+            if (!w) {
+                fprintf(stderr, "leak-harness host: cannot decode path %s\n", search_paths[i]);
+                PyConfig_Clear(&config);
+                return -1;
+            }
+            status = PyWideStringList_Append(&config.module_search_paths, w);
+            PyMem_RawFree(w);
+            if (PyStatus_Exception(status)) goto fail_config;
+        }
     }
     status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
@@ -780,7 +837,7 @@ int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
-                "[--threads N] [--main-hook FILE]\n",
+                "[--threads N] [--main-hook FILE] [--path-file FILE]\n",
                 argv[0]);
         return 2;
     }
@@ -794,6 +851,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--main-hook") && i + 1 < argc) main_hook_file = argv[++i];
+        else if (!strcmp(argv[i], "--path-file") && i + 1 < argc) {
+            if (read_path_file(argv[++i]) < 0) return 2;
+        }
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
