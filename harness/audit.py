@@ -30,6 +30,7 @@ from .cases import SWEEP_SKIPS, import_case
 from .engine import Engine, RunSettings
 from .errors import HarnessError
 from .modes import mode_problem
+from .packages import package_modules
 from .pythons import TargetPython, target_python
 from .result import Result
 
@@ -50,6 +51,7 @@ class ModuleRow:
     multiple_interpreters: str | None = None   # the declared slot value (3.12+ multi-phase)
     gil_slot: str | None = None        # Py_mod_gil (3.13+): used / not used
     probe_problem: str | None = None   # why the init kind is unknown
+    distribution: dict[str, str] | None = None   # an installed package's {"name", "version"}
     results: dict[str, Result] = field(default_factory=dict)   # mode -> import result
 
     # -- derived columns ---------------------------------------------------
@@ -112,6 +114,7 @@ class ModuleRow:
     def to_json(self) -> dict[str, Any]:
         return {
             "module": self.module, "origin": self.origin, "source": self.source,
+            "distribution": self.distribution,
             "init": self.init, "init_problem": self.probe_problem,
             "multiple_interpreters": self.multiple_interpreters, "gil_slot": self.gil_slot,
             "loads_isolated": self.loads("subinterpreter"),
@@ -188,20 +191,31 @@ def _probe_env(pythonpath: tuple[str, ...]) -> dict[str, str]:
 
 
 def discover(target: TargetPython, scope: str, env: dict[str, str]) -> tuple[list[ModuleRow], list[str], dict[str, str]]:
-    """(rows to audit, built-in modules, {skipped name: why}) for `scope`."""
+    """(rows to audit, built-in modules, {skipped name: why}) for `scope`.
+
+    Stdlib extensions come from the init probe's listing; installed ones
+    from harness.packages (the target environment's own distributions, as
+    sweep --scope packages sees them), with their distribution."""
     if scope not in SCOPES:
         raise HarnessError(f"--scope must be one of {', '.join(SCOPES)} (got {scope!r})")
-    listing, problem = _probe(target, ["list", scope], env)
+    listing, problem = _probe(target, ["list", "stdlib"], env)
     if listing is None:
         raise HarnessError(f"cannot list the extension modules of Python {target.label}: {problem}")
     rows, skipped = [], {}
-    for entry in listing["modules"]:
-        name = entry["name"]
-        top = name.split(".")[0]
-        if top in SWEEP_SKIPS or top.startswith("_test") or top.startswith("_xxtest"):
-            skipped[name] = SWEEP_SKIPS.get(top, "CPython's own test support")
-            continue
-        rows.append(ModuleRow(module=name, origin=entry["origin"], source=entry["source"]))
+    if scope in ("stdlib", "all"):
+        for entry in listing["modules"]:
+            name = entry["name"]
+            top = name.split(".")[0]
+            if top in SWEEP_SKIPS or top.startswith("_test") or top.startswith("_xxtest"):
+                skipped[name] = SWEEP_SKIPS.get(top, "CPython's own test support")
+                continue
+            rows.append(ModuleRow(module=name, origin=entry["origin"], source=entry["source"]))
+    if scope in ("packages", "all"):
+        installed = package_modules(target)
+        skipped.update(installed.skipped)
+        rows += [ModuleRow(module=m.name, origin=m.origin, source="package",
+                           distribution=m.distribution_json)
+                 for m in installed.modules if m.kind == "extension"]
     return rows, listing.get("builtins", []), skipped
 
 

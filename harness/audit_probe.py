@@ -1,6 +1,8 @@
 """Runs inside the *target* Python (python -I -S audit_probe.py ...): stdlib only.
 
-    audit_probe.py list stdlib|packages|all [PATH...]  -> the extension modules, one JSON object
+    audit_probe.py list stdlib [PATH...]               -> the stdlib's extension modules, one JSON object
+
+(Installed packages are listed by harness.packages, which sweep shares.)
     audit_probe.py init NAME [PATH...]                 -> how NAME initializes, one JSON object
 
 PATHs go first on sys.path (-I ignores PYTHONPATH; the harness passes what
@@ -20,7 +22,6 @@ import importlib.machinery
 import importlib.util
 import json
 import os
-import site
 import sys
 
 # Slot ids and values from CPython's Include/moduleobject.h
@@ -66,43 +67,11 @@ def stdlib_modules():
     return found, builtins
 
 
-def package_modules(stdlib_names):
-    """Extension files under site-packages, named from their path."""
-    found, seen = [], set()
-    suffixes = extension_suffixes()
-    for root in site.getsitepackages():
-        if not os.path.isdir(root):
-            continue
-        for directory, dirs, files in os.walk(root):
-            rel = os.path.relpath(directory, root)
-            parts = [] if rel == "." else rel.split(os.sep)
-            if any(not p.isidentifier() for p in parts):
-                dirs[:] = []  # *.dist-info, numpy.libs, __pycache__-like data trees
-                continue
-            dirs.sort()
-            for filename in sorted(files):
-                suffix = next((s for s in suffixes if filename.endswith(s)), None)
-                if suffix is None:
-                    continue
-                stem = filename[: -len(suffix)]
-                if not stem.isidentifier():
-                    continue
-                name = ".".join(parts + [stem])
-                if name in seen or name.split(".")[0] in stdlib_names:
-                    continue
-                seen.add(name)
-                found.append({"name": name, "origin": os.path.join(directory, filename),
-                              "source": "package", "kind": "extension", "site": root})
-    return found
-
-
 def list_modules(scope):
     stdlib, builtins = stdlib_modules()
     modules = []
     if scope in ("stdlib", "all"):
         modules += stdlib
-    if scope in ("packages", "all"):
-        modules += package_modules(set(getattr(sys, "stdlib_module_names", ())))
     return {"modules": modules, "builtins": builtins}
 
 

@@ -25,6 +25,7 @@ from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .modes import check_mode
 from .pythons import TargetPython, search_path, target_python
+from .packages import distribution_json, import_hint
 from .outcome import ending_verdict, summary_line
 from .result import Result
 from .runner import HostRun, run_host
@@ -169,6 +170,7 @@ class Engine:
             backend=settings.backend, host=host_kind, cycles=settings.cycles,
             warmup=settings.warmup, verdict="error", samples=case_run.samples,
             last_cycle=case_run.last_cycle, wall_s=case_run.wall_s,
+            distribution=distribution_json(target, case.module),
         )
         fallback = case_run.fallback_reason
         if fallback:
@@ -176,6 +178,8 @@ class Engine:
         ended = ending_verdict(case_run, settings)
         if ended:
             result.verdict, result.message = ended
+            hint = import_hint(target, result.message, settings.site) if ended[0] == "error" else None
+            result.message += f"\n{hint}" if hint else ""
             return result
         control_problem = ending_verdict(control.passed, settings)
         if control_problem:

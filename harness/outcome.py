@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from .report.numbers import fmt_bytes, fmt_count, fmt_number
 from .result import Result
 from .runner import HostRun
 from .settings import RunSettings
@@ -58,17 +59,29 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     if blocks is None:
         numbers = "no usable counters"
     elif size is None:
-        numbers = f"{blocks:+g} blocks/cycle over the control"
+        numbers = f"{fmt_number(blocks)} blocks/cycle over the control"
     else:
-        numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control"
+        numbers = f"{fmt_number(blocks)} blocks/cycle, {fmt_bytes(size)}/cycle over the control"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
-    discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
+    discount = (f"; {fmt_count(interned)} interned strings/cycle kept by CPython itself are discounted"
                 if interned else "")
     threads = result.evidence.get("threads")
     if threads:  # parallel mode
         rate = result.evidence.get("cycles_per_s")
         discount += (f"; per interpreter cycle, {threads} threads"
-                     + (f", {rate:g} interpreter cycles/s" if rate else ""))
+                     + (f", {fmt_count(rate)} interpreter cycles/s" if rate else ""))
     if result.verdict == "leak":
-        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
+        where = "" if result.sites or result.backend != "counters" else "; " + where_hint(result)
+        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount}){where}"
     return f"clean: {numbers}{discount}"
+
+
+def where_hint(result: Result) -> str:
+    """The next step after a counters leak: the backend that names its sites
+    in this mode (memray traces from the main interpreter, which finalize
+    mode ends each cycle; valgrind works in every mode)."""
+    exe = result.python.get("executable", "TARGET")
+    if result.mode == "finalize":
+        return "to see where it is allocated, rerun with --backend valgrind"
+    return (f"to see where it is allocated, rerun with --backend memray "
+            f"(memray inside the target: {exe} -m pip install memray) or --backend valgrind")

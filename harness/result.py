@@ -38,6 +38,8 @@ class Result:
     last_cycle: int = 0
     wall_s: float = 0.0
     schema: int = SCHEMA_VERSION
+    #: the installed distribution that provides `module`: {"name", "version"}; None for the stdlib
+    distribution: dict[str, str] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +68,7 @@ class Result:
             "evidence": self.evidence,
             "last_cycle": self.last_cycle,
             "wall_s": round(self.wall_s, 3),
+            "distribution": self.distribution,
         }
 
     def to_json_line(self) -> str:

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..audit import SCOPES, Audit, ModuleRow, markdown_summary, run_audit
 from ..engine import Engine, RunSettings
-from ..report.terminal import fmt_bytes, fmt_number
+from ..report.numbers import fmt_bytes, fmt_number
 from .common import make_console
 
 HELP = "readiness of extension modules for one interpreter per thread (init kind, loads, leaks)"
@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cycles", type=int, default=20, help="measured cycles per mode (default 20)")
     p.add_argument("--warmup", type=int, default=5, help="cycles discarded first (default 5)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per host run (default 120)")
+    p.add_argument("--site", action="store_true",
+                   help="run the target's `site` in every cycle (for .pth import hooks); by "
+                        "default the hosts start from the target's sys.path, computed once")
     p.add_argument("--json", action="store_true", help="print the audit as JSON")
     p.add_argument("--markdown", metavar="FILE",
                    help="write the Markdown summary to FILE ('-': print it instead of the table)")
@@ -65,8 +68,9 @@ def audit_table(audit: Audit) -> Table:
         note = "" if row.crashes() else (
             row.refusal("subinterpreter") or row.probe_problem
             or row.refusal("legacy-subinterpreter") or row.refusal("finalize") or "")
+        dist = row.distribution
         table.add_row(
-            row.module, row.init, row.multiple_interpreters or "-", _mark(row.ready),
+            row.module + (f" ({dist['name']} {dist['version']})" if dist else ""), row.init, row.multiple_interpreters or "-", _mark(row.ready),
             _mark(row.loads("subinterpreter")), _mark(row.loads("legacy-subinterpreter")),
             _leak_cell(row.end_interpreter_leak()), _leak_cell(row.leak("finalize")),
             Text(row.crash_summary(), style="bold magenta"),
@@ -80,12 +84,13 @@ def _short(note: str) -> str:
     first = note.splitlines()[0] if note else ""
     for prefix in ("unsupported: ", "ImportError: "):
         first = first.removeprefix(prefix)
-    return first[:100]
+    return first
 
 
 def run(args: argparse.Namespace) -> int:
     console = make_console()
-    base = RunSettings(cycles=args.cycles, warmup=args.warmup, timeout=args.timeout)
+    base = RunSettings(cycles=args.cycles, warmup=args.warmup, timeout=args.timeout,
+                       site=args.site)
     engine = Engine()
     audits = []
     with console.status("audit") as status:

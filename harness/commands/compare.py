@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _fmt_excess(line: dict | None) -> str:
     from ..report.summary import excess_of
-    from ..report.terminal import fmt_bytes, fmt_number
+    from ..report.numbers import fmt_bytes, fmt_number
 
     if not line or line.get("verdict") != "leak":
         return (line or {}).get("verdict") or "absent"

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cases import import_case, stdlib_import_cases
+from ..cases import import_case
+from ..packages import package_import_cases
 from ..engine import Engine
 from ..modes import DEFAULT_SWEEP_MODES, MODES
 from .common import add_run_options, make_console, settings_from_args
 
-HELP = "import every stdlib module (or --module ...) in each mode"
+HELP = "import every stdlib module (--scope packages: installed ones; --package DIST) in each mode"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,6 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", action="append", default=[], choices=list(MODES),
                    help=f"repeatable; default: {' and '.join(DEFAULT_SWEEP_MODES)}")
     p.add_argument("--module", action="append", default=[], help="only these modules")
+    p.add_argument("--scope", default="stdlib", choices=("stdlib", "packages", "all"),
+                   help="stdlib modules (default), the target environment's installed "
+                        "packages (a venv's own), or both")
+    p.add_argument("--package", action="append", default=[], metavar="DIST",
+                   help="every module of this installed distribution (repeatable; "
+                        "instead of --scope)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", help="append JSON lines here as results arrive")
     p.add_argument("--shard", help="run only shard i of n (i/n)")
@@ -41,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     def cases_for(target):
         if args.module:
             return [import_case(m) for m in args.module]
-        cases, skipped = stdlib_import_cases(target)
+        cases, skipped = package_import_cases(target, args.scope, args.package)
         skipped_modules.update(skipped)
         return cases
 

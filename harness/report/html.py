@@ -17,7 +17,7 @@ from .load import ResultSet, python_label
 from .plots import growth_plot_svg, top_leakers_svg
 from .summary import (controls_sorted, excess_of, first_line, leaks, module_name, ranked,
                       row_label, total_counts, verdict_counts, with_verdicts)
-from .terminal import fmt_bytes, fmt_number
+from .numbers import fmt_bytes, fmt_number
 
 #: Growth plots drawn at most (the biggest leaks); each is ~30 kB of SVG.
 MAX_GROWTH_PLOTS = 40

@@ -17,7 +17,7 @@ from typing import Any
 
 from .load import ResultSet, control_key
 from .summary import PROBLEM_VERDICTS, first_line, module_name, row_label, target_order
-from .terminal import fmt_bytes, fmt_number
+from .numbers import fmt_bytes, fmt_number
 
 # XML 1.0 forbids most control characters; a traceback or a case's output
 # may carry them (ANSI colours, NUL), and one of them makes the file unreadable.

@@ -14,7 +14,7 @@ from ..result import VERDICTS
 from .load import ResultSet, python_label
 from .summary import (controls_sorted, excess_of, first_line, ranked, row_label,
                       total_counts, verdict_counts, with_verdicts)
-from .terminal import fmt_bytes, fmt_number
+from .numbers import fmt_bytes, fmt_number
 
 _CELL_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+!|<>~])")
 

@@ -7,7 +7,7 @@ translates pytest's world into engine calls.
 from __future__ import annotations
 
 from ..result import Result
-from .terminal import fmt_number as _fmt
+from .numbers import fmt_number as _fmt
 
 
 def summary_lines(rows: list[dict], controls_by_worker: dict[str, int]) -> list[str]:

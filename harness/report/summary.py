@@ -37,7 +37,9 @@ def row_label(line: dict[str, Any]) -> str:
     """How a row is named: the module, plus the case when it is more than `import MODULE`."""
     module = module_name(line)
     case = line.get("case") or ""
-    return module if case in ("", module, f"{module}-import") else f"{module} ({case})"
+    label = module if case in ("", module, f"{module}-import") else f"{module} ({case})"
+    dist = line.get("distribution")  # an installed package's module: which release
+    return f"{label} [{dist['name']} {dist['version']}]" if dist else label
 
 
 def excess_of(line: dict[str, Any], counter: str) -> float | None:

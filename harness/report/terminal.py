@@ -10,33 +10,12 @@ from rich.table import Table
 from rich.text import Text
 
 from ..result import Result
+from .numbers import fmt_bytes, fmt_number  # noqa: F401  (re-exported for old imports)
 
 VERDICT_STYLE = {
     "leak": "bold red", "clean": "green", "unsupported": "yellow",
     "crash": "bold magenta", "timeout": "magenta", "error": "red",
 }
-
-
-def fmt_number(value: float | None, unit: str = "") -> str:
-    if value is None:
-        return "-"
-    if abs(value) >= 100 or value == int(value):
-        text = f"{value:+,.0f}"
-    else:
-        text = f"{value:+,.2f}"
-    return text + unit
-
-
-def fmt_bytes(value: float | None) -> str:
-    if value is None:
-        return "-"
-    sign = "+" if value >= 0 else "-"
-    size = abs(value)
-    for unit in ("B", "kB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{sign}{size:,.0f} {unit}" if unit == "B" else f"{sign}{size:,.1f} {unit}"
-        size /= 1000
-    return "-"
 
 
 def verdict_text(verdict: str) -> Text:
@@ -119,17 +98,27 @@ def sweep_table(results: Iterable[Result], title: str = "per-module results") ->
                           ("verdict", "left"), ("blocks/cycle", "right"),
                           ("bytes/cycle", "right"), ("interned/cycle", "right")):
         table.add_column(name, justify=justify, no_wrap=True)
-    table.add_column("note", overflow="ellipsis", no_wrap=True, max_width=70)
+    # the note wraps rather than being cut: piped output must keep the reason
+    table.add_column("note", overflow="fold", min_width=20)
     for r in rows:
         excess = r.excess or {}
-        note = "" if r.verdict in ("clean", "leak") else (r.message or "").strip().splitlines()[:1]
+        dist = r.distribution
         table.add_row(
-            r.module or r.case, r.python["version"], r.mode, verdict_text(r.verdict),
+            (r.module or r.case) + (f" ({dist['name']} {dist['version']})" if dist else ""),
+            r.python["version"], r.mode, verdict_text(r.verdict),
             fmt_number(excess.get("blocks")), fmt_bytes(excess.get("bytes")),
             fmt_number(r.evidence.get("interned_strings_per_cycle")),
-            Text(note[0][:90] if note else ""),
+            Text("" if r.verdict in ("clean", "leak") else note_of(r.message)),
         )
     return table
+
+
+def note_of(message: str | None) -> str:
+    """First line of a message, and its last (the exception itself) when a traceback follows."""
+    lines = [ln.strip() for ln in (message or "").strip().splitlines() if ln.strip()]
+    if len(lines) > 1 and not lines[-1].startswith("hint:") and lines[-1] != lines[0]:
+        return f"{lines[0]} {lines[-1]}"
+    return lines[0] if lines else ""
 
 
 def control_table(controls: Iterable[Result]) -> Table:
