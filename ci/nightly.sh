@@ -14,7 +14,7 @@
 #                             one per version and build kind)
 #   NIGHTLY_OUT               output folder (default out/nightly)
 #   NIGHTLY_MODULES           stdlib modules to sweep, space-separated (default: all of them)
-#   NIGHTLY_CASES             catalog cases (cases/*.toml) to run: names, "all" (default) or "none"
+#   NIGHTLY_CASES             catalog cases (harness/data/cases/*.toml) to run: names, "all" (default) or "none"
 #   NIGHTLY_MODES             default "finalize subinterpreter legacy-subinterpreter"
 #   NIGHTLY_CYCLES / NIGHTLY_WARMUP      default 20 / 5
 #   NIGHTLY_JOBS              host processes at once (default: CPU count)
@@ -23,7 +23,7 @@
 #                             ~3 min per module and Python on 2 loaded cores)
 #   NIGHTLY_VALGRIND_CYCLES   default 8
 #   NIGHTLY_BASELINE          default ci/baseline.json
-#   NIGHTLY_KNOWN             default suppressions/known-leaks.toml
+#   NIGHTLY_KNOWN             default harness/data/known-leaks.toml
 #   NIGHTLY_GROW_THRESHOLD    default 25%
 #   NIGHTLY_PYTHON            the Python that runs leak-harness itself (default python3)
 set -euo pipefail
@@ -51,7 +51,7 @@ while [ $# -gt 0 ]; do
 done
 
 BASELINE="$(abspath "${NIGHTLY_BASELINE:-$ROOT/ci/baseline.json}")"
-KNOWN="$(abspath "${NIGHTLY_KNOWN:-$ROOT/suppressions/known-leaks.toml}")"
+KNOWN="$(abspath "${NIGHTLY_KNOWN:-$ROOT/harness/data/known-leaks.toml}")"
 MODES="${NIGHTLY_MODES:-finalize subinterpreter legacy-subinterpreter}"
 CYCLES="${NIGHTLY_CYCLES:-20}"
 WARMUP="${NIGHTLY_WARMUP:-5}"
@@ -123,10 +123,10 @@ for exe in installed_pythons():
     grep -E '^[0-9]+ results:' "$OUT/sweep.log" >&2 || true
     check_sweep "$rc" "stdlib sweep"
 
-    if [ "$CASES" != "none" ] && ls "$ROOT"/cases/*.toml >/dev/null 2>&1; then
+    if [ "$CASES" != "none" ] && ls "$ROOT"/harness/data/cases/*.toml >/dev/null 2>&1; then
         case_args=()
         [ "$CASES" = "all" ] || for name in $CASES; do case_args+=(--case "$name"); done
-        log "sweep: curated cases (cases/*.toml: $CASES)"
+        log "sweep: curated cases (harness/data/cases/*.toml: $CASES)"
         rc=0; "$PY" ci/sweep_cases.py "${targets[@]}" "${case_args[@]}" --backend counters \
             "${common[@]}" || rc=$?
         check_sweep "$rc" "catalog sweep"
@@ -164,7 +164,7 @@ for format in html markdown junit json; do
 done
 if "$PY" -c 'import xmlschema' 2>/dev/null; then
     "$PY" -c 'import sys, xmlschema; xmlschema.XMLSchema(sys.argv[1]).validate(sys.argv[2])' \
-        ci/junit.xsd "$OUT/junit.xml" || { log "junit.xml does not validate against ci/junit.xsd"; exit 3; }
+        harness/data/junit.xsd "$OUT/junit.xml" || { log "junit.xml does not validate against harness/data/junit.xsd"; exit 3; }
 fi
 
 if [ "$UPDATE_BASELINE" -eq 1 ]; then

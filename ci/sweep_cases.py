@@ -1,4 +1,4 @@
-"""Sweep the curated case catalog (cases/*.toml) like `sweep` does the stdlib.
+"""Sweep the curated case catalog (harness/data/cases/*.toml) like `sweep` does the stdlib.
 
 The nightly job runs the catalog next to the stdlib imports, into the same
 JSON-lines file, with the same sharding (`--shard i/n`, by case-name hash),

@@ -1,4 +1,4 @@
-"""Case files: `cases/*.toml` (and `leak_*.toml` in test trees) -> validated `Case`s.
+"""Case files: the catalog `harness/data/cases/*.toml`, a project's `cases/*.toml` (and `leak_*.toml` in test trees) -> validated `Case`s.
 
 One file holds one case.  Every field is checked here, once, so a typo in
 a catalog file is one line naming the file and the field, not a confusing
@@ -38,12 +38,13 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 from .cases import Case
+from .data import catalog_dir
 from .errors import CaseError
 from .modes import DEFAULT_SWEEP_MODES, MODES
 from .pythons import TargetPython
 
-#: The shipped catalog (present in a source checkout or an editable install).
-CATALOG_DIR = Path(__file__).resolve().parent.parent / "cases"
+#: The shipped catalog (harness/data/cases: in a checkout, an editable install and a wheel).
+CATALOG_DIR = catalog_dir()
 
 _FIELDS = {"name", "module", "setup", "body", "modes", "tags", "cycles", "description", "requires"}
 _REQUIRES_FIELDS = {"python", "packages"}

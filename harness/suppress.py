@@ -12,7 +12,7 @@ frames where the control's had CPython's.
 
 Files are chosen by target version: `base.supp` (one-time allocations of
 the loader and of CPython start-up, written by hand from observed runs),
-then `cpython-X.Y[-debug].supp` from the shipped `suppressions/` directory
+then `cpython-X.Y[-debug].supp` from the shipped `harness/data/suppressions/` directory
 and from the user's cache (where `generate` writes by default), then any
 `--suppressions FILE`.
 """
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from .data import suppressions_dir
 from .errors import HarnessError
 from .host.build import cache_root
 from .pythons import TargetPython
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "suppressions"
+SHIPPED_DIR = suppressions_dir()
 BASE_FILE = "base.supp"
 #: Name prefix of every entry `generate` writes; the rest is a stack digest.
 GENERATED_PREFIX = "lh-cpython"

@@ -66,7 +66,7 @@ def test_catalog_subset_runs_through_pytest_collection(pytester, target_for):
 
 def test_leak_harness_run_accepts_a_catalog_name_and_a_toml_path(target_for):
     python = target_for("3.12").executable
-    for case in ("struct-pack", str(REPO_ROOT / "cases" / "struct-pack.toml")):
+    for case in ("struct-pack", str(REPO_ROOT / "harness" / "data" / "cases" / "struct-pack.toml")):
         proc = subprocess.run(
             [sys.executable, "-m", "harness", "run", case, "--python", python, "--cycles", "8",
              "--warmup", "2", "--json"], capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)

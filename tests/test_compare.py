@@ -2,7 +2,7 @@
 
 The sweep: the fixture extensions (leaking, clean, crashing) in finalize mode on
 3.12 and 3.13, plus `ossaudiodev` on 3.12 and `_curses` on 3.13, which the seeded
-suppressions/known-leaks.toml must recognise as the leaks it documents.
+harness/data/known-leaks.toml must recognise as the leaks it documents.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness.errors import HarnessError
 from harness.known_leaks import VersionRange, load_known_leaks
 from harness.report.load import ResultSet, load_results
 
-KNOWN_FILE = REPO_ROOT / "suppressions" / "known-leaks.toml"
+KNOWN_FILE = REPO_ROOT / "harness" / "data" / "known-leaks.toml"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

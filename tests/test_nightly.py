@@ -152,6 +152,6 @@ def test_the_committed_baseline_is_current_and_passes_against_itself():
     assert {"3.12", "3.13"} <= pythons and results.control_lines()
     proc = subprocess.run([sys.executable, "-m", "harness", "compare",
                            str(baseline), str(baseline), "--known",
-                           str(REPO_ROOT / "suppressions" / "known-leaks.toml")],
+                           str(REPO_ROOT / "harness" / "data" / "known-leaks.toml")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -28,7 +28,7 @@ from harness.report.load import load_results, result_key
 PY_ID = "3.12"
 MODULES = ("lh_initleak", "lh_initclean", "lh_crash", "lh_singlephase", "lh_stateleak")
 MODES = ("finalize", "subinterpreter")
-XSD = REPO_ROOT / "ci" / "junit.xsd"
+XSD = REPO_ROOT / "harness" / "data" / "junit.xsd"
 #: Screenshots and the report they show are kept here (CI uploads out/ as artifacts).
 ARTIFACTS = Path(os.environ.get("LEAK_HARNESS_ARTIFACTS", REPO_ROOT / "out" / "test-artifacts"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -16,7 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "several NEW files (shards) are merged."))
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("new", nargs="+", metavar="NEW")
-    p.add_argument("--known", metavar="TOML", help="known leaks (e.g. suppressions/known-leaks.toml)")
+    p.add_argument("--known", nargs="?", const="shipped", metavar="TOML",
+                   help="known leaks: a TOML file, or no value for the list shipped with "
+                        "leak-harness (harness/data/known-leaks.toml)")
     p.add_argument("--grow-threshold", default="25%",
                    help="relative rise of excess per cycle that counts as grown (default 25%%)")
     p.add_argument("--json", nargs="?", const="-", metavar="FILE",
@@ -99,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from .report import write_output
 
     threshold = parse_threshold(args.grow_threshold)
+    if args.known == "shipped":
+        from ..data import known_leaks_file
+        args.known = str(known_leaks_file())
     known = load_known_leaks(args.known) if args.known else []
     baseline = load_results([args.baseline])
     current = load_results(args.new)

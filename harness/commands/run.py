@@ -19,7 +19,7 @@ HELP = "run one case in one mode and judge it"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help=HELP)
     p.add_argument("case", nargs="?", help="a .py file, a .toml case file, a case name "
-                   "from cases/, or a module name to import")
+                   "from the shipped catalog (harness/data/cases), or a module name to import")
     p.add_argument("-c", dest="code", help="Python code to run each cycle")
     p.add_argument("--module", help="the module the case targets (for reports)")
     add_run_options(p)
