@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 
@@ -12,9 +10,6 @@ from .engine import Engine, RunSettings
 from .errors import HarnessError
 from .host.build import build_host, config_script, find_compiler
 from .pythons import installed_pythons, target_python
-
-VALGRIND_MIN = (3, 15)
-
 
 @dataclass
 class Check:
@@ -64,21 +59,34 @@ def check_python(path: str) -> list[Check]:
     if target.debug:
         detail += "; debug build (refs counted)"
     checks.append(Check(label, ok, detail))
+    checks.append(check_memray(target))
     return checks
 
 
+def check_memray(target) -> Check:
+    """memray must be importable by the *target*: its tracker runs inside the host."""
+    from .backends.memray_ import memray_location
+    name = f"memray in Python {target.label}"
+    try:
+        where = memray_location(target)
+    except HarnessError:
+        return Check(name, False, f"not importable by {target.executable} (--backend memray needs it)",
+                     f"{target.executable} -m pip install memray")
+    return Check(name, True, f"importable from {where}")
+
+
 def check_valgrind() -> Check:
-    exe = shutil.which("valgrind")
-    if not exe:
-        return Check("valgrind", False, "not found", "apt-get install valgrind")
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
-    match = re.search(r"(\d+)\.(\d+)", out)
-    version = tuple(int(x) for x in match.groups()) if match else (0, 0)
-    if version < VALGRIND_MIN:
-        return Check("valgrind", False, f"{out} is older than {VALGRIND_MIN[0]}.{VALGRIND_MIN[1]}",
-                     "install a newer valgrind")
-    headers = bool(shutil.which("valgrind")) and _has_memcheck_header()
-    return Check("valgrind", True, f"{out}; memcheck.h {'found' if headers else 'missing'}",
+    """The valgrind the backend would use (LEAK_HARNESS_VALGRIND or PATH), by its own rule."""
+    from .backends.valgrind import MIN_VERSION, find_valgrind, valgrind_version
+    try:
+        exe = find_valgrind()
+    except HarnessError as exc:
+        return Check("valgrind", False, str(exc), "apt-get install valgrind")
+    version = ".".join(map(str, valgrind_version(exe) or ()))
+    headers = _has_memcheck_header()
+    return Check("valgrind", True,
+                 f"{exe}: valgrind {version} (the backend needs "
+                 f"{'.'.join(map(str, MIN_VERSION))}+); memcheck.h {'found' if headers else 'missing'}",
                  "" if headers else "apt-get install valgrind (ships memcheck.h)")
 
 
@@ -97,10 +105,10 @@ def run_checks(pythons: list[str] | None = None) -> list[Check]:
     for path in pythons or installed_pythons():
         checks.extend(check_python(path))
     checks.append(check_valgrind())
-    checks.append(check_module("memray", "memray backend", "pip install memray"))
     checks.append(check_module("xdist", "pytest -n auto", "pip install pytest-xdist"))
     debug = any("debug" in c.name for c in checks)
     if not debug:
         checks.append(Check("debug build", False, "no Py_DEBUG interpreter found (refs per cycle need one)",
-                            "apt-get install python3.11-dbg"))
+                            "apt-get install python3.X-dbg (whichever `apt-cache search "
+                            "'^python3\\.[0-9]+-dbg$'` lists)"))
     return checks

@@ -93,7 +93,8 @@ class Engine:
     @staticmethod
     def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
         # threads: the `pass` control of parallel mode runs the same thread count
-        return (target.realpath, host_kind, settings.mode, settings.backend, settings.cycles,
+        # the executable too: a venv shares its base's binary, not its sys.path
+        return (target.realpath, target.executable, host_kind, settings.mode, settings.backend, settings.cycles,
                 settings.warmup, settings.thread_count, settings.pythonpath, settings.site,
                 settings.xoptions, settings.suppressions,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
@@ -156,7 +157,7 @@ class Engine:
             if key not in self._controls:
                 passed = launcher(CONTROL, settings, "control")
                 probe = None
-                if key[1] == "c" and backend.wants_extension_probe:
+                if key[2] == "c" and backend.wants_extension_probe:
                     probe = launcher(Case(name="(control: extension import)",
                                           code=f"import {PROBE_EXT_MODULE}"), settings, "probe")
                 self._controls[key] = ControlRun(passed=passed, probe=probe)

@@ -59,8 +59,9 @@ _memray_lock = threading.Lock()
 def memray_location(target: "TargetPython") -> str:
     """The directory the target imports memray from, or a HarnessError
     saying how to install it there (the tracker runs inside the target)."""
+    # keyed by the executable: a venv shares its base's realpath, not its packages
     with _memray_lock:
-        if target.realpath not in _memray_dirs:
+        if target.executable not in _memray_dirs:
             probe = ("import os, memray; "
                      "print(os.path.dirname(os.path.dirname(os.path.abspath(memray.__file__))))")
             try:
@@ -72,8 +73,8 @@ def memray_location(target: "TargetPython") -> str:
                 raise HarnessError(
                     f"the memray backend needs memray installed for the target Python "
                     f"{target.version}: {target.executable} -m pip install memray")
-            _memray_dirs[target.realpath] = proc.stdout.strip().splitlines()[-1]
-        return _memray_dirs[target.realpath]
+            _memray_dirs[target.executable] = proc.stdout.strip().splitlines()[-1]
+        return _memray_dirs[target.executable]
 
 
 class MemrayBackend(MainHookBackend):
