@@ -41,7 +41,7 @@ def _discover() -> dict[str, TargetPython]:
 
 @pytest.fixture(scope="session")
 def installed_targets() -> dict[str, TargetPython]:
-    """The expected target Pythons present here, by id ("3.12", "3.11-debug", ...)."""
+    """The expected target Pythons present here, by id ("3.12", "debug", ...)."""
     return _discover()
 
 

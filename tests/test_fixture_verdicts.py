@@ -109,7 +109,7 @@ def test_call_leak_clean_twin_is_clean_in_every_mode(run_fixture, python_id, mod
 
 @pytest.mark.parametrize("mode", ["finalize", "legacy-subinterpreter"])
 def test_debug_build_counts_the_references_a_call_leak_strands(run_fixture, mode):
-    result = run_fixture("3.11-debug", mode, "lh_callleak", call("lh_callleak"))
+    result = run_fixture("debug", mode, "lh_callleak", call("lh_callleak"))
     assert_verdict(result, "leak")
     refs = result.per_cycle["refs"]
     assert refs is not None and refs > 0, f"refs per cycle on a Py_DEBUG build: {refs!r}"
