@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import make_console
 
@@ -21,6 +22,12 @@ def run(args: argparse.Namespace) -> int:
     from ..doctor import run_checks
 
     checks = run_checks(args.python or None)
+    if not sys.stdout.isatty():
+        # piped or logged: one line per check, nothing folded (the fix is a command to copy)
+        for c in checks:
+            print(f"{'ok' if c.ok else 'MISSING':8} {c.name}: {c.detail}"
+                  + (f"\n         to fix: {c.fix}" if c.fix else ""))
+        return 0
     table = Table(title="leak-harness doctor", title_justify="left")
     for col in ("check", "status", "detail", "to fix"):
         table.add_column(col, overflow="fold")

@@ -116,9 +116,11 @@ def sweep_table(results: Iterable[Result], title: str = "per-module results") ->
 def note_of(message: str | None) -> str:
     """First line of a message, and its last (the exception itself) when a traceback follows."""
     lines = [ln.strip() for ln in (message or "").strip().splitlines() if ln.strip()]
-    if len(lines) > 1 and not lines[-1].startswith("hint:") and lines[-1] != lines[0]:
-        return f"{lines[0]} {lines[-1]}"
-    return lines[0] if lines else ""
+    hints = [ln for ln in lines if ln.startswith("hint:")]
+    lines = [ln for ln in lines if not ln.startswith("hint:")]
+    if len(lines) > 1 and lines[-1] != lines[0]:
+        lines = [lines[0], lines[-1]]
+    return " ".join(lines[:2] + hints)
 
 
 def control_table(controls: Iterable[Result]) -> Table:
