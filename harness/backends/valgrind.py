@@ -40,6 +40,7 @@ from ..attribution import object_name
 from ..errors import HarnessError
 from ..host.build import build_host
 from ..memcheck_xml import MemcheckReport, parse_file, totals
+from ..report.numbers import fmt_bytes
 from .base import Backend, Launch
 from .valgrind_records import (
     LossRecord, error_json, exit_records, growth_between, records_by_cycle, sites, snapshot,
@@ -236,7 +237,7 @@ class ValgrindBackend(Backend):
         elif result.sites and result.verdict == "leak":
             top = result.sites[0]
             result.message = (f"{result.message}; top site: {top['module']} "
-                              f"{top['bytes_per_cycle']:+g} B/cycle at {top['at']}")
+                              f"{fmt_bytes(top['bytes_per_cycle'])}/cycle at {top['at']}")
 
 
 # -- pure helpers (module level: tests call them on recorded runs) ----------

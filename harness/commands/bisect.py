@@ -26,6 +26,7 @@ from ..engine import Engine, RunSettings
 from ..errors import CaseError
 from ..pythons import target_python
 from ..result import EXIT_CODES
+from ..report.numbers import fmt_bytes, fmt_number
 from .common import DEFAULT_CYCLES, add_run_options, make_console, settings_from_args
 
 HELP = "shrink a leaking script, module set or test set to its minimal culprit; bisect git history"
@@ -184,7 +185,9 @@ def shrink_report(kind: str, labels: list[str], outcome: ShrinkOutcome) -> dict:
 
 def _fmt_excess(trial: dict) -> str:
     excess = trial.get("excess") or {}
-    parts = [f"{excess[k]:+g} {k}/cycle" for k in ("blocks", "bytes", "refs") if excess.get(k) is not None]
+    shown = {"blocks": lambda v: f"{fmt_number(v)} blocks", "bytes": fmt_bytes,
+             "refs": lambda v: f"{fmt_number(v)} refs"}
+    parts = [f"{shown[k](excess[k])}/cycle" for k in ("blocks", "bytes", "refs") if excess.get(k) is not None]
     return ", ".join(parts) or "-"
 
 
