@@ -178,6 +178,35 @@ def test_module_found_only_by_a_pth_import_hook_says_to_use_site(venv312, tmp_pa
         pth.unlink()
 
 
+def test_pth_path_entries_count_but_pth_code_runs_once_per_target_not_per_cycle(venv312, tmp_path):
+    """A .pth file's directory line is on the host's sys.path; its `import`
+    line (code) runs when the harness asks the target for its path, not in
+    every cycle; with --site it runs in every interpreter of every cycle."""
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "lh_pth_entry.py").write_text("VALUE = 2\n")
+    counter = tmp_path / "pth-ran"
+    site_packages = next((venv312.parent.parent / "lib").glob("python3.*/site-packages"))
+    pth = site_packages / "lh_entry.pth"
+    pth.write_text(f"{extra}\nimport pathlib; pathlib.Path({str(counter)!r}).open('a').write('x')\n")
+    try:
+        check = ("import sys, lh_pth_entry\n"
+                 "assert '' not in sys.path and '.' not in sys.path, sys.path")
+        plain = run_json("-c", check, "--python", str(venv312))
+        assert plain["verdict"] in ("clean", "leak"), plain["message"]
+        ran_plain = len(counter.read_text())
+        counter.write_text("")
+        with_site = run_json("-c", check, "--python", str(venv312), "--site")
+        assert with_site["verdict"] in ("clean", "leak"), with_site["message"]
+        cycles = int(CYCLES) + int(WARMUP)
+        # a few questions the harness asks the target itself (its sys.path, its build), never
+        # one per cycle: the case and its control run 2 x cycles interpreters
+        assert 1 <= ran_plain < cycles
+        assert len(counter.read_text()) >= 2 * cycles    # case and control, every cycle
+    finally:
+        pth.unlink()
+
+
 def test_piped_sweep_table_keeps_the_whole_error(venv312):
     proc = harness("sweep", "--python", str(venv312), "--module", "lh_nowhere_at_all",
                    "--mode", "finalize", "--cycles", "4", "--warmup", "1")
