@@ -94,7 +94,7 @@ else
         # the same row of the baseline
         mapfile -t PYTHONS < <("$PY" -c '
 from harness.errors import HarnessError
-from harness.pythons import installed_pythons, target_python
+from harness.host.target import installed_pythons, target_python
 seen = set()
 for exe in installed_pythons():
     try:
@@ -108,7 +108,11 @@ for exe in installed_pythons():
     [ ${#PYTHONS[@]} -gt 0 ] || { log "no target Python found (set LEAK_HARNESS_PYTHONS)"; exit 2; }
     read -r -a MODE_LIST <<<"$MODES"
     common=(--cycles "$CYCLES" --warmup "$WARMUP" --jobs "$JOBS" --out "$RESULTS")
+    # shards split by what each case cost last time (the previous run's results,
+    # else the baseline's); an unreadable file is an error, not an even split
+    DURATIONS="${NIGHTLY_DURATIONS:-$BASELINE}"
     [ -z "$SHARD" ] || common+=(--shard "$SHARD")
+    [ -z "$SHARD" ] || [ ! -e "$DURATIONS" ] || common+=(--durations "$DURATIONS")
     targets=()
     for py in "${PYTHONS[@]}"; do targets+=(--python "$py"); done
     for mode in "${MODE_LIST[@]}"; do targets+=(--mode "$mode"); done

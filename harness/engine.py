@@ -20,17 +20,17 @@ from pathlib import Path
 from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
-from .cases import CONTROL, Case
+from .cases.model import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .modes import check_mode
-from .pythons import TargetPython, search_path, target_python
-from .packages import distribution_json, import_hint
-from .outcome import ending_verdict, summary_line
+from .cases.packages import distribution_json, import_hint
+from .host.modes import check_mode
+from .host.target import TargetPython, search_path, target_python
+from .verdict.ending import ending_verdict, summary_line
 from .result import Result
-from .runner import HostRun, run_host
+from .host.runner import HostRun, run_host
 from .settings import RunSettings
-from .verdict import judge
+from .verdict.rule import judge
 
 #: Bytes allowed per discounted interned string: a compact ASCII string's
 #: 40-byte header plus an identifier of up to 40 characters.
@@ -309,7 +309,7 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
 def _give_search_path(argv: list[str], env: dict[str, str], target: TargetPython,
                       workdir: Path) -> list[str]:
     """The target's own sys.path (venv and .pth entries; see
-    pythons.search_path) after PYTHONPATH: to the C host as its module search
+    host.target.search_path) after PYTHONPATH: to the C host as its module search
     path (--path-file), to the pure-Python host (run with -S) by PYTHONPATH."""
     inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     entries = list(dict.fromkeys([*inherited, *search_path(target)]))

@@ -15,6 +15,10 @@ class HostBuildError(HarnessError):
     """The C host cannot be compiled against the target (no compiler, no --embed, ...)."""
 
 
+class CompileError(HostBuildError):
+    """A compiler was found and ran, and rejected the source: a bug to fix, not a tool to install."""
+
+
 class ModeUnavailableError(HarnessError):
     """The mode needs something the target does not have (e.g. own-GIL needs 3.12+)."""
 

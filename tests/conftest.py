@@ -17,8 +17,8 @@ import pytest
 
 from fixtures.build import EXT_DIR, build_fixtures
 from fixtures.targets import EXPECTED_PYTHONS, missing
-from harness.errors import HarnessError
-from harness.pythons import TargetPython, installed_pythons, target_python
+from harness.errors import CompileError, HarnessError
+from harness.host.target import TargetPython, installed_pythons, target_python
 
 BUILD_SCRIPT = Path(__file__).with_name("fixtures") / "build.py"
 
@@ -99,6 +99,8 @@ def fixture_modules_for(target_for, tmp_path_factory):
             if not done_marker.exists():
                 try:
                     build_fixtures(target, directory)
+                except CompileError as exc:  # the fixture source is wrong: never a skip
+                    pytest.fail(f"the fixture extensions do not compile for Python {target.label}: {exc}")
                 except HarnessError as exc:  # no compiler, no pythonX.Y-config
                     missing(f"cannot build the fixture extensions for Python {target.label}: {exc}")
                 done_marker.touch()

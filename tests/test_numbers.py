@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from fixtures.targets import REPO_ROOT, debug_build_version
-from harness.outcome import summary_line
+from harness.verdict.ending import summary_line
 from harness.report.numbers import fmt_bytes, fmt_count, fmt_number
 from harness.result import Result
 
@@ -42,7 +42,7 @@ def test_counters_leak_ends_with_the_backend_that_says_where():
 
 def test_file_reports_and_messages_do_not_load_rich():
     code = ("import sys, harness.report.markdown, harness.report.html, harness.report.junit, "
-            "harness.outcome, harness.report.numbers; "
+            "harness.verdict.ending, harness.report.numbers; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'rich'))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)

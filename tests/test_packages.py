@@ -216,7 +216,7 @@ def test_piped_sweep_table_keeps_the_whole_error(venv312):
 
 def test_python_by_version_finds_one_interpreter_or_lists_the_candidates(target_for, tmp_path):
     base = target_for("3.12")
-    from harness.pythons import _resolve_executable, target_python
+    from harness.host.target import _resolve_executable, target_python
     assert target_python("3.12").version == base.version
     assert target_python(base.version).realpath == base.realpath
     assert target_python("python3.12").version == base.version

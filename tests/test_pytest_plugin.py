@@ -8,13 +8,14 @@ Few cycles (8 after 2 warm-up): the point here is the plumbing, not the rule.
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from importlib.metadata import entry_points
 
 import pytest
 
-from fixtures.targets import missing
+from fixtures.targets import REPO_ROOT, missing
 
 pytest_plugins = ["pytester"]
 PY = "3.12"
@@ -22,12 +23,23 @@ FAST = ("--leak-cycles", "8", "--leak-warmup", "2")
 
 
 @pytest.fixture
-def session(pytester, fixture_modules_for):
-    """A pytester dir whose conftest puts the 3.12 fixture extensions on sys.path."""
+def session(pytester, fixture_modules_for, monkeypatch):
+    """A pytester dir whose conftest puts the 3.12 fixture extensions on sys.path.
+
+    The subprocess must test this checkout's plugin, not whatever `harness`
+    another install left on the path: the checkout goes first on PYTHONPATH
+    and the conftest refuses to run against any other copy.
+    """
     if not any(e.name == "leak_harness" for e in entry_points(group="pytest11")):
         missing("the leak_harness pytest11 entry point is not installed (pip install -e .)")
     modules = fixture_modules_for(PY)
-    pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(modules.directory)!r})\n")
+    inherited = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO_ROOT), inherited) if p))
+    pytester.makeconftest(
+        f"import os, sys\nsys.path.insert(0, {str(modules.directory)!r})\n"
+        "import harness\n"
+        f"assert os.path.realpath(harness.__file__).startswith({str(REPO_ROOT / 'harness')!r} + os.sep), "
+        "f'the plugin under test is {harness.__file__}, not this checkout'\n")
     pytester.python = str(modules.target.executable)
     return pytester
 
@@ -224,7 +236,6 @@ def test_p_no_leak_harness_turns_it_off(session):
 
 
 def test_xdist_aggregates_rows_and_measures_the_control_once_per_worker(session):
-    pytest.importorskip("xdist")
     session.makepyfile(test_many="""
         import pytest
 

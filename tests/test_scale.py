@@ -12,11 +12,11 @@ import json
 
 import pytest
 
-from harness.cases import code_case
+from harness.cases.model import code_case
 from harness.cli import main as cli_main
 from harness.errors import HarnessError
 from harness.report.scale_plot import write_plot
-from harness.scale import measure_scaling, parse_thread_counts
+from harness.tools.scale import ScalePoint, ScaleTable, measure_scaling, parse_thread_counts
 
 
 def test_thread_counts_always_include_one():
@@ -77,3 +77,15 @@ def test_cli_json_and_a_failing_case_exit_3(target_for, capsys):
 def test_cli_refuses_python_before_312(target_for, capsys):
     assert cli_main(["scale", "--python", target_for("3.11").executable]) == 2
     assert "needs Python 3.12+" in capsys.readouterr().err
+
+
+def test_ratio_is_throughput_over_one_thread_not_its_inverse():
+    # Rates chosen so an inverted ratio (base / point) or a ratio over the
+    # wrong base gives a different number: 2 threads doing 1.5x the work.
+    table = ScaleTable(case="pass", python={}, host_mode="bare-parallel", cycles=4, warmup=1,
+                       repeats=1, points=[ScalePoint(threads=1, rates=[100.0]),
+                                          ScalePoint(threads=2, rates=[150.0])])
+    one, two = table.points
+    assert table.ratio(two) == pytest.approx(1.5)
+    assert table.efficiency(two) == pytest.approx(0.75)
+    assert table.ratio(one) == 1.0

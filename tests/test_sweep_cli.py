@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import stdlib_import_cases
-from harness.sweep import in_shard, parse_shard
+from harness.cases.model import stdlib_import_cases
+from harness.tools.shards import assign_shards, durations_from, shard_costs
+from harness.tools.sweep import parse_shard
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,12 +108,39 @@ def test_interrupted_sweep_keeps_finished_results(target_for, fixture_modules_fo
 
 def test_shards_partition_the_cases(target_for):
     cases, _ = stdlib_import_cases(target_for("3.12"))
-    shards = [parse_shard(f"{i}/3") for i in (1, 2, 3)]
-    names = [sorted(c.name for c in cases if in_shard(c, s)) for s in shards]
+    keys = [(c.name, "finalize") for c in cases]
+    shard_of = assign_shards(keys, 3)
+    names = [sorted(k[0] for k, s in zip(keys, shard_of) if s == i) for i in range(3)]
     assert sorted(sum(names, [])) == sorted(c.name for c in cases)
-    assert all(names)  # no empty shard for ~280 cases
+    # equal costs without a durations file: counts differ by at most one
+    assert max(map(len, names)) - min(map(len, names)) <= 1
+    assert assign_shards(keys, 3) == shard_of  # every shard computes the same split
     with pytest.raises(HarnessError):
         parse_shard("4/3")
+
+
+def test_measured_durations_balance_shards_that_a_name_split_does_not():
+    # A few slow cases (asyncio, doctest, ... at ~1.5 s) among many fast ones:
+    # split by name their shards differ several-fold; by cost within 15 %.
+    keys = [(f"import m{i:03d}", "finalize") for i in range(240)]
+    durations = {k: (1.5 if i % 40 == 0 else 0.05 + (i % 7) * 0.01) for i, k in enumerate(keys)}
+    durations.update({keys[i]: 1.5 for i in range(1, 6)})   # slow ones bunched by name
+    by_cost = shard_costs(keys, 4, durations)
+    mean = sum(by_cost) / 4
+    assert max(by_cost) <= 1.15 * mean, by_cost
+    by_name = [0.0] * 4
+    for i, key in enumerate(keys):
+        by_name[i * 4 // len(keys)] += durations[key]
+    assert max(by_name) > 1.15 * (sum(by_name) / 4)   # what a contiguous name split gives
+
+
+def test_durations_come_from_a_results_file(tmp_path):
+    lines = [{"schema": 1, "case": "import json", "verdict": "clean", "mode": "finalize", "wall_s": 0.4, "role": "case"},
+             {"schema": 1, "case": "import json", "verdict": "clean", "mode": "finalize", "wall_s": 0.6, "role": "case"},
+             {"schema": 1, "case": "(control: pass)", "verdict": "clean", "mode": "finalize", "wall_s": 9.0, "role": "control"}]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert durations_from([path]) == {("import json", "finalize"): 0.6}
 
 
 def test_stdlib_cases_skip_gui_and_foreign_platform_modules_with_reasons(target_for):

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.targets import REPO_ROOT
+from fixtures.targets import REPO_ROOT, missing
 from harness.backends.base import Backend, Launch
 from harness.backends.hooks import hook_source
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.host.build import build_host
 
@@ -123,7 +123,7 @@ def test_result_follows_the_contract(target_for):
     assert result["backend"] == "tracemalloc" and result["sites"]
     assert {"module", "bytes_per_cycle", "blocks_per_cycle", "top_stacks"} <= set(result["sites"][0])
     if not CHECKER.exists():
-        pytest.skip(f"{CHECKER} not present")
+        missing(f"the contract checker {CHECKER} is not present")
     check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout

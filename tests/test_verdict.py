@@ -7,7 +7,7 @@ from itertools import accumulate, cycle, islice
 
 import pytest
 
-from harness.verdict import FLOORS, judge, noise, theil_sen_slope
+from harness.verdict.rule import FLOORS, judge, noise, theil_sen_slope
 
 WARMUP = 5
 CYCLES = 20
@@ -92,6 +92,20 @@ def test_one_time_step_in_the_middle_of_the_window_is_clean():
     # the step shows in exactly one half, never both
     first, second = j.halves["blocks"]
     assert min(first, second) <= FLOORS["blocks"]
+
+
+def test_late_one_time_cache_over_a_realistic_control_is_clean():
+    # Over CPython's own ~1,780 blocks a cycle, each half of the window must
+    # be judged on its excess over the control's half: the half without the
+    # step then shows ~0, not ~1,780, and a cache filled once stays clean.
+    deltas = [1780] * CYCLES
+    deltas[CYCLES // 2] += 4000
+    j = verdict_of(deltas, [1780] * CYCLES)
+    assert j.verdict == "clean"
+    first, second = j.halves["blocks"]
+    assert min(first, second) == pytest.approx(0)
+    # the same step every cycle is a leak
+    assert verdict_of([1780 + 4000] * CYCLES, [1780] * CYCLES).verdict == "leak"
 
 
 def test_slow_steady_leak_under_noise_is_flagged():

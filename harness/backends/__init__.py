@@ -10,7 +10,7 @@ from .base import Backend
 #: name -> "module:Class" (imported on first use: optional dependencies stay optional)
 REGISTRY: dict[str, str] = {
     "counters": "harness.backends.base:Backend",
-    "valgrind": "harness.backends.valgrind:ValgrindBackend",
+    "valgrind": "harness.backends.valgrind.backend:ValgrindBackend",
     "memray": "harness.backends.memray_:MemrayBackend",
     "tracemalloc": "harness.backends.tracemalloc_:TracemallocBackend",
 }

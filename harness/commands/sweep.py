@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cases import import_case
-from ..packages import package_import_cases
+from ..cases.model import import_case
+from ..cases.packages import package_import_cases
 from ..engine import Engine
-from ..modes import DEFAULT_SWEEP_MODES, MODES
+from ..host.modes import DEFAULT_SWEEP_MODES, MODES
 from .common import add_run_options, make_console, settings_from_args
 
 HELP = "import every stdlib module (--scope packages: installed ones; --package DIST) in each mode"
@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", help="append JSON lines here as results arrive")
     p.add_argument("--shard", help="run only shard i of n (i/n)")
+    p.add_argument("--durations", action="append", default=[], metavar="RESULTS",
+                   help="an earlier run's results (repeatable): --shard splits by their measured cost")
     add_run_options(p, sweep=True)
     p.set_defaults(func=run)
 
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report.terminal import control_table, sweep_table, totals_line
-    from ..sweep import append_path, parse_shard, plan, run_sweep
+    from ..tools.shards import durations_from
+    from ..tools.sweep import append_path, parse_shard, plan, run_sweep
 
     console = make_console()
     pythons = args.python or [None]
@@ -53,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return cases
 
     base = settings_from_args(args, None, modes[0])
-    jobs, skipped = plan(cases_for, pythons, modes, base, shard)
+    durations = durations_from(args.durations) if args.durations else None
+    jobs, skipped = plan(cases_for, pythons, modes, base, shard, durations)
     for line in skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
     out = append_path(args.out)

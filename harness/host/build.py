@@ -16,8 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import HostBuildError
-from ..pythons import TargetPython
+from ..errors import CompileError, HostBuildError
+from .target import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
@@ -123,7 +123,7 @@ def compile_atomically(argv: list[str], output: Path, what: str) -> None:
     try:
         proc = subprocess.run(argv + ["-o", tmp], capture_output=True, text=True, timeout=300)
         if proc.returncode != 0:
-            raise HostBuildError(
+            raise CompileError(
                 f"compiling the {what} failed ({argv[0]} exit {proc.returncode}):\n"
                 f"$ {shlex.join(argv)}\n{proc.stderr.strip()[-3000:]}"
             )

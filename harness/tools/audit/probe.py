@@ -1,9 +1,9 @@
-"""Runs inside the *target* Python (python -I -S audit_probe.py ...): stdlib only.
+"""Runs inside the *target* Python (python -I -S probe.py ...): stdlib only.
 
-    audit_probe.py list stdlib [PATH...]               -> the stdlib's extension modules, one JSON object
+    probe.py list stdlib [PATH...]  -> the stdlib's extension modules, one JSON object
+    probe.py init NAME [PATH...]    -> how NAME initializes, one JSON object
 
-(Installed packages are listed by harness.packages, which sweep shares.)
-    audit_probe.py init NAME [PATH...]                 -> how NAME initializes, one JSON object
+(Installed packages are listed by harness.cases.packages, which sweep shares.)
 
 PATHs go first on sys.path (-I ignores PYTHONPATH; the harness passes what
 the host would see).
@@ -154,7 +154,7 @@ def main(argv):
         # system's back, and its teardown is not what is being asked
         os._exit(0)
     else:
-        print(json.dumps({"error": "usage: audit_probe.py list SCOPE | init NAME"}))
+        print(json.dumps({"error": "usage: probe.py list SCOPE | init NAME"}))
         return 2
     return 0
 

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
-from .modes import MODES
-from .result import VERDICTS
+from ..errors import HarnessError
+from ..host.modes import MODES
+from ..host.versions import VersionRange, VersionRangeError
+from ..result import VERDICTS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,44 +40,10 @@ else:  # pragma: no cover - 3.10
 _FIELDS = {"module", "python", "mode", "backend", "verdicts", "debug", "triggered_by", "reason",
            "link"}
 _COUNTERS = ("blocks", "bytes", "refs")
-_COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*$")
 
 
 class KnownLeaksError(HarnessError):
     """The known-leaks file is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class VersionRange:
-    """Comma-separated comparisons, each on the precision it is written with.
-
-    `<=3.13` admits 3.13.5 and `==3.12` admits every 3.12.x: the version is cut
-    to as many parts as the bound has before comparing.
-    """
-
-    text: str
-    clauses: tuple[tuple[str, tuple[int, ...]], ...]
-
-    @classmethod
-    def parse(cls, text: str, where: str) -> "VersionRange":
-        clauses = []
-        for part in text.split(","):
-            match = _COMPARISON.match(part)
-            if not match:
-                raise KnownLeaksError(
-                    f"{where}: python = {text!r}: each part must be like '>=3.12' or '<3.14'")
-            clauses.append((match.group(1), tuple(int(n) for n in match.group(2).split("."))))
-        return cls(text, tuple(clauses))
-
-    def admits(self, version: str) -> bool:
-        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
-        for op, bound in self.clauses:
-            cut = numbers[: len(bound)]
-            ok = {">=": cut >= bound, "<=": cut <= bound, ">": cut > bound, "<": cut < bound,
-                  "==": cut == bound, "!=": cut != bound}[op]
-            if not ok:
-                return False
-        return True
 
 
 @dataclass(frozen=True)
@@ -145,6 +112,13 @@ def _names(value: Any, field_name: str, allowed: tuple[str, ...] | None, where: 
     return tuple(items)
 
 
+def _version_range(text: str, where: str) -> VersionRange:
+    try:
+        return VersionRange.parse(text)
+    except VersionRangeError as exc:
+        raise KnownLeaksError(f"{where}: python = {text!r}: {exc}") from None
+
+
 def _entry(raw: Any, where: str) -> KnownLeak:
     if not isinstance(raw, dict):
         raise KnownLeaksError(f"{where}: each [[leak]] must be a table")
@@ -162,7 +136,7 @@ def _entry(raw: Any, where: str) -> KnownLeak:
         raise KnownLeaksError(f"{where}: python must be a string such as '>=3.12, <3.14'")
     return KnownLeak(
         module=raw["module"], reason=raw["reason"].strip(),
-        python=VersionRange.parse(python, where) if python else None,
+        python=_version_range(python, where) if python is not None else None,
         modes=_names(raw["mode"], "mode", tuple(MODES), where) if "mode" in raw else (),
         backends=_names(raw["backend"], "backend", None, where) if "backend" in raw else (),
         verdicts=_names(raw.get("verdicts", ["leak"]), "verdicts",

@@ -7,7 +7,6 @@ the moment it is known, so an interrupted or crashing sweep keeps what it did.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -15,13 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .cases import CONTROL, Case
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .modes import mode_problem
-from .pythons import target_python
-from .result import Result
-from .runner import kill_all_hosts
+from ..cases.model import CONTROL, Case
+from ..engine import Engine, RunSettings
+from ..errors import HarnessError
+from ..host.modes import mode_problem
+from ..host.target import target_python
+from ..result import Result
+from ..host.runner import kill_all_hosts
+from .shards import assign_shards
 
 
 @dataclass(frozen=True)
@@ -51,21 +51,14 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def in_shard(case: Case, shard: tuple[int, int] | None) -> bool:
-    """Deterministic across machines and runs: a hash of the case name."""
-    if shard is None:
-        return True
-    index, count = shard
-    digest = int(hashlib.sha256(case.name.encode()).hexdigest()[:8], 16)
-    return digest % count == index - 1
-
-
 def plan(cases_for: Callable, pythons: list[str | None], modes: list[str],
-         base: RunSettings, shard: tuple[int, int] | None = None) -> tuple[list[SweepJob], list[str]]:
+         base: RunSettings, shard: tuple[int, int] | None = None,
+         durations: dict[tuple[str, str], float] | None = None) -> tuple[list[SweepJob], list[str]]:
     """Jobs for every (python, mode, case), and what was skipped and why.
 
     `cases_for(target)` gives the cases for one target Python (its stdlib
-    differs between versions).
+    differs between versions).  With `shard` (i, n) only shard i's jobs are
+    kept, split by the measured `durations` (tools/shards.py).
     """
     jobs, skipped = [], []
     for python in pythons:
@@ -79,8 +72,11 @@ def plan(cases_for: Callable, pythons: list[str | None], modes: list[str],
             for case in cases_for(target):
                 if case.modes and mode not in case.modes:
                     continue
-                if in_shard(case, shard):
-                    jobs.append(SweepJob(case, settings))
+                jobs.append(SweepJob(case, settings))
+    if shard is not None:
+        index, count = shard
+        keys = [(job.case.name, job.settings.mode) for job in jobs]
+        jobs = [job for job, s in zip(jobs, assign_shards(keys, count, durations)) if s == index - 1]
     return jobs, skipped
 
 

@@ -37,11 +37,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .cases import Case
-from .data import catalog_dir
-from .errors import CaseError
-from .modes import DEFAULT_SWEEP_MODES, MODES
-from .pythons import TargetPython
+from .model import Case
+from ..data import catalog_dir
+from ..errors import CaseError
+from ..host.modes import DEFAULT_SWEEP_MODES, MODES
+from ..host.target import TargetPython
+from ..host.versions import VersionRange, VersionRangeError
 
 #: The shipped catalog (harness/data/cases: in a checkout, an editable install and a wheel).
 CATALOG_DIR = catalog_dir()
@@ -50,28 +51,19 @@ _FIELDS = {"name", "module", "setup", "body", "modes", "tags", "cycles", "descri
 _REQUIRES_FIELDS = {"python", "packages"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-_SPECIFIER = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+){0,2})\s*$")
-_COMPARE = {
-    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-    "<": lambda a, b: a < b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
-}
 
 
 @dataclass(frozen=True)
 class Requirements:
     """What the target Python must offer: a version range and importable packages."""
 
-    python: tuple[tuple[str, tuple[int, ...]], ...] = ()   # (operator, version) pairs
-    python_text: str = ""
+    python: VersionRange | None = None
     packages: tuple[str, ...] = ()
 
     def problem(self, target: TargetPython) -> str | None:
         """Why `target` cannot run the case, or None when it can."""
-        version = tuple(target.version_info)
-        for op, wanted in self.python:
-            # compare only as many parts as written: "<3.13" excludes 3.13.0
-            if not _COMPARE[op](version[:len(wanted)], wanted):
-                return f"needs Python {self.python_text}; {target.executable} is {target.version}"
+        if self.python and not self.python.admits(tuple(target.version_info)):
+            return f"needs Python {self.python.text}; {target.executable} is {target.version}"
         if self.packages:
             missing = [n for n in self.packages if n not in _importable(target.executable, self.packages)]
             if missing:
@@ -117,18 +109,6 @@ def _importable(executable: str, names: tuple[str, ...]) -> frozenset[str]:
     if proc.returncode != 0:
         return frozenset()
     return frozenset(json.loads(proc.stdout))
-
-
-def parse_python_range(text: str, where: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
-    """'>=3.11, <3.14' -> ((">=", (3, 11)), ("<", (3, 14)))."""
-    specs = []
-    for part in text.split(","):
-        match = _SPECIFIER.match(part)
-        if not match:
-            raise CaseError(f"{where}: field 'requires.python': {part.strip()!r} is not a version "
-                            f"specifier such as '>=3.12' or '<3.14' (combine them with commas)")
-        specs.append((match.group(1), tuple(int(x) for x in match.group(2).split("."))))
-    return tuple(specs)
 
 
 def _want(data: dict, key: str, kind: type, where: str, label: str | None = None) -> Any:
@@ -214,8 +194,11 @@ def _requirements(data: dict, where: str) -> Requirements:
         if not _MODULE.match(package):
             raise CaseError(f"{where}: field 'requires.packages': {package!r} is not an "
                             f"importable name")
-    specs = parse_python_range(text, where) if text else ()
-    return Requirements(python=specs, python_text=text, packages=packages)
+    try:
+        python = VersionRange.parse(text) if "python" in table else None
+    except VersionRangeError as exc:
+        raise CaseError(f"{where}: field 'requires.python': {exc}") from None
+    return Requirements(python=python, packages=packages)
 
 
 def load_case_file(path: str | Path) -> CaseFile:

@@ -6,10 +6,11 @@ import importlib.util
 import subprocess
 from dataclasses import dataclass
 
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .host.build import build_host, config_script, find_compiler
-from .pythons import installed_pythons, target_python
+from ..engine import Engine, RunSettings
+from ..errors import HarnessError
+from ..host.build import build_host, config_script, find_compiler
+from ..host.target import installed_pythons, target_python
+
 
 @dataclass
 class Check:
@@ -65,7 +66,7 @@ def check_python(path: str) -> list[Check]:
 
 def check_memray(target) -> Check:
     """memray must be importable by the *target*: its tracker runs inside the host."""
-    from .backends.memray_ import memray_location
+    from ..backends.memray_ import memray_location
     name = f"memray in Python {target.label}"
     try:
         where = memray_location(target)
@@ -77,7 +78,7 @@ def check_memray(target) -> Check:
 
 def check_valgrind() -> Check:
     """The valgrind the backend would use (LEAK_HARNESS_VALGRIND or PATH), by its own rule."""
-    from .backends.valgrind import MIN_VERSION, find_valgrind, valgrind_version
+    from ..backends.valgrind.backend import MIN_VERSION, find_valgrind, valgrind_version
     try:
         exe = find_valgrind()
     except HarnessError as exc:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from .report.numbers import fmt_bytes, fmt_count, fmt_number
-from .result import Result
-from .runner import HostRun
-from .settings import RunSettings
+from ..report.numbers import fmt_bytes, fmt_count, fmt_number
+from ..result import Result
+from ..host.runner import HostRun
+from ..settings import RunSettings
 
 # CPython's refusals: 3.12+ "module X does not support loading in
 # subinterpreters", and the older single-phase wording.

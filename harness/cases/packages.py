@@ -24,9 +24,9 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 
-from .cases import Case, import_case, stdlib_import_cases
-from .errors import HarnessError, TargetPythonError
-from .pythons import TargetPython
+from ..errors import HarnessError, TargetPythonError
+from ..host.target import TargetPython
+from .model import Case, import_case, stdlib_import_cases
 
 SCOPES = ("stdlib", "packages", "all")
 TIMEOUT_S = 120.0

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .data import suppressions_dir
-from .errors import HarnessError
-from .host.build import cache_root
-from .pythons import TargetPython
+from ...data import suppressions_dir
+from ...errors import HarnessError
+from ...host.build import cache_root
+from ...host.target import TargetPython
 
 SHIPPED_DIR = suppressions_dir()
 BASE_FILE = "base.supp"
