@@ -169,6 +169,8 @@ class Engine:
         fallback = case_run.fallback_reason
         if fallback:
             result.evidence["host_fallback"] = f"C host unavailable ({fallback}); used the pure-Python host"
+        if case_run.forged_lines:
+            result.evidence["forged_lines"] = case_run.forged_lines
         ended = ending_verdict(case_run, settings)
         if ended:
             result.verdict, result.message = ended

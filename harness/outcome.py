@@ -92,7 +92,7 @@ def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> s
     who = package if "." in module else "the case"
     why = (f"the extension refused re-initialisation ({refusal})" if refusal
            else "it was not loaded again (re-importing it alone raised nothing)")
-    carried_on = (f" and {package} fell back to something else (a pure-Python fallback?)"
+    carried_on = (f" and {package} carried on without it (its fallback ran instead)"
                   if "." in module else "")
     return (f"{who} loaded {module} in cycle 1 only ({mode} mode; missing from cycle {cycle} on): "
             f"{why}{carried_on}; the extension cannot be measured past its first cycle in this mode")
