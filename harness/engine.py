@@ -272,8 +272,10 @@ def interned_excess(case_samples: list[dict], control_samples: list[dict],
     takes each string's exact block and size from its allocator hook, so the
     allowance is a measurement: `blocks`, `bytes` and the string `count`
     (the median over the window of case minus control).  Without the hook
-    (valgrind) only the count exists: it is allowed as blocks, bytes get
-    nothing, and `measured` says "count only".
+    (valgrind) the host reads sizes from each string's layout (what
+    unicode_new asked the allocator for), which under PYTHONMALLOC=malloc
+    are memcheck's blocks; `measured` says which.  A host without either
+    (the pure-Python one) gives only the count, allowed as blocks.
     """
     def excess(key: str) -> float | None:
         case = [s.get(key) for s in case_samples[warmup + 1:]]
@@ -288,8 +290,12 @@ def interned_excess(case_samples: list[dict], control_samples: list[dict],
     if count is None:
         return {"count": 0.0, "blocks": 0.0, "bytes": 0.0, "measured": "none"}
     if blocks is None or size is None:
-        return {"count": count, "blocks": count, "bytes": 0.0, "measured": "count only (no allocator hook)"}
-    return {"count": count, "blocks": blocks, "bytes": size, "measured": "blocks and bytes"}
+        return {"count": count, "blocks": count, "bytes": 0.0,
+                "measured": "count only (this host reads no sizes)"}
+    sources = {s.get("interned_sizes") for s in case_samples[warmup + 1:]}
+    how = ("blocks and bytes from the allocator hook" if sources == {"hook"}
+           else "blocks and bytes from each string's layout (no allocator hook)")
+    return {"count": count, "blocks": blocks, "bytes": size, "measured": how}
 
 
 def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:

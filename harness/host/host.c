@@ -376,8 +376,8 @@ static void write_sample(int cycle, int interpreter_alive) {
     if (interned >= 0) fprintf(out, ",\"interned\":%lld", interned);
     long long interned_blocks = atomic_load(&cycle_interned_blocks);
     if (interned >= 0 && interned_blocks >= 0)
-        fprintf(out, ",\"interned_blocks\":%lld,\"interned_bytes\":%lld", interned_blocks,
-                atomic_load(&cycle_interned_bytes));
+        fprintf(out, ",\"interned_blocks\":%lld,\"interned_bytes\":%lld,\"interned_sizes\":\"%s\"",
+                interned_blocks, atomic_load(&cycle_interned_bytes), leaves ? "hook" : "layout");
     int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
     if (alloc_blocks_fn && blocks_ok) fprintf(out, ",\"allocated_blocks\":%zd", alloc_blocks_fn());
 #ifdef HOST_HAS_MEMCHECK
@@ -495,7 +495,7 @@ static void report_event_exception(const char *event, int cycle) {
    is found again in cycle 2 (nothing new stays), so only what the case's
    run added is CPython's share of this cycle. */
 typedef struct {
-    long long count, blocks, bytes; /* blocks/bytes -1 without the hook */
+    long long count, blocks, bytes;
 } interned_t;
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -509,22 +509,48 @@ static uint32_t peek_entry(const void *ptr) {
 }
 #endif
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* Without the hook (under memcheck) the blocks a string owns are read from
+   its layout: what unicode_new asked the allocator for (header, characters,
+   the NUL) and, for a non-ASCII string whose UTF-8 form was asked for, that
+   buffer.  With PYTHONMALLOC=malloc these are exactly memcheck's blocks. */
+static void add_layout(PyObject *s, interned_t *m) {
+    if (((PyASCIIObject *)s)->state.statically_allocated) return; /* no block */
+    if (!PyUnicode_IS_COMPACT(s)) {
+        m->blocks++;
+        m->bytes += (long long)sizeof(PyUnicodeObject);
+        return;
+    }
+    int ascii = PyUnicode_IS_ASCII(s);
+    size_t header = ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    m->blocks++;
+    m->bytes += (long long)(header + ((size_t)PyUnicode_GET_LENGTH(s) + 1) * PyUnicode_KIND(s));
+    PyCompactUnicodeObject *compact = (PyCompactUnicodeObject *)s;
+    if (!ascii && compact->utf8) {
+        m->blocks++;
+        m->bytes += (long long)compact->utf8_length + 1;
+    }
+}
+#endif
+
 static interned_t measure_interned(void) {
     interned_t m = {-1, -1, -1};
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *dict = PyInterpreterState_Get()->cached_objects.interned_strings; /* borrowed */
     if (!dict || !PyDict_Check(dict)) return m;
-    int hooked = leaves != NULL; /* no hook under memcheck: the count only */
-    m.count = 0;
-    m.blocks = hooked ? 0 : -1;
-    m.bytes = hooked ? 0 : -1;
+    int hooked = leaves != NULL; /* no hook under memcheck: sizes from the layout */
+    m.count = m.blocks = m.bytes = 0;
     Py_ssize_t pos = 0;
     PyObject *key, *value;
     while (PyDict_Next(dict, &pos, &key, &value)) {
         if (!PyUnicode_Check(key) || PyUnicode_CHECK_INTERNED(key) != SSTATE_INTERNED_IMMORTAL)
             continue;
         m.count++;
-        uint32_t entry = hooked ? peek_entry(key) : 0;
+        if (!hooked) {
+            add_layout(key, &m);
+            continue;
+        }
+        uint32_t entry = peek_entry(key);
         if (!entry || (int)(entry & 3) - 1 == 0) continue; /* untracked, or RAW (not judged) */
         size_t size = entry >> 2;
         if (size == HUGE_SIZE) size = huge_size(key, 0, 0);
