@@ -153,7 +153,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     else:
         numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
-    discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
+    interned_bytes = (result.evidence.get("interned_per_cycle") or {}).get("bytes") or 0
+    size_note = f" ({interned_bytes:g} bytes)" if interned_bytes else ""
+    discount = (f"; {interned:g} interned strings/cycle{size_note} kept by CPython itself are discounted"
                 if interned else "")
     threads = result.evidence.get("threads")
     if threads:  # parallel mode
