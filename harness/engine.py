@@ -21,16 +21,16 @@ from pathlib import Path
 from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
-from .cases import CONTROL, Case
+from .cases.model import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .modes import check_mode
-from .pythons import TargetPython, target_python
-from .outcome import ending_verdict, lost_extension, reinit_message, summary_line
+from .host.modes import check_mode
+from .host.target import TargetPython, target_python
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line
 from .result import Result
-from .runner import TOKEN_FD, HostRun, run_host
+from .host.runner import TOKEN_FD, HostRun, run_host
 from .settings import RunSettings
-from .verdict import judge
+from .verdict.rule import judge
 
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"

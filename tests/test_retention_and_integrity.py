@@ -26,14 +26,14 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import REPO_ROOT
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.errors import HarnessError
 from harness.host.build import build_host
 from harness.host.samples_check import sample_problem
-from harness.outcome import ending_verdict
+from harness.verdict.ending import ending_verdict
 from harness.result import Result
-from harness.runner import HostRun
+from harness.host.runner import HostRun
 
 CYCLES, WARMUP = 8, 2
 # beside the repository (../shared), or one level up from a worktree
@@ -259,7 +259,7 @@ def test_samples_must_be_every_cycle_in_order():
 
 
 def test_lines_without_the_run_token_are_counted_not_used():
-    from harness.runner import _take_event
+    from harness.host.runner import _take_event
 
     run = HostRun(token="ab" * 16)
     _take_event(b'{"token":"' + b"ab" * 16 + b'","event":"sample","cycle":0}', run)

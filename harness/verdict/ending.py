@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .host.samples_check import sample_problem
-from .result import Result
-from .runner import HostRun
-from .settings import RunSettings
+from ..host.samples_check import sample_problem
+from ..result import Result
+from ..host.runner import HostRun
+from ..settings import RunSettings
 
 # CPython's refusals: 3.12+ "module X does not support loading in
 # subinterpreters", and the older single-phase wording.
