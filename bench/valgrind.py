@@ -63,7 +63,7 @@ def run_host(argv: list[str], env: dict[str, str]) -> tuple[float, list[dict]]:
             print(f"  host failed: {output.read().decode(errors='replace')[-500:]}", file=sys.stderr)
         samples.seek(0)
         rows = [json.loads(line) for line in samples.read().decode().splitlines()
-                if line.startswith('{"event":"sample"')]
+                if json.loads(line).get("event") == "sample"]
     return (usage.ru_utime + usage.ru_stime) * 1000.0, rows
 
 

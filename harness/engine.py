@@ -8,6 +8,7 @@ life of the Engine: once per `run`, once per sweep, once per pytest worker.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import statistics
@@ -26,15 +27,12 @@ from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, search_path, target_python
-from .verdict.ending import ending_verdict, summary_line
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line
 from .result import Result
-from .host.runner import HostRun, run_host
+from .host.runner import TOKEN_FD, HostRun, run_host
 from .settings import RunSettings
 from .verdict.rule import judge
 
-#: Bytes allowed per discounted interned string: a compact ASCII string's
-#: 40-byte header plus an identifier of up to 40 characters.
-INTERNED_STRING_BYTES = 80.0
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"
 
@@ -65,7 +63,7 @@ class Engine:
             control_future = pool.submit(self._control, key, launcher, backend, settings)
             case_run = launcher(case, settings, "case")
             control = control_future.result()
-        result = self._result(case, settings, target, host_kind, case_run, control, backend)
+        result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
         return result
@@ -75,7 +73,7 @@ class Engine:
         target, backend = self._prepare(settings)
         host_kind, launcher = self._launcher(target, settings, backend)
         control = self._control(self._key(target, host_kind, settings), launcher, backend, settings)
-        flat = [{k: 0 for k in s} for s in control.passed.samples]
+        flat = [{k: v if k == "cycle" else 0 for k, v in s.items()} for s in control.passed.samples]
         nothing = ControlRun(passed=HostRun(samples=flat, completed=True, returncode=0), probe=None)
         result = self._result(CONTROL, settings, target, host_kind, control.passed, nothing, backend)
         if result.verdict in ("leak", "clean"):
@@ -116,7 +114,7 @@ class Engine:
         def launch(case: Case, s: RunSettings, role: str) -> HostRun:
             def argv_for(launch_spec, total_cycles: int) -> list[str]:
                 argv = [*launch_spec.prefix, str(binary), s.mode, str(total_cycles),
-                        "{case_file}", _FD, target.sys_executable]
+                        "{case_file}", _FD, target.sys_executable, "--token-fd", TOKEN_FD]
                 if s.site:
                     argv.append("--site")
                 else:
@@ -143,7 +141,7 @@ class Engine:
             def argv_for(launch_spec, total_cycles: int) -> list[str]:
                 # -S -P, not -I: PYTHONPATH must reach the subinterpreters
                 return [*launch_spec.prefix, target.sys_executable, "-S", "-P", str(PYHOST_DRIVER),
-                        "{case_file}", str(total_cycles), _FD]
+                        "{case_file}", str(total_cycles), _FD, TOKEN_FD]
             run = _run_backend_host(case, s, role, backend, target, argv_for, [])
             run.fallback_reason = why
             return run
@@ -165,7 +163,7 @@ class Engine:
 
     # -- interpretation -----------------------------------------------------
     def _result(self, case: Case, settings: RunSettings, target: TargetPython, host_kind: str,
-                case_run: HostRun, control: ControlRun, backend: Backend) -> Result:
+                case_run: HostRun, control: ControlRun, backend: Backend, launcher=None) -> Result:
         result = Result(
             case=case.name, module=case.module, python=target.to_json(), mode=settings.mode,
             backend=settings.backend, host=host_kind, cycles=settings.cycles,
@@ -176,11 +174,21 @@ class Engine:
         fallback = case_run.fallback_reason
         if fallback:
             result.evidence["host_fallback"] = f"C host unavailable ({fallback}); used the pure-Python host"
+        if case_run.forged_lines:
+            result.evidence["forged_lines"] = case_run.forged_lines
         ended = ending_verdict(case_run, settings)
         if ended:
             result.verdict, result.message = ended
             hint = import_hint(target, result.message, settings.site) if ended[0] == "error" else None
             result.message += f"\n{hint}" if hint else ""
+            return result
+        if case_run.extensions.get(1):
+            result.evidence["extensions_loaded"] = sorted(case_run.extensions[1])
+        lost = lost_extension(case_run)
+        if lost:
+            result.verdict = "unsupported"
+            result.message = reinit_message(lost.module, settings.mode, lost.cycle,
+                                            _refusal_alone(lost.module, settings, launcher))
             return result
         control_problem = ending_verdict(control.passed, settings)
         if control_problem:
@@ -192,8 +200,8 @@ class Engine:
         machinery = self._machinery_share(control, settings, backend)
         interned = interned_excess(case_run.samples, control.passed.samples, settings.warmup)
         allowance = {
-            "blocks": interned + machinery.get("blocks", 0.0),
-            "bytes": interned * INTERNED_STRING_BYTES + machinery.get("bytes", 0.0),
+            "blocks": interned["blocks"] + machinery.get("blocks", 0.0),
+            "bytes": interned["bytes"] + machinery.get("bytes", 0.0),
         }
         judgement = judge(case_series, control_series, settings.warmup, allowance=allowance)
         keys = CONTRACT_KEYS + EXTRA_KEYS
@@ -205,7 +213,10 @@ class Engine:
             "per_cycle": {k: _round(judgement.control_per_cycle.get(k)) for k in keys},
             "extension_import_per_cycle": {k: _round(v) for k, v in machinery.items()},
         }
-        result.evidence["interned_strings_per_cycle"] = _round(interned)
+        result.evidence["interned_strings_per_cycle"] = _round(interned["count"])
+        result.evidence["interned_per_cycle"] = {
+            "blocks": _round(interned["blocks"]), "bytes": _round(interned["bytes"]),
+            "measured": interned["measured"]}
         result.tolerance = {k: _round(v) for k, v in judgement.tolerance.items()}
         result.evidence.update({
             "triggered_by": judgement.triggered_by,
@@ -228,8 +239,8 @@ class Engine:
         interned = interned_excess(control.probe.samples, control.passed.samples, settings.warmup)
         share = {k: max(0.0, v) for k, v in probe.excess.items()
                  if k in ("blocks", "bytes", "refs") and v is not None}
-        share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned)
-        share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned * INTERNED_STRING_BYTES)
+        share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned["blocks"])
+        share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned["bytes"])
         return share
 
 
@@ -257,21 +268,58 @@ def _add_parallel_evidence(result: Result, case_run: HostRun, control_run: HostR
         result.evidence[key] = None if rate is None else round(rate, 2)
 
 
-def interned_excess(case_samples: list[dict], control_samples: list[dict], warmup: int) -> float:
-    """Strings the case interns per cycle beyond the control's (3.12+).
+def interned_excess(case_samples: list[dict], control_samples: list[dict],
+                    warmup: int) -> dict[str, float | str]:
+    """What CPython itself keeps of the case per cycle beyond the control's (3.12+).
 
-    3.12 and 3.13 keep interned strings (immortal) after Py_FinalizeEx and
+    3.12 and 3.13 keep immortal interned strings after Py_FinalizeEx and
     Py_EndInterpreter: every identifier a module's code interns stays behind
-    each cycle, whatever the module.  The host reports the interned count at
-    each cycle's end; the excess is CPython's retention, discounted from the
-    module's growth as regrtest -R discounts sys.getunicodeinternedsize().
+    each cycle, whatever the module.  The host reads the interpreter's
+    interned dict at each cycle's end (what the case's run added to it) and
+    takes each string's exact block and size from its allocator hook, so the
+    allowance is a measurement: `blocks`, `bytes` and the string `count`
+    (the median over the window of case minus control).  Without the hook
+    (valgrind) the host reads sizes from each string's layout (what
+    unicode_new asked the allocator for), which under PYTHONMALLOC=malloc
+    are memcheck's blocks; `measured` says which.  A host without either
+    (the pure-Python one) gives only the count, allowed as blocks.
     """
-    case = [s.get("interned") for s in case_samples[warmup + 1:]]
-    control = [s.get("interned") for s in control_samples[warmup + 1:]]
-    if not case or not control or None in case or None in control:
-        return 0.0
-    n = min(len(case), len(control))
-    return max(0.0, float(statistics.median(a - b for a, b in zip(case[:n], control[:n]))))
+    def excess(key: str) -> float | None:
+        case = [s.get(key) for s in case_samples[warmup + 1:]]
+        control = [s.get(key) for s in control_samples[warmup + 1:]]
+        if not case or not control or None in case or None in control:
+            return None
+        n = min(len(case), len(control))
+        return max(0.0, float(statistics.median(a - b for a, b in zip(case[:n], control[:n]))))
+
+    count = excess("interned")
+    blocks, size = excess("interned_blocks"), excess("interned_bytes")
+    if count is None:
+        return {"count": 0.0, "blocks": 0.0, "bytes": 0.0, "measured": "none"}
+    if blocks is None or size is None:
+        return {"count": count, "blocks": count, "bytes": 0.0,
+                "measured": "count only (this host reads no sizes)"}
+    sources = {s.get("interned_sizes") for s in case_samples[warmup + 1:]}
+    how = ("blocks and bytes from the allocator hook" if sources == {"hook"}
+           else "blocks and bytes from each string's layout (no allocator hook)")
+    return {"count": count, "blocks": blocks, "bytes": size, "measured": how}
+
+
+def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:
+    """The error `import MODULE` alone raises in its second cycle, same mode.
+
+    A package that swallows its extension's refusal (try/except ImportError
+    around the import, then pure Python) leaves no message in the case's
+    run; importing the extension itself in a fresh host of the same mode
+    shows what it said.  None when that import succeeds every time.
+    """
+    if launcher is None:
+        return None
+    probe = Case(name=f"(re-import {module})", code=f"import {module}")
+    run = launcher(probe, dataclasses.replace(settings, warmup=0, cycles=4), "reinit")
+    error = run.error or {}
+    lines = [ln.strip() for ln in (error.get("message") or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else None
 
 
 def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,

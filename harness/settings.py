@@ -15,6 +15,10 @@ from .host.modes import MODES
 
 #: more threads than this is a typo, not a test (each holds an interpreter)
 MAX_THREADS = 256
+#: cycles + warm-up beyond this is a typo, not a test: at ~6 ms a cycle it is
+#: over a week of one core; the host's cycle numbers are C ints, so 2^31 and
+#: up used to wrap to 0 cycles, and no growth read as clean
+MAX_TOTAL_CYCLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,12 @@ class RunSettings:
         object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {self.threads})")
+        for name, value in (("--cycles", self.cycles), ("--warmup", self.warmup)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise HarnessError(f"{name} must be a whole number (got {value!r})")
+        if self.cycles + max(self.warmup, 0) > MAX_TOTAL_CYCLES:
+            raise HarnessError(f"--cycles + --warmup must be at most {MAX_TOTAL_CYCLES:,} "
+                               f"(got {self.cycles} + {self.warmup})")
         if self.cycles < 4:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.build import EXT_DIR, build_fixtures
+from fixtures.build import EXT_DIR, FALLBACK_PACKAGE, build_fixtures
 from fixtures.targets import EXPECTED_PYTHONS, missing
 from harness.errors import CompileError, HarnessError
 from harness.host.target import TargetPython, installed_pythons, target_python
@@ -62,7 +62,7 @@ def _fixture_digest(target: TargetPython) -> str:
     h = hashlib.sha256()
     for part in [target.realpath, target.version, target.ext_suffix, BUILD_SCRIPT.read_bytes()]:
         h.update(part if isinstance(part, bytes) else part.encode())
-    for source in sorted(EXT_DIR.iterdir()):
+    for source in [*sorted(EXT_DIR.iterdir()), FALLBACK_PACKAGE]:
         h.update(source.name.encode())
         h.update(source.read_bytes())
     return h.hexdigest()[:16]

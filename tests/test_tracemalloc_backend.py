@@ -4,7 +4,8 @@ Measured (8 cycles after 2 warm-up): `pass` leaves 1,487 traced blocks per
 legacy subinterpreter on 3.12.1 and 1,975 per isolated one on 3.13.0;
 lh_callleak's 10 calls add 90 (charged to the case's module, whose code
 made the calls); lh_pyleak's 5 interned 1.6 kB strings add ~10.6 kB,
-charged to lh_pyleak.py.  On 3.12 an isolated subinterpreter ending while
+charged to lh_pyleak.py (and, being immortal interned strings, discounted
+exactly as CPython's own retention).  On 3.12 an isolated subinterpreter ending while
 tracemalloc traces aborts the process: the backend refuses that mode there.
 """
 
@@ -60,9 +61,14 @@ def test_clean_twin_and_one_time_cache_are_clean(engine, fixture_modules_for, mo
     assert result.verdict == "clean", result.message
 
 
-def test_pure_python_leak_is_attributed_to_its_file(engine, target_for):
+def test_pure_python_interned_data_is_attributed_to_its_file(engine, target_for):
+    # Interned strings are immortal on 3.12+: CPython keeps them by design,
+    # and the allowance is now what the host measures of them (blocks and
+    # bytes), not 80 bytes a string, so the verdict is clean; tracemalloc
+    # still says whose they are.
     result = run(engine, target_for("3.12"), PY_FIXTURES, "lh_pyleak", "legacy-subinterpreter", 5)
-    assert result.verdict == "leak", result.message
+    assert result.verdict == "clean", result.message
+    assert result.evidence["interned_per_cycle"]["bytes"] == result.excess["bytes"]
     site = result.sites[0]
     assert site["module"] == "lh_pyleak"
     assert site["excess_bytes_per_cycle"] > 5 * 1000

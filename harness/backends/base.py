@@ -50,7 +50,7 @@ class Backend:
 
     def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
                workdir: Path) -> Launch:
-        """role: "case", "control" or "probe"."""
+        """role: "case", "control", "probe" or "reinit" (re-importing an extension alone)."""
         return Launch()
 
     def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:

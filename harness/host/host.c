@@ -6,7 +6,7 @@
  * unsupported) is taken in Python; this file only sets up, loops and counts.
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... [--path-file FILE]
- *             [--threads N] [--main-hook FILE]
+ *             [--threads N] [--main-hook FILE] [--token-fd FD]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
  *         bare-parallel   (the bare-* modes
@@ -28,10 +28,24 @@
  * was slower (1<<20 slots: 1.6x), as every cache miss costs more.
  */
 #define PY_SSIZE_T_CLEAN
+/* 3.12+ keep interned strings after an interpreter ends; the host reads the
+   interpreter's interned dict itself (interp->cached_objects, an internal
+   struct), not through sys.getunicodeinternedsize, which a case can
+   replace.  The internal headers need Py_BUILD_CORE before Python.h: set
+   after it, 3.12.1's pycore_gc.h clashes with the public objimpl.h. */
+#include <patchlevel.h>
+#if PY_VERSION_HEX >= 0x030C0000
+#define Py_BUILD_CORE 1
+#endif
 #include <Python.h>
+#if PY_VERSION_HEX >= 0x030C0000
+#include "internal/pycore_interp.h" /* PyInterpreterState.cached_objects */
+#endif
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -72,10 +86,10 @@
  * double-counted every live block each time it grew (a jump of ~130k
  * obj_blocks in one cycle).
  */
-#define ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
+#define MAP_ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
 #define LEAF_BITS 22
 #define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
-#define TOP_ENTRIES ((size_t)2 << (ADDRESS_BITS - 4 - LEAF_BITS))
+#define TOP_ENTRIES ((size_t)2 << (MAP_ADDRESS_BITS - 4 - LEAF_BITS))
 #define HUGE_SIZE 0x3FFFFFFFu /* size field of blocks of 1 GiB or more */
 #define MAX_HUGE 64
 
@@ -113,10 +127,10 @@ static void *reserve(size_t bytes) {
 }
 
 /* The entry of p; NULL for addresses no CPython allocator hands out (not
-   8-aligned, or beyond ADDRESS_BITS), which then pass through untracked. */
+   8-aligned, or beyond MAP_ADDRESS_BITS), which then pass through untracked. */
 static uint32_t *entry_of(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    if (__builtin_expect(!p || (p & 7) || (p >> ADDRESS_BITS), 0)) return NULL;
+    if (__builtin_expect(!p || (p & 7) || (p >> MAP_ADDRESS_BITS), 0)) return NULL;
     size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
     uint32_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
     if (__builtin_expect(!leaf, 0)) {
@@ -318,9 +332,14 @@ static void find_optional_symbols(void) {
 
 static FILE *out;
 static struct timespec t_start;
-/* see interned_strings(); in parallel mode every worker stores its own
-   interpreter's count (the same case, so the same number): atomic, last wins */
+/* see measure_interned(): what the case's run added to the interned dict */
 static _Atomic long long cycle_interned = -1;
+static _Atomic long long cycle_interned_blocks = -1;
+static _Atomic long long cycle_interned_bytes = -1;
+/* the run's token (--token-fd): in every line, so the harness can drop
+   lines the case wrote to the sample fd itself */
+static char run_token[65];
+static void begin_line(const char *event);
 
 static double ms_since_start(void) {
     struct timespec now;
@@ -342,8 +361,9 @@ static void write_sample(int cycle, int interpreter_alive) {
     }
     struct mallinfo2 mi = mallinfo2();
     flockfile(out);
+    begin_line("sample");
     fprintf(out,
-            "{\"event\":\"sample\",\"cycle\":%d,\"t_ms\":%.3f,"
+            ",\"cycle\":%d,\"t_ms\":%.3f,"
             "\"raw_blocks\":%lld,\"raw_bytes\":%lld,"
             "\"mem_blocks\":%lld,\"mem_bytes\":%lld,"
             "\"obj_blocks\":%lld,\"obj_bytes\":%lld,"
@@ -354,6 +374,10 @@ static void write_sample(int cycle, int interpreter_alive) {
     if (ref_total_fn) fprintf(out, ",\"refs\":%zd", ref_total_fn());
     long long interned = atomic_load(&cycle_interned);
     if (interned >= 0) fprintf(out, ",\"interned\":%lld", interned);
+    long long interned_blocks = atomic_load(&cycle_interned_blocks);
+    if (interned >= 0 && interned_blocks >= 0)
+        fprintf(out, ",\"interned_blocks\":%lld,\"interned_bytes\":%lld,\"interned_sizes\":\"%s\"",
+                interned_blocks, atomic_load(&cycle_interned_bytes), leaves ? "hook" : "layout");
     int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
     if (alloc_blocks_fn && blocks_ok) fprintf(out, ",\"allocated_blocks\":%zd", alloc_blocks_fn());
 #ifdef HOST_HAS_MEMCHECK
@@ -395,9 +419,20 @@ static void write_json_string(const char *s) {
     fputc('"', out);
 }
 
+/* Starts a host line: {"token":"...","event":"EVENT" (the caller holds
+   the stream's lock and writes the rest, then "}\n").  Every line the host
+   writes begins here. */
+static void begin_line(const char *event) {
+    fputs("{\"token\":", out);
+    write_json_string(run_token);
+    fputs(",\"event\":", out);
+    write_json_string(event);
+}
+
 static void write_event(const char *event, int cycle, const char *type, const char *text) {
     flockfile(out); /* parallel workers write too; one line at a time */
-    fprintf(out, "{\"event\":\"%s\",\"cycle\":%d,\"type\":", event, cycle);
+    begin_line(event);
+    fprintf(out, ",\"cycle\":%d,\"type\":", cycle);
     write_json_string(type ? type : "");
     fputs(",\"message\":", out);
     write_json_string(text ? text : "");
@@ -445,35 +480,133 @@ static void report_event_exception(const char *event, int cycle) {
     Py_XDECREF(tb);
 }
 
-/* Interned strings at the end of a cycle (3.12+).  3.12 and 3.13 keep
-   interned strings alive across Py_FinalizeEx / Py_EndInterpreter, so every
-   identifier a module's code interns shows as growth; the harness discounts
-   that CPython share using this count, as regrtest -R does. */
+/* What CPython keeps of a cycle by design (3.12+): interned strings that
+   are immortal outlive Py_FinalizeEx / Py_EndInterpreter, so every
+   identifier a module's code interns stays behind, whatever the module.
+   The host reads the interpreter's own interned dict (not
+   sys.getunicodeinternedsize, which the case can replace) and takes each
+   string's block and size from the shadow map: exactly what the hook
+   counted for it.  Statically allocated strings (one-character names,
+   _Py_ID) live in the runtime's hashtable, not in the dict, and are no
+   blocks.  3.13 also has mortal interned strings, freed like any object:
+   only the immortal ones are counted.  Counted before and after the case
+   runs and reported as the difference: a legacy subinterpreter on 3.13
+   shares the main interpreter's dict, where a string interned in cycle 1
+   is found again in cycle 2 (nothing new stays), so only what the case's
+   run added is CPython's share of this cycle. */
+typedef struct {
+    long long count, blocks, bytes;
+} interned_t;
 
-static long long interned_strings(void) {
-    PyObject *fn = PySys_GetObject("getunicodeinternedsize"); /* borrowed */
-    if (!fn) {
-        PyErr_Clear();
-        return -1;
-    }
-    /* 3.13 has mortal interned strings too, freed like any object; only
-       the immortal ones stay behind, and only they are counted there */
-    PyObject *n = NULL;
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *args = PyTuple_New(0);
-    PyObject *kwargs = Py_BuildValue("{s:O}", "_only_immortal", Py_True);
-    if (args && kwargs) n = PyObject_Call(fn, args, kwargs);
-    Py_XDECREF(args);
-    Py_XDECREF(kwargs);
+#if PY_VERSION_HEX >= 0x030C0000
+/* The shadow-map entry of p without reserving a leaf; 0 when untracked. */
+static uint32_t peek_entry(const void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
+    if (!leaves || !p || (p & 7) || (p >> MAP_ADDRESS_BITS)) return 0;
+    size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
+    uint32_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
+    return leaf ? __atomic_load_n(&leaf[(p >> 4) & (LEAF_ENTRIES - 1)], __ATOMIC_RELAXED) : 0;
+}
 #endif
-    if (!n) {
-        PyErr_Clear();
-        n = PyObject_CallNoArgs(fn);
+
+#if PY_VERSION_HEX >= 0x030C0000
+/* Without the hook (under memcheck) the blocks a string owns are read from
+   its layout: what unicode_new asked the allocator for (header, characters,
+   the NUL) and, for a non-ASCII string whose UTF-8 form was asked for, that
+   buffer.  With PYTHONMALLOC=malloc these are exactly memcheck's blocks. */
+static void add_layout(PyObject *s, interned_t *m) {
+    if (((PyASCIIObject *)s)->state.statically_allocated) return; /* no block */
+    if (!PyUnicode_IS_COMPACT(s)) {
+        m->blocks++;
+        m->bytes += (long long)sizeof(PyUnicodeObject);
+        return;
     }
-    long long value = n ? PyLong_AsLongLong(n) : -1;
-    Py_XDECREF(n);
-    PyErr_Clear();
-    return value;
+    int ascii = PyUnicode_IS_ASCII(s);
+    size_t header = ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    m->blocks++;
+    m->bytes += (long long)(header + ((size_t)PyUnicode_GET_LENGTH(s) + 1) * PyUnicode_KIND(s));
+    PyCompactUnicodeObject *compact = (PyCompactUnicodeObject *)s;
+    if (!ascii && compact->utf8) {
+        m->blocks++;
+        m->bytes += (long long)compact->utf8_length + 1;
+    }
+}
+#endif
+
+static interned_t measure_interned(void) {
+    interned_t m = {-1, -1, -1};
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *dict = PyInterpreterState_Get()->cached_objects.interned_strings; /* borrowed */
+    if (!dict || !PyDict_Check(dict)) return m;
+    int hooked = leaves != NULL; /* no hook under memcheck: sizes from the layout */
+    m.count = m.blocks = m.bytes = 0;
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &pos, &key, &value)) {
+        if (!PyUnicode_Check(key) || PyUnicode_CHECK_INTERNED(key) != SSTATE_INTERNED_IMMORTAL)
+            continue;
+        m.count++;
+        if (!hooked) {
+            add_layout(key, &m);
+            continue;
+        }
+        uint32_t entry = peek_entry(key);
+        if (!entry || (int)(entry & 3) - 1 == 0) continue; /* untracked, or RAW (not judged) */
+        size_t size = entry >> 2;
+        if (size == HUGE_SIZE) size = huge_size(key, 0, 0);
+        m.blocks++;
+        m.bytes += (long long)size;
+    }
+#endif
+    return m;
+}
+
+/* in parallel mode every worker stores its own interpreter's figures (the
+   same case, so the same numbers): atomic, last wins */
+static void store_interned(interned_t before, interned_t after) {
+    if (after.count < 0 || before.count < 0) return;
+    atomic_store(&cycle_interned, after.count - before.count);
+    if (after.blocks >= 0 && before.blocks >= 0) {
+        atomic_store(&cycle_interned_blocks, after.blocks - before.blocks);
+        atomic_store(&cycle_interned_bytes, after.bytes - before.bytes);
+    }
+}
+
+/* One line a cycle naming the extension modules loaded in this
+   interpreter, read before it ends: the entries of its module dict
+   (PyImport_GetModuleDict, the interpreter's own: rebinding sys.modules
+   does not change it) that have a PyModuleDef (so came from C, which
+   Python code cannot fake) and a __file__ (so from a shared library, not
+   built in).  The harness tells from these whether the case's extensions
+   ran in every cycle or fell back to something else after the first. */
+static void write_extensions(int cycle) {
+    PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    flockfile(out);
+    begin_line("extensions");
+    fprintf(out, ",\"cycle\":%d,\"modules\":[", cycle);
+    int first = 1;
+    Py_ssize_t pos = 0;
+    PyObject *name, *module;
+    while (modules && PyDict_Check(modules) && PyDict_Next(modules, &pos, &name, &module)) {
+        if (!PyUnicode_Check(name) || !PyModule_Check(module)) continue;
+        if (!PyModule_GetDef(module)) {
+            PyErr_Clear();
+            continue;
+        }
+        PyObject *module_dict = PyModule_GetDict(module); /* borrowed */
+        PyObject *file = module_dict ? PyDict_GetItemString(module_dict, "__file__") : NULL;
+        const char *utf8 = file ? PyUnicode_AsUTF8(name) : NULL;
+        if (!utf8) {
+            PyErr_Clear();
+            continue;
+        }
+        if (!first) fputc(',', out);
+        write_json_string(utf8);
+        first = 0;
+    }
+    fputs("]}\n", out);
+    fflush(out);
+    funlockfile(out);
 }
 
 static void report_exception(int cycle) { report_event_exception("error", cycle); }
@@ -486,13 +619,16 @@ static int run_case(int cycle) {
         return -1;
     }
     PyObject *globals = PyModule_GetDict(main_mod);
+    interned_t before = measure_interned();
     PyObject *result = PyRun_String(case_source, Py_file_input, globals, globals);
     if (!result) {
         report_exception(cycle);
+        write_extensions(cycle);
         return -1;
     }
     Py_DECREF(result);
-    atomic_store(&cycle_interned, interned_strings());
+    store_interned(before, measure_interned());
+    write_extensions(cycle);
     return 0;
 }
 
@@ -770,7 +906,8 @@ static void *parallel_worker(void *arg) {
         PyEval_SaveThread();
         if (failed) atomic_store(&stop_all, 1);
         flockfile(out);
-        fprintf(out, "{\"event\":\"progress\",\"thread\":%d,\"cycle\":%d,\"t_ms\":%.3f}\n",
+        begin_line("progress");
+        fprintf(out, ",\"thread\":%d,\"cycle\":%d,\"t_ms\":%.3f}\n",
                 thread_index, cycle, ms_since_start());
         fflush(out);
         funlockfile(out);
@@ -833,26 +970,77 @@ static int loop_parallel(int cycles, int hooked, int threads) {
 #endif
 }
 
+/* A whole decimal number in [low, high] from `text`, else a message and
+   -1: atoi turned 4294967296 cycles into 0, and a host that ran no cycle
+   looked clean. */
+static long parse_count(const char *what, const char *text, long low, long high) {
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(text, &end, 10);
+    if (errno || end == text || *end || value < low || value > high) {
+        fprintf(stderr, "leak-harness host: %s must be a whole number from %ld to %ld (got %s)\n",
+                what, low, high, text);
+        return -1;
+    }
+    return value;
+}
+
+/* Reads the run's token from `fd` (a pipe the harness filled and closed)
+   and closes it before Python starts, so the case cannot read it: it is in
+   neither argv nor the environment, which /proc/self shows the case. */
+static int read_token(const char *fd_text) {
+    long fd = parse_count("--token-fd", fd_text, 0, INT_MAX);
+    if (fd < 0) return -1;
+    size_t got = 0;
+    while (got < sizeof run_token - 1) {
+        ssize_t n = read((int)fd, run_token + got, sizeof run_token - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close((int)fd);
+    while (got && (run_token[got - 1] == '\n')) got--;
+    run_token[got] = 0;
+    for (size_t i = 0; i < got; i++) {
+        char c = run_token[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) got = 0;
+    }
+    if (!got) {
+        fprintf(stderr, "leak-harness host: no token (hex digits) on --token-fd %s\n", fd_text);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
-                "[--threads N] [--main-hook FILE] [--path-file FILE]\n",
+                "[--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]\n",
                 argv[0]);
         return 2;
     }
     const char *mode = argv[1];
-    int cycles = atoi(argv[2]);
-    int threads = 1;
+    /* cycle numbers are ints throughout: the last one must fit */
+    long cycles = parse_count("CYCLES", argv[2], 0, INT_MAX - 1);
+    if (cycles < 0) return 2;
+    long threads = 1;
     program = argv[5];
     xoptions = calloc((size_t)argc, sizeof(char *));
+    if (!xoptions) return 2;
     for (int i = 6; i < argc; i++) {
         if (!strcmp(argv[i], "--site")) use_site = 1;
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
+            threads = parse_count("--threads", argv[++i], 1, 4096);
+            if (threads < 0) return 2;
+        }
         else if (!strcmp(argv[i], "--main-hook") && i + 1 < argc) main_hook_file = argv[++i];
         else if (!strcmp(argv[i], "--path-file") && i + 1 < argc) {
             if (read_path_file(argv[++i]) < 0) return 2;
+        }
+        else if (!strcmp(argv[i], "--token-fd") && i + 1 < argc) {
+            if (read_token(argv[++i]) < 0) return 2;
         }
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
@@ -874,7 +1062,9 @@ int main(int argc, char **argv) {
     }
     case_source[len] = 0;
     fclose(src);
-    out = fdopen(atoi(argv[4]), "w");
+    long out_fd = parse_count("OUT_FD", argv[4], 0, INT_MAX);
+    if (out_fd < 0) return 2;
+    out = fdopen((int)out_fd, "w");
     if (!out) {
         perror("leak-harness host: output fd");
         return 2;
@@ -887,20 +1077,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "leak-harness host: --main-hook needs a mode with a lasting main interpreter\n");
         return 2;
     }
-    if (!strcmp(mode, "parallel")) rc = loop_parallel(cycles, 1, threads);
-    else if (!strcmp(mode, "bare-parallel")) rc = loop_parallel(cycles, 0, threads);
-    else if (!strcmp(mode, "finalize")) rc = loop_finalize(cycles, 1);
-    else if (!strcmp(mode, "bare-finalize")) rc = loop_finalize(cycles, 0);
-    else if (!strcmp(mode, "subinterpreter")) rc = loop_subinterpreters(cycles, 1, 1);
-    else if (!strcmp(mode, "bare-subinterpreter")) rc = loop_subinterpreters(cycles, 0, 1);
-    else if (!strcmp(mode, "legacy-subinterpreter")) rc = loop_subinterpreters(cycles, 1, 0);
-    else if (!strcmp(mode, "bare-legacy-subinterpreter")) rc = loop_subinterpreters(cycles, 0, 0);
+    int n = (int)cycles, t = (int)threads;
+    if (!strcmp(mode, "parallel")) rc = loop_parallel(n, 1, t);
+    else if (!strcmp(mode, "bare-parallel")) rc = loop_parallel(n, 0, t);
+    else if (!strcmp(mode, "finalize")) rc = loop_finalize(n, 1);
+    else if (!strcmp(mode, "bare-finalize")) rc = loop_finalize(n, 0);
+    else if (!strcmp(mode, "subinterpreter")) rc = loop_subinterpreters(n, 1, 1);
+    else if (!strcmp(mode, "bare-subinterpreter")) rc = loop_subinterpreters(n, 0, 1);
+    else if (!strcmp(mode, "legacy-subinterpreter")) rc = loop_subinterpreters(n, 1, 0);
+    else if (!strcmp(mode, "bare-legacy-subinterpreter")) rc = loop_subinterpreters(n, 0, 0);
     else {
         fprintf(stderr, "leak-harness host: unknown mode %s\n", mode);
         rc = 2;
     }
     if (rc == 0) {
-        fprintf(out, "{\"event\":\"done\",\"t_ms\":%.3f}\n", ms_since_start());
+        flockfile(out);
+        begin_line("done");
+        fprintf(out, ",\"t_ms\":%.3f}\n", ms_since_start());
+        funlockfile(out);
     }
     fflush(out);
     return rc;

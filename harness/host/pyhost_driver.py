@@ -1,8 +1,10 @@
 """Pure-Python host: isolated subinterpreter cycles without a C compiler.
 
 Run by the *target* interpreter as a script (it cannot import the harness):
-    python -S -P pyhost_driver.py CASE_FILE CYCLES OUT_FD
-Writes the same JSON lines as host.c. It only sees what the interpreter
+    python -S -P pyhost_driver.py CASE_FILE CYCLES OUT_FD TOKEN_FD
+Writes the same JSON lines as host.c, each with the run's token, read from
+TOKEN_FD (a pipe the harness filled) and closed before any interpreter runs
+the case, so lines the case writes to OUT_FD are told apart and dropped. It only sees what the interpreter
 itself counts (sys.getallocatedblocks, RSS, fds), so its blocks include the
 main interpreter's; the control run through the same driver cancels that.
 """
@@ -60,8 +62,17 @@ _lh_os.write({fd}, b"%d\\n" % getattr(_lh_sys, "getunicodeinternedsize", lambda:
 """
 
 
+def read_token(fd):
+    chunks = []
+    while chunk := os.read(fd, 64):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode("ascii").strip()
+
+
 def main():
     case_file, cycles, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    token = read_token(int(sys.argv[4])) if len(sys.argv) > 4 else ""
     with open(case_file) as f:
         source = f.read()
     interned_r, interned_w = os.pipe()
@@ -72,7 +83,7 @@ def main():
 
     def sample(cycle):
         out.write(json.dumps({
-            "event": "sample", "cycle": cycle, "t_ms": (time.monotonic() - start) * 1e3,
+            "token": token, "event": "sample", "cycle": cycle, "t_ms": (time.monotonic() - start) * 1e3,
             "mem_blocks": 0, "obj_blocks": sys.getallocatedblocks(),
             "rss": rss_bytes(), "fds": count_fds() - 2, "threads": None,
             **({"interned": interned[0]} if interned[0] >= 0 else {}),
@@ -88,12 +99,12 @@ def main():
         if not failure:
             interned[0] = int(os.read(interned_r, 64).split()[-1])
         if failure:
-            out.write(json.dumps({"event": "error", "cycle": cycle, "type": failure[0],
+            out.write(json.dumps({"token": token, "event": "error", "cycle": cycle, "type": failure[0],
                                   "message": failure[1]}) + "\n")
             out.flush()
             return 3
         sample(cycle)
-    out.write(json.dumps({"event": "done", "t_ms": (time.monotonic() - start) * 1e3}) + "\n")
+    out.write(json.dumps({"token": token, "event": "done", "t_ms": (time.monotonic() - start) * 1e3}) + "\n")
     out.flush()
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import selectors
 import signal
 import subprocess
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 OUTPUT_TAIL_CHARS = 4000
+#: in a host's argv, replaced by the fd of a pipe holding the run's token
+TOKEN_FD = "{token_fd}"
 
 # Hosts run in sessions of their own (so a timeout kills what they started);
 # Ctrl-C at the terminal therefore does not reach them: kill_all_hosts does.
@@ -53,6 +56,12 @@ class HostRun:
     thread_cycles: dict[int, int] = field(default_factory=dict)
     #: parallel mode: cycle -> host clock (ms) when its slowest thread ended it
     round_end_ms: dict[int, float] = field(default_factory=dict)
+    #: cycle -> extension modules the host found loaded at that cycle's end
+    extensions: dict[int, set[str]] = field(default_factory=dict)
+    #: lines on the sample pipe without the run's token: written by the case
+    forged_lines: int = 0
+    #: the token every host line must carry (None: the argv asked for none)
+    token: str | None = None
 
     @property
     def last_cycle(self) -> int:
@@ -99,19 +108,33 @@ def run_host(
     """Run `argv` (where `out_fd_placeholder` is replaced by the pipe's fd number).
 
     The process gets its own session so a timeout kills what it started too.
+    When argv holds TOKEN_FD, it is replaced by the fd of a pipe holding a
+    fresh random token, which the host reads and closes before Python starts
+    and puts in every line it writes: the case can write to the sample pipe
+    (its fd is in argv) but cannot know the token, so its lines are dropped
+    and counted (`forged_lines`).
     """
     read_fd, write_fd = os.pipe()
     argv = [str(write_fd) if a == out_fd_placeholder else a for a in argv]
     run = HostRun()
+    fds = [write_fd]
+    if TOKEN_FD in argv:
+        run.token = secrets.token_hex(16)
+        token_read, token_write = os.pipe()
+        os.write(token_write, run.token.encode() + b"\n")  # 33 bytes: never blocks
+        os.close(token_write)
+        fds.append(token_read)
+        argv = [str(token_read) if a == TOKEN_FD else a for a in argv]
     started = time.monotonic()
     with tempfile.TemporaryFile(mode="w+b") as output:
         try:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), env=env, start_new_session=True,
+                pass_fds=tuple(fds), env=env, start_new_session=True,
             )
         finally:
-            os.close(write_fd)
+            for fd in fds:
+                os.close(fd)
         with _active_lock:
             _active.add(proc)
         try:
@@ -172,10 +195,21 @@ def _take_event(line: bytes, run: HostRun) -> None:
         return
     try:
         event = json.loads(line)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
         return  # a line cut by a crash mid-write
+    if not isinstance(event, dict):
+        run.forged_lines += 1
+        return
+    token = event.pop("token", None)
+    if run.token is not None and token != run.token:
+        run.forged_lines += 1
+        return
     kind = event.pop("event", None)
-    if kind == "sample":
+    if kind == "extensions":
+        modules, cycle = event.get("modules"), event.get("cycle")
+        if isinstance(cycle, int) and isinstance(modules, list):
+            run.extensions.setdefault(cycle, set()).update(m for m in modules if isinstance(m, str))
+    elif kind == "sample":
         run.samples.append(event)
     elif kind == "error":
         run.error = event

@@ -33,7 +33,7 @@ from ..errors import HarnessError
 from ..host.build import build_host
 from ..host.modes import check_mode
 from ..host.target import TargetPython, target_python
-from ..host.runner import HostRun, run_host
+from ..host.runner import TOKEN_FD, HostRun, run_host
 from ..verdict.rule import theil_sen_slope
 
 _FD = "{out_fd}"
@@ -161,7 +161,7 @@ def _run_parallel(binary: Path, host_mode: str, target: TargetPython, case_file:
                   threads: int, total_cycles: int, timeout_s: float,
                   pythonpath: tuple[str, ...]) -> HostRun:
     argv = [str(binary), host_mode, str(total_cycles), str(case_file), _FD,
-            target.sys_executable, "--threads", str(threads)]
+            target.sys_executable, "--threads", str(threads), "--token-fd", TOKEN_FD]
     env = dict(os.environ)
     inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])

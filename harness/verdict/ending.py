@@ -8,7 +8,9 @@ A host that did not complete its cycles gets `timeout`, `crash`, `error` or
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
+from ..host.samples_check import sample_problem
 from ..report.numbers import fmt_bytes, fmt_count, fmt_number
 from ..result import Result
 from ..host.runner import HostRun
@@ -24,6 +26,79 @@ _UNSUPPORTED = re.compile(
 )
 
 
+# Extensions that refuse a second initialisation in one process (Cython's
+# interpreter check and its "Re-initialisation is not supported", numpy's,
+# and a module whose init runs again after Py_FinalizeEx with its statics
+# gone): after cycle 1 these are the extension's limits, not the case's bug.
+_REFUSES_REINIT = re.compile(
+    r"Interpreter change detected"
+    r"|can only be loaded into one interpreter per process"
+    r"|Re-initiali[sz]ation is not supported"
+    r"|cannot load module more than once per process"
+    r"|'NoneType' object is not callable",
+    re.IGNORECASE,
+)
+_IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError")
+
+
+@dataclass(frozen=True)
+class LostExtension:
+    """An extension module the case loaded in cycle 1 and not in `cycle`."""
+
+    module: str
+    cycle: int
+
+
+def lost_extension(run: HostRun) -> LostExtension | None:
+    """The first extension module loaded at the end of cycle 1 and missing at
+    the end of a later cycle (from the host's per-cycle `extensions` lines).
+
+    In a fresh interpreter the same case imports the same modules, so a
+    module that stops appearing was refused and something else ran instead
+    (a pure-Python fallback): what was measured is no longer the extension.
+    """
+    first = run.extensions.get(1)
+    if not first:
+        return None
+    for cycle in sorted(c for c in run.extensions if c > 1):
+        missing = sorted(first - run.extensions[cycle])
+        if missing:
+            return LostExtension(missing[0], cycle)
+    return None
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else (text or "").strip()
+
+
+def refused_after_first_cycle(run: HostRun) -> bool:
+    """The case raised only after cycle 1 ran, with an import failure or a
+    known refusal of re-initialisation: the extension cannot run twice in
+    one process (in this mode), which is not a bug of the case."""
+    error = run.error or {}
+    cycle = error.get("cycle")
+    if not isinstance(cycle, int) or cycle < 2:
+        return False
+    return error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(error.get("message") or ""))
+
+
+def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> str:
+    """One line naming the extension, the mode, the cycle and its own refusal.
+
+    `refusal`: the extension's (or CPython's) message, read from the case's
+    own error or from re-importing the module alone in a second host.
+    """
+    package = module.split(".", 1)[0]
+    who = package if "." in module else "the case"
+    why = (f"the extension refused re-initialisation ({refusal})" if refusal
+           else "it was not loaded again (re-importing it alone raised nothing)")
+    carried_on = (f" and {package} carried on without it (its fallback ran instead)"
+                  if "." in module else "")
+    return (f"{who} loaded {module} in cycle 1 only ({mode} mode; missing from cycle {cycle} on): "
+            f"{why}{carried_on}; the extension cannot be measured past its first cycle in this mode")
+
+
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     """(verdict, message) when the host did not complete its cycles, else None."""
     total = settings.warmup + settings.cycles
@@ -37,6 +112,10 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
         return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
     if run.signal_name:
         return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
+    if run.forged_lines:
+        return "error", (f"{run.forged_lines} line(s) on the host's sample pipe did not come from the "
+                         "host (no run token): the case wrote to the host's channel; its samples "
+                         "were dropped, and the run is not a measurement")
     if run.hook_error:
         # the backend's code in the main interpreter failed, not the case
         hook = run.hook_error
@@ -47,9 +126,21 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
         if _UNSUPPORTED.search(text):
             last = [ln for ln in text.strip().splitlines() if ln.strip()]
             return "unsupported", last[-1] if last else text
+        if refused_after_first_cycle(run):
+            cycle = run.error.get("cycle")
+            lost = sorted(run.extensions.get(1, set()) - run.extensions.get(cycle, set()))
+            refusal = _last_line(text)
+            if lost:
+                return "unsupported", reinit_message(lost[0], settings.mode, cycle, refusal)
+            return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
+                                   f"({settings.mode} mode): {refusal}; the module refuses "
+                                   "re-initialisation in one process")
         return "error", f"the case raised {run.error.get('type')} in cycle {run.error.get('cycle')}:\n{text}"
     if run.returncode != 0 or not run.completed:
         return "error", f"host exited with status {run.returncode} in {reached}{tail_note}"
+    problem = sample_problem(run.samples, total)
+    if problem:
+        return "error", problem
     return None
 
 
@@ -63,7 +154,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     else:
         numbers = f"{fmt_number(blocks)} blocks/cycle, {fmt_bytes(size)}/cycle over the control"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
-    discount = (f"; {fmt_count(interned)} interned strings/cycle kept by CPython itself are discounted"
+    interned_bytes = (result.evidence.get("interned_per_cycle") or {}).get("bytes") or 0
+    size_note = f" ({fmt_bytes(interned_bytes)})" if interned_bytes else ""
+    discount = (f"; {fmt_count(interned)} interned strings/cycle{size_note} kept by CPython itself are discounted"
                 if interned else "")
     threads = result.evidence.get("threads")
     if threads:  # parallel mode
