@@ -38,6 +38,11 @@ class Result:
     last_cycle: int = 0
     wall_s: float = 0.0
     schema: int = SCHEMA_VERSION
+    #: verdict crash: where (signal, cycle, phase, stacks), whose (module,
+    #: signature) and whether the bare host crashes too (harness/crash.py)
+    crash: dict[str, Any] | None = None
+    #: verdict timeout: the stacks of every thread when the timeout fired
+    hang: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -66,6 +71,8 @@ class Result:
             "evidence": self.evidence,
             "last_cycle": self.last_cycle,
             "wall_s": round(self.wall_s, 3),
+            **({"crash": self.crash} if self.crash is not None else {}),
+            **({"hang": self.hang} if self.hang is not None else {}),
         }
 
     def to_json_line(self) -> str:

@@ -7,6 +7,7 @@
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
  *             [--threads N] [--main-hook FILE]
+ *             [--crash-file FILE [--traceback-dumper OFFSET]]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
  *         bare-parallel   (the bare-* modes
@@ -29,6 +30,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+
+#include "crash_report.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -265,6 +268,7 @@ static void install_hook(void) {
                                  hook_realloc, hook_free};
         PyMem_SetAllocator(DOMAINS[d], &hook);
     }
+    crash_report_hook_installed();
 }
 
 /* ------------------------------------------------------------------ */
@@ -332,6 +336,7 @@ static double ms_since_start(void) {
    so it is only asked while one exists (3.12+) or on versions whose counter
    is a plain global (3.10/3.11). */
 static void write_sample(int cycle, int interpreter_alive) {
+    crash_report_phase(PHASE_SAMPLE);
     long long snap[3][2] = {{0}};
     size_t n_counts = atomic_load(&counts_used);
     for (size_t i = 0; i < n_counts && i < MAX_THREADS; i++) {
@@ -480,6 +485,8 @@ static void report_exception(int cycle) { report_event_exception("error", cycle)
 
 /* Runs the case in the current interpreter's __main__; 0 on success. */
 static int run_case(int cycle) {
+    crash_report_cycle(cycle);
+    crash_report_phase(PHASE_RUN);
     PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
     if (!main_mod) {
         report_exception(cycle);
@@ -502,6 +509,7 @@ static int n_xoptions;
 static char **xoptions;
 
 static int init_main_interpreter(int hooked) {
+    crash_report_phase(PHASE_INITIALIZE);
     PyStatus status;
     PyPreConfig preconfig;
     PyPreConfig_InitPythonConfig(&preconfig);
@@ -564,8 +572,10 @@ fail:
 static int loop_finalize(int cycles, int hooked) {
     if (hooked) write_sample(0, 0);
     for (int cycle = 1; cycle <= cycles; cycle++) {
+        crash_report_cycle(cycle);
         if (init_main_interpreter(hooked) < 0) return 2;
         int failed = run_case(cycle);
+        crash_report_phase(PHASE_FINALIZE);
         if (Py_FinalizeEx() < 0 && !failed) {
             write_event("error", cycle, "FinalizeError", "Py_FinalizeEx() reported an error");
             return 3;
@@ -579,6 +589,8 @@ static int loop_finalize(int cycles, int hooked) {
 /* Creates a subinterpreter and makes it current; NULL after writing an
    error event.  The caller holds the main interpreter's GIL. */
 static PyThreadState *new_sub(int cycle, int isolated) {
+    crash_report_cycle(cycle);
+    crash_report_phase(PHASE_INITIALIZE);
     PyThreadState *sub = NULL;
     if (isolated) {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -614,6 +626,7 @@ static PyThreadState *new_sub(int cycle, int isolated) {
    thread state and the main GIL released: take it back; a legacy one
    shares the GIL, so only the thread state is swapped. */
 static void end_sub(PyThreadState *sub, PyThreadState *home, int isolated) {
+    crash_report_phase(PHASE_END_INTERPRETER);
     Py_EndInterpreter(sub);
     if (isolated) PyEval_RestoreThread(home);
     else PyThreadState_Swap(home);
@@ -685,6 +698,7 @@ static int loop_subinterpreters(int cycles, int hooked, int isolated) {
     if (call_main_hook("end", cycles) < 0) return 2;
     Py_XDECREF(main_hook_fn);
     main_hook_fn = NULL;
+    crash_report_phase(PHASE_FINALIZE);
     Py_FinalizeEx();
     return 0;
 }
@@ -767,6 +781,7 @@ static int loop_parallel(int cycles, int hooked, int threads) {
     if (rc == 0 && call_main_hook("end", cycles) < 0) rc = 2;
     Py_XDECREF(main_hook_fn);
     main_hook_fn = NULL;
+    crash_report_phase(PHASE_FINALIZE);
     Py_FinalizeEx();
     return rc;
 #else
@@ -787,6 +802,8 @@ int main(int argc, char **argv) {
     const char *mode = argv[1];
     int cycles = atoi(argv[2]);
     int threads = 1;
+    const char *crash_file = NULL;
+    unsigned long traceback_dumper = 0;
     program = argv[5];
     xoptions = calloc((size_t)argc, sizeof(char *));
     for (int i = 6; i < argc; i++) {
@@ -794,6 +811,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--main-hook") && i + 1 < argc) main_hook_file = argv[++i];
+        else if (!strcmp(argv[i], "--crash-file") && i + 1 < argc) crash_file = argv[++i];
+        else if (!strcmp(argv[i], "--traceback-dumper") && i + 1 < argc)
+            traceback_dumper = strtoul(argv[++i], NULL, 0);
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
@@ -821,6 +841,12 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t_start);
     find_optional_symbols();
+    /* memcheck reports a crash itself, with the faulting access */
+#ifdef HOST_HAS_MEMCHECK
+    if (crash_file && !RUNNING_ON_VALGRIND && crash_report_init(crash_file, traceback_dumper) < 0) return 2;
+#else
+    if (crash_file && crash_report_init(crash_file, traceback_dumper) < 0) return 2;
+#endif
 
     int rc;
     if (main_hook_file && strstr(mode, "finalize")) {

@@ -1,0 +1,475 @@
+"""Where a host crashed or hung, and whose code it was: the host's crash file, symbolised.
+
+The C host's signal handlers (harness/host/crash_report.c) write raw facts
+only — the signal, the cycle, the phase, the return addresses of the
+crashing thread, a copy of /proc/self/maps and faulthandler's Python
+traceback of every thread — because nothing that names a function is
+async-signal-safe.  Here, after the host ended, each address becomes:
+
+1. a shared object and an offset in it, from the maps copy (the object's
+   file is still there: the harness's cache, the target's lib-dynload);
+2. a function, from the object's ELF symbol tables (.symtab, else .dynsym:
+   static functions of an unstripped extension are named too);
+3. a file:line, from ``addr2line`` where the object has debug info.
+
+The crash is then blamed on a module (`module`): the first frame in an
+extension's shared object (attribution.py's rule), else the case's module,
+else ``cpython``.  Its `signature` is the top few function names outside
+libc, joined innermost first (``_PyObject_Free ← dict_dealloc ←
+_datetime_exec``): no addresses, no paths, so the same bug hit from
+different modules or on different runs groups together in reports.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .attribution import (CPYTHON, NativeFrame, attribute, is_python_machinery, is_system_object,
+                          module_from_function, object_name)
+
+#: frames of the handler itself, above the interrupted code (dropped)
+_HANDLER_FUNCTIONS = {"write_record", "on_fatal_signal", "on_dump_signal"}
+#: function names in a signature
+SIGNATURE_FRAMES = 3
+#: frames kept in a result
+MAX_NATIVE_FRAMES = 40
+#: the C host's binaries are named host-<python>-<digest> (host/build.py)
+_HOST_BINARY = re.compile(r"^host-\d+\.\d+")
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    offset: int
+    path: str
+
+
+@dataclass
+class HostReport:
+    """One record of the crash file, unsymbolised."""
+
+    event: str                       # "crash" | "hang"
+    signal: int | None = None
+    signal_name: str | None = None
+    cycle: int | None = None
+    phase: str | None = None
+    pc: int | None = None
+    fault_address: int | None = None
+    addresses: list[int] = field(default_factory=list)
+    maps: list[Mapping] = field(default_factory=list)
+    python_text: str | None = None
+    complete: bool = False           # the record's "end" line was written
+
+
+def parse_reports(text: str) -> list[HostReport]:
+    """Every record in a crash file; a record cut short (a fault inside the
+    handler) keeps what it has."""
+    reports: list[HostReport] = []
+    section: str | None = None
+    python_lines: list[str] = []
+    for line in text.splitlines():
+        if section == "maps":
+            if line == "end-maps":
+                section = None
+            elif reports:
+                mapping = _parse_map_line(line)
+                if mapping:
+                    reports[-1].maps.append(mapping)
+            continue
+        if section == "python":
+            if line == "end-python":
+                reports[-1].python_text = "\n".join(python_lines)
+                section = None
+            else:
+                python_lines.append(line)
+            continue
+        key, _, value = line.partition(" ")
+        if key == "event":
+            reports.append(HostReport(event=value))
+            continue
+        if not reports:
+            continue
+        report = reports[-1]
+        if key == "signal":
+            number, _, name = value.partition(" ")
+            report.signal, report.signal_name = _int(number), name or None
+        elif key == "cycle":
+            report.cycle = _int(value)
+        elif key == "phase":
+            report.phase = value
+        elif key == "pc":
+            report.pc = _int(value)
+        elif key == "fault-address":
+            report.fault_address = _int(value)
+        elif key == "frame":
+            address = _int(value)
+            if address is not None:
+                report.addresses.append(address)
+        elif key == "maps":
+            section = "maps"
+        elif key == "python":
+            section, python_lines = "python", []
+        elif key == "end":
+            report.complete = True
+    if section == "python" and reports:  # cut inside the Python dump
+        reports[-1].python_text = "\n".join(python_lines)
+    return reports
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text, 0)
+    except ValueError:
+        return None
+
+
+def _parse_map_line(line: str) -> Mapping | None:
+    parts = line.split(None, 5)
+    if len(parts) < 6 or not parts[5].startswith("/"):
+        return None  # anonymous, [heap], [stack], [vdso]: no file to read
+    start, _, end = parts[0].partition("-")
+    try:
+        return Mapping(int(start, 16), int(end, 16), int(parts[2], 16), parts[5].strip())
+    except ValueError:
+        return None
+
+
+# ---- ELF -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _ElfInfo:
+    #: PT_LOAD segments: (file offset, virtual address, size in the file)
+    segments: tuple[tuple[int, int, int], ...]
+    #: function symbols sorted by address: (start, size, name)
+    starts: tuple[int, ...]
+    functions: tuple[tuple[int, int, str], ...]
+    debug_info: bool
+
+
+@lru_cache(maxsize=256)
+def _elf_info(path: str) -> _ElfInfo | None:
+    try:
+        from elftools.common.exceptions import ELFError
+        from elftools.elf.elffile import ELFFile
+    except ImportError:
+        return None
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            segments = tuple((seg["p_offset"], seg["p_vaddr"], seg["p_filesz"])
+                             for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD")
+            functions: dict[int, tuple[int, int, str]] = {}
+            for table_name in (".dynsym", ".symtab"):  # .symtab's local names win
+                table = elf.get_section_by_name(table_name)
+                if table is None:
+                    continue
+                for symbol in table.iter_symbols():
+                    if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
+                            and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_value"]):
+                        start = symbol["st_value"]
+                        functions[start] = (start, symbol["st_size"], symbol.name)
+            ordered = tuple(sorted(functions.values()))
+            debug = elf.get_section_by_name(".debug_info") is not None
+    except (OSError, ELFError, ValueError):
+        return None
+    return _ElfInfo(segments, tuple(f[0] for f in ordered), ordered, debug)
+
+
+def _vaddr(info: _ElfInfo, file_offset: int) -> int | None:
+    for p_offset, p_vaddr, size in info.segments:
+        if p_offset <= file_offset < p_offset + max(size, 1):
+            return file_offset - p_offset + p_vaddr
+    return None
+
+
+def _function_at(info: _ElfInfo, vaddr: int) -> str | None:
+    index = bisect.bisect_right(info.starts, vaddr) - 1
+    if index < 0:
+        return None
+    start, size, name = info.functions[index]
+    return name if size == 0 or vaddr < start + size else None
+
+
+def symbol_offset(path: str, name: str) -> int | None:
+    """`name`'s address relative to the object's load base (local symbols too)."""
+    info = _elf_info(path)
+    if info is None:
+        return None
+    for start, _size, function in info.functions:
+        if function == name:
+            return start
+    return None
+
+
+def traceback_dumper_offset(libpython: str | None) -> int | None:
+    """Where CPython's _Py_DumpTracebackThreads sits in `libpython`: exported on
+    3.11/3.12, local (in .symtab only) on 3.10/3.13, absent when stripped."""
+    if not libpython or not Path(libpython).exists():
+        return None
+    return symbol_offset(str(Path(libpython).resolve()), "_Py_DumpTracebackThreads")
+
+
+# ---- symbolising -----------------------------------------------------------
+
+@dataclass
+class Frame:
+    address: int
+    object_path: str | None
+    offset: int | None          # the address relative to the object's load base
+    function: str | None
+    file: str | None = None
+    line: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        name = object_name(self.object_path) or "?"
+        if self.file:
+            where = f"{self.file}:{self.line}" if self.line else self.file
+        else:
+            where = f"{name}+{self.offset:#x}" if self.offset is not None else f"{self.address:#x}"
+        return {"function": self.function or "??", "object": name, "where": where}
+
+
+def symbolise(report: HostReport) -> list[Frame]:
+    """The interrupted thread's frames, innermost first, the handler's own dropped."""
+    frames: list[Frame] = []
+    addresses = _interrupted_frames(report)
+    for index, address in enumerate(addresses):
+        # a return address points after its call: look up the call itself,
+        # except for the interrupted instruction
+        exact = index == 0 and address == report.pc
+        frames.append(_resolve(address, address if exact else address - 1, report.maps))
+    _add_lines(frames, report.pc)
+    if report.pc is None and frames:  # no pc: drop the handler by name
+        last = max((i for i, f in enumerate(frames) if f.function in _HANDLER_FUNCTIONS), default=None)
+        if last is not None:
+            frames = frames[last + 2:]  # + the signal trampoline
+    return frames[:MAX_NATIVE_FRAMES]
+
+
+def _interrupted_frames(report: HostReport) -> list[int]:
+    if report.pc is not None and report.pc in report.addresses:
+        return report.addresses[report.addresses.index(report.pc):]
+    return list(report.addresses)
+
+
+def _resolve(address: int, lookup: int, maps: list[Mapping]) -> Frame:
+    for mapping in maps:
+        if mapping.start <= lookup < mapping.end:
+            info = _elf_info(mapping.path)
+            file_offset = lookup - mapping.start + mapping.offset
+            vaddr = _vaddr(info, file_offset) if info else None
+            function = _function_at(info, vaddr) if info and vaddr is not None else None
+            return Frame(address, mapping.path, vaddr if vaddr is not None else file_offset, function)
+    return Frame(address, None, None, None)
+
+
+def _add_lines(frames: list[Frame], pc: int | None) -> None:
+    """file:line from addr2line, one call per object with debug info."""
+    tool = shutil.which("addr2line")
+    if not tool:
+        return
+    by_object: dict[str, list[Frame]] = {}
+    for frame in frames:
+        if frame.object_path and frame.offset is not None:
+            info = _elf_info(frame.object_path)
+            if info and info.debug_info:
+                by_object.setdefault(frame.object_path, []).append(frame)
+    for path, members in by_object.items():
+        try:
+            proc = subprocess.run([tool, "-f", "-e", path, *[f"{f.offset:#x}" for f in members]],
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        lines = proc.stdout.splitlines()
+        for frame, (function, location) in zip(members, zip(lines[0::2], lines[1::2])):
+            if not frame.function and function != "??":
+                frame.function = function
+            source, _, line = location.rpartition(":")
+            line = line.split()[0] if line else ""
+            if source and source != "??" and line.isdigit() and line != "0":
+                frame.file, frame.line = Path(source).name, int(line)
+
+
+# ---- Python stacks ---------------------------------------------------------
+
+_THREAD = re.compile(r"^(?P<current>Current thread|Thread) (?P<id>0x[0-9a-fA-F]+)")
+_PY_FRAME = re.compile(r'^\s+File "(?P<file>.*)", line (?P<line>\d+|\?\?\?) in (?P<function>.+)$')
+
+
+def parse_python_stacks(text: str | None) -> list[dict[str, Any]]:
+    """faulthandler's dump -> [{"thread", "current", "frames": [{"file", "line", "function"}]}],
+    frames innermost first (as faulthandler writes them)."""
+    threads: list[dict[str, Any]] = []
+    for line in (text or "").splitlines():
+        head = _THREAD.match(line)
+        if head:
+            threads.append({"thread": head.group("id"), "current": head.group("current") != "Thread",
+                            "frames": []})
+            continue
+        frame = _PY_FRAME.match(line)
+        if frame and threads:
+            number = frame.group("line")
+            threads[-1]["frames"].append({"file": frame.group("file"),
+                                          "line": int(number) if number.isdigit() else None,
+                                          "function": frame.group("function").strip()})
+    return threads
+
+
+# ---- the crash object ------------------------------------------------------
+
+def signature(frames: list[Frame], signal_name: str | None, phase: str | None) -> str:
+    """The top function names outside libc, innermost first: stable across
+    runs, address layouts and the module that happened to trigger the bug."""
+    names = []
+    for frame in frames:
+        if is_system_object(frame.object_path):
+            continue
+        names.append(frame.function or f"?({object_name(frame.object_path) or '?'})")
+        if len(names) == SIGNATURE_FRAMES:
+            break
+    if names:
+        return " ← ".join(names)
+    return f"{signal_name or 'signal'} in {phase or '?'}"
+
+
+def blamed_module(frames: list[Frame], python_stacks: list[dict[str, Any]],
+                  case_module: str | None) -> str:
+    """The first frame in an extension's shared object (or a PyInit_X), else
+    the case's module, else the innermost Python file of the crashing
+    thread, else cpython."""
+    native = [NativeFrame(f.function, f.object_path, f.file, f.line) for f in frames
+              if not _HOST_BINARY.match(object_name(f.object_path))]
+    found = attribute(native)
+    if found.reason in ("extension", "PyInit"):
+        return found.module
+    for frame in frames:  # an extension statically linked elsewhere still names its PyInit
+        named = module_from_function(frame.function)
+        if named:
+            return named
+    if case_module:
+        return case_module
+    for thread in python_stacks:
+        if thread["current"]:
+            for frame in thread["frames"]:
+                name = frame["file"]
+                if not name.startswith("<") and not is_python_machinery(name):
+                    return Path(name).stem
+    return CPYTHON
+
+
+def describe(report: HostReport, case_module: str | None) -> dict[str, Any]:
+    """The result's `crash` / `hang` object for one record."""
+    frames = symbolise(report)
+    python_stacks = parse_python_stacks(report.python_text)
+    described: dict[str, Any] = {}
+    if report.event == "crash":
+        described["signal"] = report.signal_name
+    described.update({
+        "cycle": report.cycle,
+        "phase": report.phase,
+        "native_stack": [f.to_json() for f in frames],
+        "python_stack": python_stacks,
+        "module": blamed_module(frames, python_stacks, case_module),
+        "signature": signature(frames, report.signal_name, report.phase),
+    })
+    if report.event == "crash":
+        if report.fault_address is not None:
+            described["fault_address"] = f"{report.fault_address:#x}"
+        described["reproduces_without_hook"] = None
+    if not report.complete:
+        described["note"] = "the record was cut short (a fault while writing it)"
+    return described
+
+
+def from_crash_file(text: str | None, case_module: str | None) -> tuple[dict | None, dict | None]:
+    """(crash, hang) objects from a crash file's text; None for what it lacks."""
+    crash = hang = None
+    for report in parse_reports(text or ""):
+        if report.event == "crash" and crash is None:
+            crash = describe(report, case_module)
+        elif report.event == "hang" and hang is None:
+            hang = describe(report, case_module)
+    return crash, hang
+
+
+def top_frames_text(stack: dict[str, Any], count: int = 5) -> str:
+    """A few lines for the terminal and messages: native frames, then the
+    crashing thread's innermost Python frames."""
+    lines = []
+    native = [f for f in stack.get("native_stack") or []
+              if not is_system_object(f.get("object"))]
+    for frame in native[:count]:
+        lines.append(f"  {frame['function']}  ({frame['where']})")
+    for thread in stack.get("python_stack") or []:
+        if thread.get("current") and thread.get("frames"):
+            # the import system's frames say how code ran, not whose it was
+            own = [f for f in thread["frames"] if not is_python_machinery(f["file"])]
+            for frame in (own or thread["frames"])[:3]:
+                lines.append(f'  File "{frame["file"]}", line {frame["line"]} in {frame["function"]}')
+            break
+    return "\n".join(lines)
+
+
+def libpython_of(target: Any) -> str | None:
+    """The shared libpython a host built for `target` loads (LIBDIR/LDLIBRARY)."""
+    if not getattr(target, "libdir", "") or not getattr(target, "ldlibrary", ""):
+        return None
+    return str(Path(target.libdir, target.ldlibrary))
+
+
+def attach(result: Any, run: Any, case_module: str | None) -> None:
+    """Give a `crash` / `timeout` result its crash / hang object and the top
+    frames in its message.  A crash without a record (the host under
+    valgrind, the pure-Python host) still gets what is known: the signal
+    and the cycle reached."""
+    crash, hang = from_crash_file(run.crash_report, case_module)
+    if result.verdict == "crash":
+        if crash is None:
+            crash = {"signal": run.signal_name, "cycle": run.last_cycle + 1, "phase": None,
+                     "native_stack": [], "python_stack": [],
+                     "module": case_module or CPYTHON,
+                     "signature": f"{run.signal_name or 'signal'} in ?",
+                     "reproduces_without_hook": None,
+                     "note": "no crash record: the host's handlers did not run"}
+        result.crash = crash
+        result.message = _with_stack(result.message, "crash", crash)
+    elif result.verdict == "timeout" and hang is not None:
+        result.hang = hang
+        result.message = _with_stack(result.message, "hang", hang)
+
+
+_TAIL_MARKER = "\n--- host output (tail) ---"
+
+
+def insert_before_tail(message: str | None, text: str) -> str:
+    """Notes go before the host's output tail, which can be long."""
+    head, marker, tail = (message or "").partition(_TAIL_MARKER)
+    return f"{head}\n{text}" + (marker + tail if marker else "")
+
+
+def _with_stack(message: str | None, what: str, stack: dict[str, Any]) -> str:
+    where = f"{what} in phase {stack.get('phase')} of cycle {stack.get('cycle')}"
+    text = f"{where}, module {stack.get('module')}: {stack.get('signature')}"
+    frames = top_frames_text(stack)
+    return insert_before_tail(message, text + ("\n" + frames if frames else ""))
+
+
+def whose_note(crash: dict[str, Any]) -> str:
+    """One line saying whose crash it is, from the bare-host rerun."""
+    reproduces = crash.get("reproduces_without_hook")
+    bare = crash.get("bare_host") or {}
+    if reproduces is True:
+        return (f"CPython/the module crashes without the harness's hook too "
+                f"(bare host, {bare.get('cycles')} cycles: {bare.get('signal')})")
+    if reproduces is False:
+        return ("only with the harness's hook: a harness bug (the bare host ran "
+                f"{bare.get('cycles')} cycles without crashing)")
+    return "whether it crashes without the harness's hook is unknown (the bare host timed out)"
