@@ -42,6 +42,8 @@ SIGNATURE_FRAMES = 3
 MAX_NATIVE_FRAMES = 40
 #: the C host's binaries are named host-<python>-<digest> (host/build.py)
 _HOST_BINARY = re.compile(r"^host-\d+\.\d+")
+#: `module` of a crash in the host's own code
+HARNESS = "leak-harness"
 
 
 @dataclass
@@ -342,9 +344,13 @@ def signature(frames: list[Frame], signal_name: str | None, phase: str | None) -
 
 def blamed_module(frames: list[Frame], python_stacks: list[dict[str, Any]],
                   case_module: str | None) -> str:
-    """The first frame in an extension's shared object (or a PyInit_X), else
+    """The harness when its host's code is the innermost frame outside libc;
+    the first frame in an extension's shared object (or a PyInit_X), else
     the case's module, else the innermost Python file of the crashing
     thread, else cpython."""
+    innermost = next((f for f in frames if not is_system_object(f.object_path)), None)
+    if innermost is not None and _HOST_BINARY.match(object_name(innermost.object_path)):
+        return HARNESS  # the host's own code crashed: never CPython's or the case's
     native = [NativeFrame(f.function, f.object_path, f.file, f.line) for f in frames
               if not _HOST_BINARY.match(object_name(f.object_path))]
     found = attribute(native)
@@ -468,8 +474,12 @@ def whose_note(crash: dict[str, Any]) -> str:
     bare = crash.get("bare_host") or {}
     if reproduces is True:
         return (f"CPython/the module crashes without the harness's hook too "
-                f"(bare host, {bare.get('cycles')} cycles: {bare.get('signal')})")
+                f"(bare host, {_cycles(bare.get('cycles'))}: {bare.get('signal')})")
     if reproduces is False:
         return ("only with the harness's hook: a harness bug (the bare host ran "
-                f"{bare.get('cycles')} cycles without crashing)")
+                f"{_cycles(bare.get('cycles'))} without crashing)")
     return "whether it crashes without the harness's hook is unknown (the bare host timed out)"
+
+
+def _cycles(count: Any) -> str:
+    return f"{count} cycle" if count == 1 else f"{count} cycles"
