@@ -445,8 +445,7 @@ def attach(result: Any, run: Any, case_module: str | None) -> None:
                      "signature": f"{run.signal_name or 'signal'} in ?",
                      "reproduces_without_hook": None,
                      "note": "no crash record: the host's handlers did not run"}
-        result.crash = crash
-        result.message = _with_stack(result.message, "crash", crash)
+        result.crash = crash  # in the message once the backend had its say (with_crash_stack)
     elif result.verdict == "timeout" and hang is not None:
         result.hang = hang
         result.message = _with_stack(result.message, "hang", hang)
@@ -461,8 +460,14 @@ def insert_before_tail(message: str | None, text: str) -> str:
     return f"{head}\n{text}" + (marker + tail if marker else "")
 
 
+def with_crash_stack(message: str | None, crash: dict[str, Any] | None) -> str:
+    """The message with the crash's signature, module and top frames."""
+    return _with_stack(message, "crash", crash) if crash else (message or "")
+
+
 def _with_stack(message: str | None, what: str, stack: dict[str, Any]) -> str:
-    where = f"{what} in phase {stack.get('phase')} of cycle {stack.get('cycle')}"
+    phase = f"phase {stack['phase']}" if stack.get("phase") else "an unknown phase"
+    where = f"{what} in {phase} of cycle {stack.get('cycle')}"
     text = f"{where}, module {stack.get('module')}: {stack.get('signature')}"
     frames = top_frames_text(stack)
     return insert_before_tail(message, text + ("\n" + frames if frames else ""))
@@ -483,3 +488,15 @@ def whose_note(crash: dict[str, Any]) -> str:
 
 def _cycles(count: Any) -> str:
     return f"{count} cycle" if count == 1 else f"{count} cycles"
+
+
+def stack_from_frames(frames: list[tuple[str | None, str | None, str | None, int | None, str]],
+                      case_module: str | None) -> dict[str, Any]:
+    """`native_stack`, `module` and `signature` from frames symbolised elsewhere
+    (memcheck's): (function, object path, file, line, address), innermost first."""
+    converted = [Frame(_int(ip) or 0 if isinstance(ip, str) else int(ip or 0), obj, None, fn,
+                       Path(file).name if file else None, line)
+                 for fn, obj, file, line, ip in frames][:MAX_NATIVE_FRAMES]
+    return {"native_stack": [f.to_json() for f in converted],
+            "module": blamed_module(converted, [], case_module),
+            "signature": signature(converted, None, None)}

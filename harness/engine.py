@@ -68,6 +68,9 @@ class Engine:
         result = self._result(case, settings, target, host_kind, case_run, control, backend)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
+        if result.verdict == "crash":
+            backend.crashed(result, case_run, control.passed, settings)
+            result.message = crash_stacks.with_crash_stack(result.message, result.crash)
         if result.verdict == "crash" and host_kind == "c" and settings.backend == "counters":
             self._rerun_bare(case, settings, launcher, result)
         return result
