@@ -265,8 +265,10 @@ class ValgrindBackend(Backend):
             result.crash.pop("note", None)
         if result.errors:
             first = result.errors[0]
-            result.message = (f"{result.message}\nmemcheck found {len(result.errors)} error(s) "
-                              f"before the crash: {first['kind']} in {first['module']} ({first['at']})")
+            from ..crash import insert_before_tail
+            result.message = insert_before_tail(
+                result.message, f"memcheck found {len(result.errors)} error(s) before the crash: "
+                f"{first['kind']} in {first['module']} ({first['at']})")
 
 
 # -- pure helpers (module level: tests call them on recorded runs) ----------
