@@ -33,6 +33,13 @@ def cell(text: Any) -> str:
     return _CELL_SPECIALS.sub(r"\\\1", flat).replace("&", "&amp;")
 
 
+def code_cell(text: Any) -> str:
+    """A table cell in a code span: backslash escapes do not apply inside one,
+    so only the table's `|` is escaped (GFM allows it there) and backticks go."""
+    flat = " ".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)).split())
+    return "`" + flat.replace("`", "'").replace("|", "\\|") + "`"
+
+
 def code_block(text: str) -> str:
     """A fenced block whose fence is longer than any backtick run inside."""
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if m.group() != "\t" else "\t", text)
@@ -96,7 +103,7 @@ def render_markdown(results: ResultSet, title: str = "leak-harness report") -> s
     groups = crash_groups(cases)
     if groups:
         out += ["", f"## Crashes by signature ({groups_headline(groups)})", ""]
-        rows = [[f"`{cell(g.signature)}`", str(len(g.lines)), cell(modules_text(g.modules)),
+        rows = [[code_cell(g.signature), str(len(g.lines)), cell(modules_text(g.modules)),
                  cell(", ".join(g.blamed)), g.without_hook] for g in groups]
         out += _table(["signature", "crashes", "modules", "blamed", "without hook"], rows, {1})
     for heading, verdicts in (("Crashes, timeouts and errors", ("crash", "timeout", "error")),
