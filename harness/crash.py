@@ -25,6 +25,7 @@ from __future__ import annotations
 import bisect
 import re
 import shutil
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -171,18 +172,39 @@ def _elf_info(path: str) -> _ElfInfo | None:
             functions: dict[int, tuple[int, int, str]] = {}
             for table_name in (".dynsym", ".symtab"):  # .symtab's local names win
                 table = elf.get_section_by_name(table_name)
-                if table is None:
-                    continue
-                for symbol in table.iter_symbols():
-                    if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
-                            and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_value"]):
-                        start = symbol["st_value"]
-                        functions[start] = (start, symbol["st_size"], symbol.name)
+                if table is not None:
+                    strings = elf.get_section(table["sh_link"]).data()
+                    for start, size, name in _raw_functions(elf, table.data(), strings):
+                        functions[start] = (start, size, name)
             ordered = tuple(sorted(functions.values()))
             debug = elf.get_section_by_name(".debug_info") is not None
-    except (OSError, ELFError, ValueError):
+    except (OSError, ELFError, ValueError, struct.error):
         return None
     return _ElfInfo(segments, tuple(f[0] for f in ordered), ordered, debug)
+
+
+_STT_FUNC = 2
+
+
+def _raw_functions(elf: Any, data: bytes, strings: bytes):
+    """(address, size, name) of the defined functions of a symbol table,
+    unpacked with struct: pyelftools' per-symbol objects take ~4 s for
+    libpython's 20k symbols, this ~50 ms."""
+    order = "<" if elf.little_endian else ">"
+    if elf.elfclass == 64:
+        layout, fields = order + "IBBHQQ", (0, 4, 5, 1, 3)   # name value size info shndx
+    else:
+        layout, fields = order + "IIIBBH", (0, 1, 2, 3, 5)
+    entry = struct.calcsize(layout)
+    name_at, value_at, size_at, info_at, shndx_at = fields
+    for symbol in struct.iter_unpack(layout, data[: len(data) - len(data) % entry]):
+        if symbol[info_at] & 0xF != _STT_FUNC or not symbol[shndx_at] or not symbol[value_at]:
+            continue
+        offset = symbol[name_at]
+        end = strings.find(b"\0", offset)
+        name = strings[offset:end if end >= 0 else None].decode("utf-8", "replace")
+        if name:
+            yield symbol[value_at], symbol[size_at], name
 
 
 def _vaddr(info: _ElfInfo, file_offset: int) -> int | None:
@@ -205,10 +227,7 @@ def symbol_offset(path: str, name: str) -> int | None:
     info = _elf_info(path)
     if info is None:
         return None
-    for start, _size, function in info.functions:
-        if function == name:
-            return start
-    return None
+    return next((start for start, _size, function in info.functions if function == name), None)
 
 
 def traceback_dumper_offset(libpython: str | None) -> int | None:
