@@ -795,7 +795,7 @@ int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
-                "[--threads N] [--main-hook FILE]\n",
+                "[--threads N] [--main-hook FILE] [--crash-file FILE [--traceback-dumper OFFSET]]\n",
                 argv[0]);
         return 2;
     }
