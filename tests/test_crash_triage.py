@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import REPO_ROOT, in_ci, missing
-from harness import crash as crash_stacks
-from harness.cases import Case
-from harness.compare import compare
+from harness.verdict import crash as crash_stacks
+from harness.cases.model import Case
+from harness.results.compare import compare
 from harness.engine import Engine, RunSettings
 from harness.report.html import render_html
 from harness.report.junit import render_junit
-from harness.report.load import load_results
+from harness.results.load import load_results
 from harness.report.markdown import render_markdown
 from harness.result import Result
 

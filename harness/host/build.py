@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import HostBuildError
-from ..pythons import TargetPython
+from .target import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
 #: compiled with host.c into one binary (the crash and hang handlers)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .summary import module_name, target_order
+from ..results.summary import module_name, target_order
 
 #: the group of crash results that carry no stack (older results, a host
 #: without handlers)

@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from .. import SCHEMA_VERSION, __version__
-from .load import REPORT_KIND, ResultSet
-from .summary import controls_sorted, module_name, summary_json, target_order
+from ..results.load import REPORT_KIND, ResultSet
+from ..results.summary import controls_sorted, module_name, summary_json, target_order
 
 
 #: frames a slim baseline keeps of a crash's or hang's stacks: the signature

@@ -12,8 +12,8 @@ from typing import Any
 
 from ..result import VERDICTS
 from .crashes import crash_groups, groups_headline, modules_text, stack_text
-from .load import ResultSet, python_label
-from .summary import (controls_sorted, excess_of, first_line, ranked, row_label,
+from ..results.load import ResultSet, python_label
+from ..results.summary import (controls_sorted, excess_of, first_line, ranked, row_label,
                       total_counts, verdict_counts, with_verdicts)
 from .terminal import fmt_bytes, fmt_number
 

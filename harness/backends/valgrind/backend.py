@@ -35,22 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import suppress
+from . import suppressions as suppress
 from ..attribution import object_name
-from ..errors import HarnessError
-from ..host.build import build_host
-from ..memcheck_xml import MemcheckReport, parse_file, totals
-from .base import Backend, Launch
-from .valgrind_records import (
+from ...errors import HarnessError
+from ...host.build import build_host
+from .memcheck_xml import MemcheckReport, parse_file, totals
+from ..base import Backend, Launch
+from .records import (
     LossRecord, error_json, exit_records, growth_between, records_by_cycle, sites, snapshot,
 )
-from .counters import series_from_samples
+from ..counters import series_from_samples
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
-    from ..pythons import TargetPython
-    from ..result import Result
-    from ..runner import HostRun
+    from ...engine import RunSettings
+    from ...host.target import TargetPython
+    from ...result import Result
+    from ...host.runner import HostRun
 
 VALGRIND_ENV = "LEAK_HARNESS_VALGRIND"          # a valgrind other than the one on PATH
 METHOD_ENV = "LEAK_HARNESS_VALGRIND_METHOD"     # auto | client-requests | differential
@@ -257,7 +257,7 @@ class ValgrindBackend(Backend):
         faults = [e for e in case_art.report.errors if e.kind.startswith("Invalid")]
         stack = faults[-1].stack if faults else case_art.report.fatal_stack
         if stack and result.crash is not None:
-            from ..crash import stack_from_frames
+            from ...verdict.crash import stack_from_frames
             result.crash.update(stack_from_frames(
                 [(f.fn, f.obj, f.file, f.line, f.ip) for f in stack], result.module))
             result.crash["stack_from"] = (f"memcheck {faults[-1].kind}" if faults
@@ -265,7 +265,7 @@ class ValgrindBackend(Backend):
             result.crash.pop("note", None)
         if result.errors:
             first = result.errors[0]
-            from ..crash import insert_before_tail
+            from ...verdict.crash import insert_before_tail
             result.message = insert_before_tail(
                 result.message, f"memcheck found {len(result.errors)} error(s) before the crash: "
                 f"{first['kind']} in {first['module']} ({first['at']})")
@@ -339,7 +339,7 @@ def record_growth(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float
 
 
 def _slope(values: list[float], warmup: int) -> float | None:
-    from ..verdict import growth, measured_window
+    from ...verdict.rule import growth, measured_window
     window = measured_window(values, warmup)
     return growth(window).whole if len(window) >= 2 else None
 

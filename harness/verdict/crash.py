@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .attribution import (CPYTHON, NativeFrame, attribute, is_python_machinery, is_system_object,
+from ..backends.attribution import (CPYTHON, NativeFrame, attribute, is_python_machinery, is_system_object,
                           module_from_function, object_name)
 # traceback_dumper_offset: the engine asks it here, with the rest of the crash API
-from .crash_symbols import MAX_NATIVE_FRAMES, Frame, Mapping, symbolise, traceback_dumper_offset  # noqa: F401
+from ..backends.crash_symbols import MAX_NATIVE_FRAMES, Frame, Mapping, symbolise, traceback_dumper_offset  # noqa: F401
 
 #: function names in a signature
 SIGNATURE_FRAMES = 3
