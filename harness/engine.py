@@ -22,6 +22,7 @@ from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
 from .cases.model import CONTROL, Case
+from .verdict import crash as crash_stacks
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
@@ -66,7 +67,27 @@ class Engine:
         result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
+        if result.verdict == "crash":
+            backend.crashed(result, case_run, control.passed, settings)
+            result.message = crash_stacks.with_crash_stack(result.message, result.crash)
+        if result.verdict == "crash" and host_kind == "c" and settings.backend == "counters":
+            self._rerun_bare(case, settings, launcher, result)
         return result
+
+    @staticmethod
+    def _rerun_bare(case: Case, settings: RunSettings, launcher, result: Result) -> None:
+        """Whose crash: the same case on the bare host (no allocator hook, no
+        counters) up to the cycle that crashed.  A crash the bare host does not
+        repeat is the harness's, never CPython's or the module's."""
+        crash = result.crash if result.crash is not None else {}
+        cycle = max(1, crash.get("cycle") or result.last_cycle + 1)
+        bare = launcher(case, settings, "bare", cycle)
+        reproduces = None if bare.timed_out else bare.signal_name is not None
+        crash["reproduces_without_hook"] = reproduces
+        crash["bare_host"] = {"cycles": cycle, "signal": bare.signal_name,
+                              "timed_out": bare.timed_out, "completed": bare.completed}
+        result.crash = crash
+        result.message = crash_stacks.insert_before_tail(result.message, crash_stacks.whose_note(crash))
 
     def control_result(self, settings: RunSettings) -> Result:
         """CPython's own row: the `pass` control's growth, judged against zero."""
@@ -111,10 +132,17 @@ class Engine:
             raise
         probe_dir = str(build_probe_extension(target))
 
-        def launch(case: Case, s: RunSettings, role: str) -> HostRun:
+        dumper = crash_stacks.traceback_dumper_offset(crash_stacks.libpython_of(target))
+
+        def launch(case: Case, s: RunSettings, role: str, total_cycles: int | None = None) -> HostRun:
             def argv_for(launch_spec, total_cycles: int) -> list[str]:
-                argv = [*launch_spec.prefix, str(binary), s.mode, str(total_cycles),
-                        "{case_file}", _FD, target.sys_executable, "--token-fd", TOKEN_FD]
+                # role "bare": the same case without the hook (whose crash is it?)
+                mode = f"bare-{s.mode}" if role == "bare" else s.mode
+                argv = [*launch_spec.prefix, str(binary), mode, str(total_cycles),
+                        "{case_file}", _FD, target.sys_executable, "--token-fd", TOKEN_FD,
+                        "--crash-file", "{crash_file}"]
+                if dumper:
+                    argv += ["--traceback-dumper", hex(dumper)]
                 if s.site:
                     argv.append("--site")
                 else:
@@ -124,7 +152,8 @@ class Engine:
                 if s.thread_count is not None:
                     argv += ["--threads", str(s.thread_count)]
                 return argv + launch_spec.host_args
-            return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir])
+            return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir],
+                                     total_cycles)
 
         return "c", launch
 
@@ -179,6 +208,7 @@ class Engine:
         ended = ending_verdict(case_run, settings)
         if ended:
             result.verdict, result.message = ended
+            crash_stacks.attach(result, case_run, case.module)
             hint = import_hint(target, result.message, settings.site) if ended[0] == "error" else None
             result.message += f"\n{hint}" if hint else ""
             return result
@@ -337,14 +367,18 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
     try:
         case_file = workdir / "case.py"
         case_file.write_text(case.source_code)
+        crash_file = workdir / "crash.txt"
         spec = backend.launch(target, settings, role, workdir)
-        argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec, total)]
+        placeholders = {"{case_file}": str(case_file), "{crash_file}": str(crash_file)}
+        argv = [placeholders.get(a, a) for a in argv_for(spec, total)]
         env = _env(settings, extra_path)
         env.update(spec.env)
         if not settings.site:
             argv = _give_search_path(argv, env, target, workdir)
         run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor)
         run.artifacts = backend.collect(run, workdir, role, settings)
+        if crash_file.exists() and crash_file.stat().st_size:
+            run.crash_report = crash_file.read_text(errors="replace")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if total_cycles is None and run.completed:

@@ -40,6 +40,11 @@ class Result:
     schema: int = SCHEMA_VERSION
     #: the installed distribution that provides `module`: {"name", "version"}; None for the stdlib
     distribution: dict[str, str] | None = None
+    #: verdict crash: where (signal, cycle, phase, stacks), whose (module,
+    #: signature) and whether the bare host crashes too (harness/crash.py)
+    crash: dict[str, Any] | None = None
+    #: verdict timeout: the stacks of every thread when the timeout fired
+    hang: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -69,6 +74,8 @@ class Result:
             "last_cycle": self.last_cycle,
             "wall_s": round(self.wall_s, 3),
             "distribution": self.distribution,
+            **({"crash": self.crash} if self.crash is not None else {}),
+            **({"hang": self.hang} if self.hang is not None else {}),
         }
 
     def to_json_line(self) -> str:

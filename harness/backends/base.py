@@ -64,6 +64,11 @@ class Backend:
                settings: "RunSettings") -> None:
         """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors)."""
 
+    def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
+                settings: "RunSettings") -> None:
+        """A `crash` result: add what the backend saw before the host died (memcheck
+        errors, its stack of the fault); the host's own crash record is already in."""
+
 
 class MainHookBackend(Backend):
     """Backends that trace from the target's main interpreter (--main-hook).

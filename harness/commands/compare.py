@@ -62,7 +62,10 @@ def render_text(comparison, baseline_name: str, new_names: list[str]) -> str:
           lambda c: f"{_fmt_excess(c.before)} -> {_fmt_excess(c.now)} per cycle ("
           + ", ".join(f"{k} +{v:.0%}" for k, v in c.growth.items()) + ")")
     block("NEW CRASHES", comparison.new_crashes,
-          lambda c: f"{c.now['verdict']}: {first_line(c.now.get('message'), 120)}")
+          lambda c: f"{c.now['verdict']}: {first_line(c.now.get('message'), 120)}"
+          + (f" [{c.now['crash']['signature']}]" if (c.now.get("crash") or {}).get("signature") else ""))
+    block("UNCHANGED CRASHES (known signature)", comparison.unchanged_crashes,
+          lambda c: f"{(c.now.get('crash') or {}).get('signature')}")
     block("KNOWN", comparison.known,
           lambda c: f"{c.category}: {_fmt_excess(c.now) if c.now['verdict'] == 'leak' else c.now['verdict']}"
           f"  [{c.known.where}]")

@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..report.terminal import control_table, sweep_table, totals_line
+    from ..report.terminal import control_table, crash_groups_table, sweep_table, totals_line
     from ..tools.shards import durations_from
     from ..tools.sweep import append_path, parse_shard, plan, run_sweep
 
@@ -78,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
             out.close()
     console.print(sweep_table(outcome.results))
     console.print(control_table(outcome.controls))
+    crashes = crash_groups_table(outcome.results)
+    if crashes is not None:
+        console.print(crashes)
     if skipped_modules and not args.module:
         console.print(f"not swept ({len(skipped_modules)}): " + ", ".join(
             f"{name} ({why})" for name, why in sorted(skipped_modules.items())), highlight=False)

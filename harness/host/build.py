@@ -20,6 +20,9 @@ from ..errors import CompileError, HostBuildError
 from .target import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
+#: compiled with host.c into one binary (the crash and hang handlers)
+CRASH_REPORT_SOURCES = (Path(__file__).with_name("crash_report.c"),
+                        Path(__file__).with_name("crash_report.h"))
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
 PROBE_EXT_MODULE = "_leak_harness_probe"
 
@@ -142,11 +145,13 @@ def build_host(target: TargetPython) -> Path:
     """
     cflags, ldflags = embed_flags(target)
     source = HOST_SOURCE.read_bytes()
-    key = _digest(target.realpath, target.version, source, *cflags, *ldflags)
+    crash_sources = [p.read_bytes() for p in CRASH_REPORT_SOURCES]
+    key = _digest(target.realpath, target.version, source, *crash_sources, *cflags, *ldflags)
     binary = cache_root() / "hosts" / f"host-{target.label}-{key}"
     if not binary.exists():
         compiler = find_compiler()
-        argv = shlex.split(compiler) + cflags + [str(HOST_SOURCE)] + ldflags
+        argv = (shlex.split(compiler) + cflags
+                + [str(HOST_SOURCE), str(CRASH_REPORT_SOURCES[0])] + ldflags)
         compile_atomically(argv, binary, f"host for Python {target.label}")
     return binary
 

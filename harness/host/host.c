@@ -5,8 +5,9 @@
  * descriptor given by the harness.  Every decision (what leaks, what is
  * unsupported) is taken in Python; this file only sets up, loops and counts.
  *
- * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... [--path-file FILE]
- *             [--threads N] [--main-hook FILE] [--token-fd FD]
+ * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
+ *             [--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]
+ *             [--crash-file FILE [--traceback-dumper OFFSET]]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
  *         bare-parallel   (the bare-* modes
@@ -41,6 +42,8 @@
 #if PY_VERSION_HEX >= 0x030C0000
 #include "internal/pycore_interp.h" /* PyInterpreterState.cached_objects */
 #endif
+
+#include "crash_report.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -279,6 +282,7 @@ static void install_hook(void) {
                                  hook_realloc, hook_free};
         PyMem_SetAllocator(DOMAINS[d], &hook);
     }
+    crash_report_hook_installed();
 }
 
 /* ------------------------------------------------------------------ */
@@ -351,6 +355,7 @@ static double ms_since_start(void) {
    so it is only asked while one exists (3.12+) or on versions whose counter
    is a plain global (3.10/3.11). */
 static void write_sample(int cycle, int interpreter_alive) {
+    crash_report_phase(PHASE_SAMPLE);
     long long snap[3][2] = {{0}};
     size_t n_counts = atomic_load(&counts_used);
     for (size_t i = 0; i < n_counts && i < MAX_THREADS; i++) {
@@ -613,6 +618,8 @@ static void report_exception(int cycle) { report_event_exception("error", cycle)
 
 /* Runs the case in the current interpreter's __main__; 0 on success. */
 static int run_case(int cycle) {
+    crash_report_cycle(cycle);
+    crash_report_phase(PHASE_RUN);
     PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
     if (!main_mod) {
         report_exception(cycle);
@@ -681,6 +688,7 @@ static int read_path_file(const char *path) {
 }
 
 static int init_main_interpreter(int hooked) {
+    crash_report_phase(PHASE_INITIALIZE);
     PyStatus status;
     PyPreConfig preconfig;
     PyPreConfig_InitPythonConfig(&preconfig);
@@ -757,8 +765,10 @@ fail:
 static int loop_finalize(int cycles, int hooked) {
     if (hooked) write_sample(0, 0);
     for (int cycle = 1; cycle <= cycles; cycle++) {
+        crash_report_cycle(cycle);
         if (init_main_interpreter(hooked) < 0) return 2;
         int failed = run_case(cycle);
+        crash_report_phase(PHASE_FINALIZE);
         if (Py_FinalizeEx() < 0 && !failed) {
             write_event("error", cycle, "FinalizeError", "Py_FinalizeEx() reported an error");
             return 3;
@@ -772,6 +782,8 @@ static int loop_finalize(int cycles, int hooked) {
 /* Creates a subinterpreter and makes it current; NULL after writing an
    error event.  The caller holds the main interpreter's GIL. */
 static PyThreadState *new_sub(int cycle, int isolated) {
+    crash_report_cycle(cycle);
+    crash_report_phase(PHASE_INITIALIZE);
     PyThreadState *sub = NULL;
     if (isolated) {
 #if PY_VERSION_HEX >= 0x030C0000
@@ -807,6 +819,7 @@ static PyThreadState *new_sub(int cycle, int isolated) {
    thread state and the main GIL released: take it back; a legacy one
    shares the GIL, so only the thread state is swapped. */
 static void end_sub(PyThreadState *sub, PyThreadState *home, int isolated) {
+    crash_report_phase(PHASE_END_INTERPRETER);
     Py_EndInterpreter(sub);
     if (isolated) PyEval_RestoreThread(home);
     else PyThreadState_Swap(home);
@@ -878,6 +891,7 @@ static int loop_subinterpreters(int cycles, int hooked, int isolated) {
     if (call_main_hook("end", cycles) < 0) return 2;
     Py_XDECREF(main_hook_fn);
     main_hook_fn = NULL;
+    crash_report_phase(PHASE_FINALIZE);
     Py_FinalizeEx();
     return 0;
 }
@@ -961,6 +975,7 @@ static int loop_parallel(int cycles, int hooked, int threads) {
     if (rc == 0 && call_main_hook("end", cycles) < 0) rc = 2;
     Py_XDECREF(main_hook_fn);
     main_hook_fn = NULL;
+    crash_report_phase(PHASE_FINALIZE);
     Py_FinalizeEx();
     return rc;
 #else
@@ -1016,7 +1031,8 @@ int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
-                "[--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]\n",
+                "[--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]\n"
+                "       [--crash-file FILE [--traceback-dumper OFFSET]]\n",
                 argv[0]);
         return 2;
     }
@@ -1025,6 +1041,8 @@ int main(int argc, char **argv) {
     long cycles = parse_count("CYCLES", argv[2], 0, INT_MAX - 1);
     if (cycles < 0) return 2;
     long threads = 1;
+    const char *crash_file = NULL;
+    unsigned long traceback_dumper = 0;
     program = argv[5];
     xoptions = calloc((size_t)argc, sizeof(char *));
     if (!xoptions) return 2;
@@ -1042,6 +1060,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--token-fd") && i + 1 < argc) {
             if (read_token(argv[++i]) < 0) return 2;
         }
+        else if (!strcmp(argv[i], "--crash-file") && i + 1 < argc) crash_file = argv[++i];
+        else if (!strcmp(argv[i], "--traceback-dumper") && i + 1 < argc)
+            traceback_dumper = strtoul(argv[++i], NULL, 0);
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
@@ -1071,6 +1092,12 @@ int main(int argc, char **argv) {
     }
     clock_gettime(CLOCK_MONOTONIC, &t_start);
     find_optional_symbols();
+    /* memcheck reports a crash itself, with the faulting access */
+#ifdef HOST_HAS_MEMCHECK
+    if (crash_file && !RUNNING_ON_VALGRIND && crash_report_init(crash_file, traceback_dumper) < 0) return 2;
+#else
+    if (crash_file && crash_report_init(crash_file, traceback_dumper) < 0) return 2;
+#endif
 
     int rc;
     if (main_hook_file && strstr(mode, "finalize")) {

@@ -62,6 +62,8 @@ class HostRun:
     forged_lines: int = 0
     #: the token every host line must carry (None: the argv asked for none)
     token: str | None = None
+    #: what the C host's crash/hang handlers wrote (--crash-file), unsymbolised
+    crash_report: str | None = None
 
     @property
     def last_cycle(self) -> int:
@@ -90,6 +92,21 @@ class HostRun:
             return None
         elapsed_s = (self.round_end_ms[last] - self.round_end_ms[start]) / 1000.0
         return threads * (last - start) / elapsed_s if elapsed_s > 0 else None
+
+
+#: how long a timed-out host may take to write its stacks (SIGUSR2) before the kill
+STACK_DUMP_GRACE_S = 5.0
+
+
+def _dump_stacks_then_kill(proc: subprocess.Popen) -> None:
+    """A timeout: SIGUSR2 makes the C host write every thread's stacks to its
+    crash file and kill itself (other hosts just die of it); then the group."""
+    try:
+        os.kill(proc.pid, signal.SIGUSR2)
+        proc.wait(timeout=STACK_DUMP_GRACE_S)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    _kill_group(proc)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -169,7 +186,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, run: HostRun, deadline: f
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 run.timed_out = True
-                _kill_group(proc)
+                _dump_stacks_then_kill(proc)
                 return
             if not selector.select(timeout=min(remaining, 1.0)):
                 continue
@@ -187,7 +204,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, run: HostRun, deadline: f
         proc.wait(timeout=max(remaining, 0.1))
     except subprocess.TimeoutExpired:
         run.timed_out = True
-        _kill_group(proc)
+        _dump_stacks_then_kill(proc)
 
 
 def _take_event(line: bytes, run: HostRun) -> None:

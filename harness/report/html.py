@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import __version__
 from ..result import VERDICTS
+from .crashes import crash_groups, groups_headline, modules_text, stack_text
 from ..results.load import ResultSet, python_label
 from .plots import growth_plot_svg, top_leakers_svg
 from ..results.summary import (controls_sorted, excess_of, first_line, leaks, module_name, ranked,
@@ -160,15 +161,29 @@ def _control_table(controls: list[dict[str, Any]]) -> str:
     return _table("control-table", columns, rows)
 
 
+def _problem_text(line: dict[str, Any]) -> str:
+    stacks = stack_text(line.get("crash") or line.get("hang"))
+    return "\n\n".join(t for t in ((line.get("message") or "").strip(), stacks) if t)
+
+
 def _problem_table(table_id: str, chosen: list[dict[str, Any]]) -> str:
     rows = [f'<tr data-module="{escape(module_name(line))}">' + _text(row_label(line))
             + _text(python_label(line["python"])) + _text(line["mode"]) + _text(line["backend"])
             + _verdict(line["verdict"])
-            + f"<td><pre>{escape((line.get('message') or '').strip())}</pre></td></tr>"
+            + f"<td><pre>{escape(_problem_text(line))}</pre></td></tr>"
             for line in chosen]
     columns = [("module", "module"), ("python", "python"), ("mode", "mode"),
                ("backend", "backend"), ("verdict", "verdict"), ("message", "message")]
     return _table(table_id, columns, rows)
+
+
+def _crash_group_table(groups) -> str:
+    rows = ["<tr>" + f"<td><code>{escape(g.signature)}</code></td>" + _num(len(g.lines), str(len(g.lines)))
+            + _text(modules_text(g.modules, 30)) + _text(", ".join(g.blamed)) + _text(g.without_hook)
+            + "</tr>" for g in groups]
+    columns = [("signature", "signature"), ("crashes", "crashes"), ("modules", "modules"),
+               ("blamed", "blamed"), ("without hook", "without-hook")]
+    return _table("crash-signature-table", columns, rows)
 
 
 def _growth_plots(results: ResultSet, leaking: list[dict[str, Any]]) -> list[str]:
@@ -209,6 +224,10 @@ def render_html(results: ResultSet, title: str = "leak-harness report") -> str:
         body.append('<section id="growth"><h2>Live memory per cycle: leaks against their control</h2>')
         body += _growth_plots(results, leaking)
         body.append("</section>")
+    groups = crash_groups(cases)
+    if groups:
+        body += [f'<section id="crash-signatures"><h2>Crashes by signature ({groups_headline(groups)})</h2>',
+                 _crash_group_table(groups), "</section>"]
     for section_id, heading, verdicts in (("problems", "Crashes, timeouts and errors",
                                            ("crash", "timeout", "error")),
                                           ("unsupported", "Unsupported", ("unsupported",))):

@@ -1,8 +1,9 @@
 """JSON report: one document with a summary, the results and CPython's own rows.
 
 It is also the nightly baseline format: `load_results` reads it back, and
-`--no-samples` drops the per-cycle samples (the bulk of a stdlib sweep) so a
-baseline stays small enough to commit while keeping every verdict and number.
+`--no-samples` drops the per-cycle samples (the bulk of a stdlib sweep), and
+keeps only the top frames of crash and hang stacks, so a baseline stays small
+enough to commit while keeping every verdict, number and crash signature.
 """
 
 from __future__ import annotations
@@ -15,8 +16,23 @@ from ..results.load import REPORT_KIND, ResultSet
 from ..results.summary import controls_sorted, module_name, summary_json, target_order
 
 
+#: frames a slim baseline keeps of a crash's or hang's stacks: the signature
+#: and the frames that name the culprit are at the top
+SLIM_FRAMES = 8
+
+
 def _strip(line: dict[str, Any], samples: bool) -> dict[str, Any]:
-    return line if samples else {k: v for k, v in line.items() if k != "samples"}
+    if samples:
+        return line
+    slim = {k: v for k, v in line.items() if k != "samples"}
+    for key in ("crash", "hang"):
+        if isinstance(slim.get(key), dict):
+            stack = dict(slim[key])
+            stack["native_stack"] = (stack.get("native_stack") or [])[:SLIM_FRAMES]
+            stack["python_stack"] = [dict(t, frames=t.get("frames", [])[:SLIM_FRAMES])
+                                     for t in stack.get("python_stack") or [] if t.get("current")]
+            slim[key] = stack
+    return slim
 
 
 def report_document(results: ResultSet, samples: bool = True) -> dict[str, Any]:

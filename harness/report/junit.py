@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
 
+from .crashes import stack_text
 from ..results.load import ResultSet, control_key
 from ..results.summary import PROBLEM_VERDICTS, first_line, module_name, row_label, target_order
 from .numbers import fmt_bytes, fmt_number
@@ -61,7 +62,8 @@ def _testcase(suite: ET.Element, line: dict[str, Any], classname: str) -> None:
     elif verdict in PROBLEM_VERDICTS:
         error = ET.SubElement(case, "error", message=f"{verdict}: {first_line(line.get('message'))}",
                               type=verdict)
-        error.text = (line.get("message") or "").strip()
+        stacks = stack_text(line.get("crash") or line.get("hang"))
+        error.text = xml_safe("\n\n".join(t for t in ((line.get("message") or "").strip(), stacks) if t))
     elif verdict == "unsupported":
         ET.SubElement(case, "skipped", message=first_line(line.get("message")) or "unsupported")
     out = ET.SubElement(case, "system-out")

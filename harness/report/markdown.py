@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from ..result import VERDICTS
+from .crashes import crash_groups, groups_headline, modules_text, stack_text
 from ..results.load import ResultSet, python_label
 from ..results.summary import (controls_sorted, excess_of, first_line, ranked, row_label,
                       total_counts, verdict_counts, with_verdicts)
@@ -30,6 +31,13 @@ def cell(text: Any) -> str:
     """
     flat = " ".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)).split())
     return _CELL_SPECIALS.sub(r"\\\1", flat).replace("&", "&amp;")
+
+
+def code_cell(text: Any) -> str:
+    """A table cell in a code span: backslash escapes do not apply inside one,
+    so only the table's `|` is escaped (GFM allows it there) and backticks go."""
+    flat = " ".join(_CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)).split())
+    return "`" + flat.replace("`", "'").replace("|", "\\|") + "`"
 
 
 def code_block(text: str) -> str:
@@ -92,6 +100,12 @@ def render_markdown(results: ResultSet, title: str = "leak-harness report") -> s
     else:
         out.append("No control in these results.")
 
+    groups = crash_groups(cases)
+    if groups:
+        out += ["", f"## Crashes by signature ({groups_headline(groups)})", ""]
+        rows = [[code_cell(g.signature), str(len(g.lines)), cell(modules_text(g.modules)),
+                 cell(", ".join(g.blamed)), g.without_hook] for g in groups]
+        out += _table(["signature", "crashes", "modules", "blamed", "without hook"], rows, {1})
     for heading, verdicts in (("Crashes, timeouts and errors", ("crash", "timeout", "error")),
                               ("Unsupported", ("unsupported",))):
         chosen = with_verdicts(cases, verdicts)
@@ -103,6 +117,9 @@ def render_markdown(results: ResultSet, title: str = "leak-harness report") -> s
                        f"{cell(line['mode'])}, {cell(line['backend'])}: {line['verdict']} — "
                        f"{cell(first_line(line.get('message')))}")
             message = (line.get("message") or "").strip()
+            stacks = stack_text(line.get("crash") or line.get("hang"))
+            if stacks:
+                message = f"{message}\n\n{stacks}"
             if line["verdict"] != "unsupported" and "\n" in message:
                 out += ["", "  <details><summary>full message</summary>", "",
                         *("  " + m for m in code_block(message).splitlines()), "", "  </details>"]

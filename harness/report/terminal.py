@@ -140,3 +140,20 @@ def totals_line(results: list[Result]) -> str:
     parts = [f"{counts[v]} {v}" for v in ("leak", "clean", "unsupported", "crash", "timeout", "error")
              if counts[v]]
     return f"{len(results)} results: " + (", ".join(parts) if parts else "none")
+
+
+def crash_groups_table(results: Iterable[Result]) -> Table | None:
+    """Crashes grouped by signature ('22 crashes, 4 signatures'), None when none crashed."""
+    from .crashes import crash_groups, groups_headline, modules_text
+
+    groups = crash_groups([r.to_json() for r in results])
+    if not groups:
+        return None
+    table = Table(title=groups_headline(groups), title_justify="left")
+    for name, justify in (("signature", "left"), ("crashes", "right"), ("modules", "left"),
+                          ("without hook", "left")):
+        table.add_column(name, justify=justify, overflow="fold")
+    for group in groups:
+        table.add_row(group.signature, str(len(group.lines)), modules_text(group.modules),
+                      group.without_hook)
+    return table

@@ -13,7 +13,12 @@ Rules (the nightly job's exit status follows them):
   that is within the control's jitter does not fail a night.
 - **fixed**: leaked in the baseline, now clean or unsupported.
 - **unchanged**: leaked before and now, not grown (or shrunk).
-- **new crashes**: crash/timeout/error now, not one of those in the baseline.
+- **new crashes**: crash/timeout/error now, not one of those in the baseline;
+  and a crash whose signature (the top native frames, harness/crash.py) no
+  baseline crash of that Python series has, even where the baseline crashed
+  too: a new signature is a new bug.
+- **unchanged crashes**: a crash whose signature the baseline already has
+  (in any module: the same bug hit from one more module is not a new one).
 A current leak or crash matching a known-leaks entry goes to **known** instead
 (with the category it would have had) and never fails the job.
 """
@@ -58,7 +63,7 @@ def compare_key(line: dict[str, Any]) -> CompareKey:
 class Change:
     """One result's fate between the baseline and now."""
 
-    category: str                       # new | grown | fixed | unchanged | new-crash
+    category: str                       # new | grown | fixed | unchanged | new-crash | unchanged-crash
     now: dict[str, Any] | None          # the new line (None only if absent now)
     before: dict[str, Any] | None       # the baseline line (None when absent)
     known: KnownLeak | None = None
@@ -81,6 +86,9 @@ class Change:
             "baseline_excess": {c: excess_of(self.before or {}, c) for c in ("blocks", "bytes", "refs")},
             "message": (self.now or {}).get("message"),
         }
+        signature = ((self.now or {}).get("crash") or {}).get("signature")
+        if signature:
+            out["signature"] = signature
         if self.growth:
             out["growth"] = self.growth
         if self.known:
@@ -96,6 +104,7 @@ class Comparison:
     fixed: list[Change] = field(default_factory=list)
     unchanged: list[Change] = field(default_factory=list)
     new_crashes: list[Change] = field(default_factory=list)
+    unchanged_crashes: list[Change] = field(default_factory=list)
     known: list[Change] = field(default_factory=list)
     stale: list[KnownLeak] = field(default_factory=list)
     unexercised: list[KnownLeak] = field(default_factory=list)
@@ -113,7 +122,8 @@ class Comparison:
 
     def to_json(self) -> dict[str, Any]:
         lists = {name: [c.to_json() for c in getattr(self, name)]
-                 for name in ("new", "grown", "fixed", "unchanged", "new_crashes", "known")}
+                 for name in ("new", "grown", "fixed", "unchanged", "new_crashes",
+                              "unchanged_crashes", "known")}
         return {
             "grow_threshold": self.threshold, "failed": self.failed,
             "baseline_results": self.baseline_count, "new_results": self.new_count,
@@ -146,6 +156,7 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
     """Sort every current result (and every baseline leak) into the lists above."""
     known = known or []
     before = {compare_key(line): line for line in baseline.case_lines()}
+    known_signatures = {(key[0], _signature(line)) for key, line in before.items() if _signature(line)}
     now_lines = current.case_lines()
     result = Comparison(threshold=threshold, baseline_count=len(before), new_count=len(now_lines))
     seen: set[CompareKey] = set()
@@ -161,6 +172,9 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
             else:
                 growth = _growth(old, now, threshold)
                 change = Change("grown" if growth else "unchanged", now, old, growth=growth)
+        elif _signature(now):
+            known_bug = (key[0], _signature(now)) in known_signatures
+            change = Change("unchanged-crash" if known_bug else "new-crash", now, old)
         elif now["verdict"] in PROBLEM_VERDICTS and old_verdict not in PROBLEM_VERDICTS:
             change = Change("new-crash", now, old)
         elif old_verdict == "leak" and now["verdict"] in ("clean", "unsupported"):
@@ -172,7 +186,8 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
             result.known.append(change)
         else:
             {"new": result.new, "grown": result.grown, "unchanged": result.unchanged,
-             "new-crash": result.new_crashes}[change.category].append(change)
+             "new-crash": result.new_crashes,
+             "unchanged-crash": result.unchanged_crashes}[change.category].append(change)
     result.not_rerun = [line for key, line in before.items() if key not in seen]
     for entry in known:
         if not any(entry.selects(line) for line in now_lines):
@@ -180,3 +195,11 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
         elif not any(entry.matches(line) for line in now_lines):
             result.stale.append(entry)
     return result
+
+
+def _signature(line: dict[str, Any]) -> str | None:
+    """A crash result's signature; None for other verdicts and for crashes
+    recorded before results carried stacks (those keep the verdict rule)."""
+    if line.get("verdict") != "crash":
+        return None
+    return (line.get("crash") or {}).get("signature")

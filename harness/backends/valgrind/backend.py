@@ -240,6 +240,38 @@ class ValgrindBackend(Backend):
                               f"{fmt_bytes(top['bytes_per_cycle'])}/cycle at {top['at']}")
 
 
+    def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
+                settings: "RunSettings") -> None:
+        """Memcheck's errors before the crash are kept (the XML may be cut short:
+        everything before the cut is read), and the faulting access's stack —
+        the last invalid read/write/jump, else memcheck's fatal-signal stack —
+        is the crash's stack: the host's own handlers do not run under valgrind."""
+        case_art: ValgrindArtifacts | None = case_run.artifacts
+        if case_art is None:
+            return
+        control_art = control_run.artifacts if control_run is not None else None
+        control_errors = ({e.key() for e in control_art.report.errors}
+                          if isinstance(control_art, ValgrindArtifacts) else set())
+        new_errors = [e for e in case_art.report.errors if e.key() not in control_errors]
+        result.errors = [error_json(e, result.module, case_art.host_object, settings.pythonpath)
+                         for e in new_errors]
+        faults = [e for e in case_art.report.errors if e.kind.startswith("Invalid")]
+        stack = faults[-1].stack if faults else case_art.report.fatal_stack
+        if stack and result.crash is not None:
+            from ...verdict.crash import stack_from_frames
+            result.crash.update(stack_from_frames(
+                [(f.fn, f.obj, f.file, f.line, f.ip) for f in stack], result.module))
+            result.crash["stack_from"] = (f"memcheck {faults[-1].kind}" if faults
+                                          else "memcheck fatal signal")
+            result.crash.pop("note", None)
+        if result.errors:
+            first = result.errors[0]
+            from ...verdict.crash import insert_before_tail
+            result.message = insert_before_tail(
+                result.message, f"memcheck found {len(result.errors)} error(s) before the crash: "
+                f"{first['kind']} in {first['module']} ({first['at']})")
+
+
 # -- pure helpers (module level: tests call them on recorded runs) ----------
 
 def _has_client_requests(samples: list[dict]) -> bool:

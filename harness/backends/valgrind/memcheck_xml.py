@@ -119,6 +119,9 @@ class MemcheckReport:
     pid: int | None = None
     #: "fun:X"/"obj:Y" lines valgrind generated per loss record (--gen-suppressions)
     leak_suppression_frames: dict[tuple, tuple[str, ...]] = field(default_factory=dict)
+    #: <fatal_signal>: the client died of a signal (its name and stack)
+    fatal_signal: str | None = None
+    fatal_stack: tuple[Frame, ...] = ()
 
     @property
     def cycle_checks(self) -> list[LeakCheck]:
@@ -234,6 +237,10 @@ class _Builder:
             suppression_kind=el.findtext("suppression/skind") or "",
         ))
 
+    def fatal_signal(self, el: ET.Element) -> None:
+        self.report.fatal_signal = el.findtext("signame") or el.findtext("signo")
+        self.report.fatal_stack = _frames(el.find("stack"))
+
     def errorcounts(self, el: ET.Element) -> None:
         counts = {p.findtext("unique"): _int(p.findtext("count")) for p in el.findall("pair")}
         self.report.errors = [
@@ -260,7 +267,8 @@ def parse_stream(chunks) -> MemcheckReport:
     depth = 0
     root: ET.Element | None = None
     handlers = {"error": builder.error, "errorcounts": builder.errorcounts,
-                "suppcounts": builder.suppcounts, "clientmsg": builder.clientmsg}
+                "suppcounts": builder.suppcounts, "clientmsg": builder.clientmsg,
+                "fatal_signal": builder.fatal_signal}
 
     def drain() -> None:
         nonlocal depth, root

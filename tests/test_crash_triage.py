@@ -1,0 +1,318 @@
+"""Crash triage: every crash says where (stacks, cycle, phase), whose (module,
+signature, the bare-host rerun) and hangs say where they hung.
+
+Real hosts, real crashes: the lh_crashy fixture (tests/fixtures/ext/crashy.c)
+segfaults three C frames deep, aborts, crashes in m_free and sleeps in C;
+its clean twin lh_crashyclean does none of it and must come out clean with no
+crash object.  lh_crash segfaults in PyInit.  On 3.12.1 `import decimal` in
+an isolated subinterpreter is CPython's own double free.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fixtures.targets import REPO_ROOT, in_ci, missing
+from harness.verdict import crash as crash_stacks
+from harness.cases.model import Case
+from harness.results.compare import compare
+from harness.engine import Engine, RunSettings
+from harness.report.html import render_html
+from harness.report.junit import render_junit
+from harness.results.load import load_results
+from harness.report.markdown import render_markdown
+from harness.result import Result
+
+CYCLES, WARMUP = 4, 1
+DEEP_FRAMES = ["crashy_level_three", "crashy_level_two", "crashy_level_one"]
+RELEASE_PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def run_case(engine, fixture_modules_for):
+    def run(python_id: str, code: str, mode: str = "finalize", timeout: float = 60.0,
+            module: str | None = "lh_crashy", engine_: Engine | None = None) -> Result:
+        built = fixture_modules_for(python_id)
+        settings = RunSettings(python=built.target.executable, mode=mode, cycles=CYCLES,
+                               warmup=WARMUP, timeout=timeout,
+                               pythonpath=(str(built.directory),))
+        return (engine_ or engine).run(Case(name="case", code=code, module=module), settings)
+
+    return run
+
+
+def functions(stack: dict) -> list[str]:
+    return [frame["function"] for frame in stack["native_stack"]]
+
+
+def current_thread_frames(stack: dict) -> list[dict]:
+    current = [t for t in stack["python_stack"] if t["current"]]
+    assert current, stack["python_stack"]
+    return current[0]["frames"]
+
+
+def check_contract(result: Result) -> None:
+    """The shared run --json checker, where this checkout has it beside it."""
+    for root in (REPO_ROOT.parent, REPO_ROOT.parent.parent):
+        checker = root / "shared" / "contract" / "check_run_json.py"
+        if checker.exists():
+            proc = subprocess.run([sys.executable, str(checker)], input=json.dumps(result.to_json()),
+                                  capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return
+    if in_ci():
+        pytest.fail("contract checker missing (CI=true: it must be beside the clone)")
+
+
+# -- where: stacks, cycle, phase -------------------------------------------
+
+@pytest.mark.parametrize("python_id", RELEASE_PYTHONS)
+def test_segfault_three_frames_deep_names_each_frame_and_the_module(run_case, python_id):
+    result = run_case(python_id, "import lh_crashy\nlh_crashy.segv_deep()")
+    assert result.verdict == "crash", result.message
+    crash = result.crash
+    assert crash["signal"] == "SIGSEGV" and crash["cycle"] == 1 and crash["phase"] == "run"
+    names = functions(crash)
+    # innermost first, exactly the fixture's chain, then the method itself
+    assert names[:4] == DEEP_FRAMES + ["segv_deep"], names
+    top = crash["native_stack"][0]
+    assert top["object"].startswith("lh_crashy.") and top["where"].startswith("crashy.c:")
+    assert crash["module"] == "lh_crashy"
+    assert crash["signature"] == " ← ".join(DEEP_FRAMES)
+    assert crash["fault_address"] == "0x0"
+    # faulthandler's Python stack of the crashing thread: the case's line 2
+    frames = current_thread_frames(crash)
+    assert frames[0] == {"file": "<string>", "line": 2, "function": "<module>"}
+    # whose: the bare host (no hook) crashes the same way
+    assert crash["reproduces_without_hook"] is True
+    assert crash["bare_host"]["signal"] == "SIGSEGV"
+    assert "crashes without the harness's hook too" in result.message
+    assert "crashy_level_three" in result.message  # the top frames are in the message
+    check_contract(result)
+
+
+def test_clean_twin_of_the_crashing_fixture_has_no_crash(run_case):
+    code = ("import lh_crashyclean as m\nm.segv_deep()\nm.abort_now()\nm.arm_free_crash()\n"
+            "m.sleep_in_c(30.0)")
+    result = run_case("3.12", code, module="lh_crashyclean")
+    assert result.verdict == "clean", result.message
+    assert result.crash is None and result.hang is None
+    assert "crash" not in result.to_json() and "hang" not in result.to_json()
+
+
+def test_crash_at_import_names_the_pyinit_function(run_case):
+    result = run_case("3.12", "import lh_crash", module="lh_crash")
+    assert result.verdict == "crash"
+    crash = result.crash
+    assert functions(crash)[0] == "PyInit_lh_crash"
+    assert crash["module"] == "lh_crash" and crash["signature"].startswith("PyInit_lh_crash ← ")
+    assert crash["phase"] == "run" and crash["cycle"] == 1
+    assert crash["reproduces_without_hook"] is True
+
+
+def test_abort_is_reported_with_the_function_that_called_it(run_case):
+    result = run_case("3.12", "import lh_crashy\nlh_crashy.abort_now()")
+    crash = result.crash
+    assert result.verdict == "crash" and crash["signal"] == "SIGABRT"
+    names = functions(crash)
+    assert "abort" in names and names.index("crashy_give_up") > names.index("abort")
+    # libc's frames (raise, abort) are in the stack but not in the signature
+    assert crash["signature"].startswith("crashy_give_up ← abort_now")
+    assert crash["module"] == "lh_crashy" and crash["reproduces_without_hook"] is True
+
+
+@pytest.mark.parametrize("mode, phase", [("finalize", "finalize"),
+                                         ("subinterpreter", "end-interpreter"),
+                                         ("legacy-subinterpreter", "end-interpreter")])
+def test_crash_in_m_free_names_the_interpreter_end_phase(run_case, mode, phase):
+    result = run_case("3.12", "import lh_crashy\nlh_crashy.arm_free_crash()", mode=mode)
+    crash = result.crash
+    assert result.verdict == "crash", result.message
+    assert crash["phase"] == phase and crash["cycle"] == 1
+    assert functions(crash)[:2] == ["crashy_free_crash", "free_module"]
+    assert crash["module"] == "lh_crashy"
+
+
+def test_m_free_of_the_clean_twin_does_not_crash(run_case):
+    result = run_case("3.12", "import lh_crashyclean\nlh_crashyclean.arm_free_crash()",
+                      mode="subinterpreter", module="lh_crashyclean")
+    assert result.verdict == "clean" and result.crash is None
+
+
+# -- whose: the bare-host rerun, both ways ------------------------------------
+
+def test_a_crash_only_the_hook_causes_is_blamed_on_the_harness(run_case, monkeypatch):
+    # the test-only switch crashes the host right after it installs its
+    # allocator hook; the bare host never installs it
+    monkeypatch.setenv("LEAK_HARNESS_TEST_CRASH_IN_HOOK", "1")
+    result = run_case("3.12", "pass", module=None, engine_=Engine())
+    crash = result.crash
+    assert result.verdict == "crash" and crash["phase"] == "initialize"
+    assert crash["reproduces_without_hook"] is False
+    assert crash["bare_host"]["signal"] is None and crash["bare_host"]["completed"] is True
+    assert crash["module"] == crash_stacks.HARNESS
+    assert functions(crash)[0] == "crash_report_hook_installed"
+    assert "only with the harness's hook: a harness bug" in result.message
+
+
+def test_stdlib_decimal_crash_on_3121_reproduces_without_the_hook(target_for, engine):
+    target = target_for("3.12")
+    if target.version != "3.12.1":
+        pytest.skip(f"the _decimal double free in subinterpreters is 3.12.1's (have {target.version})")
+    settings = RunSettings(python=target.executable, mode="subinterpreter", cycles=CYCLES, warmup=WARMUP)
+    result = engine.run(Case(name="decimal-import", code="import decimal", module="decimal"), settings)
+    crash = result.crash
+    assert result.verdict == "crash" and crash["signal"] == "SIGABRT"
+    assert crash["reproduces_without_hook"] is True
+    assert crash["module"] == "_decimal"  # the first frame in an extension: PyInit__decimal
+    assert "PyInit__decimal" in functions(crash)
+    assert crash["signature"] and "abort" not in crash["signature"]  # libc is not in it
+    check_contract(result)
+
+
+# -- hangs: where the host was when the timeout fired -------------------------
+
+def test_a_hang_in_c_reports_the_native_and_python_stacks(run_case):
+    result = run_case("3.12", "import lh_crashy\nlh_crashy.sleep_in_c(120.0)", timeout=5)
+    assert result.verdict == "timeout", result.message
+    assert result.crash is None
+    hang = result.hang
+    assert hang["phase"] == "run" and hang["cycle"] == 1
+    assert "crashy_nap" in functions(hang)
+    assert hang["signature"].startswith("crashy_nap ← sleep_in_c")
+    assert hang["module"] == "lh_crashy"
+    assert current_thread_frames(hang)[0]["line"] == 2
+    assert "hang in phase run of cycle 1" in result.message
+
+
+def test_a_hang_in_a_python_loop_reports_the_python_stack(run_case):
+    code = "def spin():\n    while True:\n        pass\nspin()\n"
+    result = run_case("3.12", code, mode="subinterpreter", timeout=5, module=None)
+    assert result.verdict == "timeout"
+    frames = current_thread_frames(result.hang)
+    assert [(f["function"], f["line"]) for f in frames[:2]] == [("spin", 2), ("<module>", 4)]
+    assert "_PyEval_EvalFrameDefault" in functions(result.hang)
+
+
+# -- valgrind: memcheck's errors and stack survive the crash ------------------
+
+def test_a_crash_under_memcheck_keeps_its_errors_and_the_invalid_write_stack(run_case, engine,
+                                                                            fixture_modules_for):
+    import shutil
+    if not shutil.which("valgrind"):
+        missing("valgrind not installed")
+    built = fixture_modules_for("3.12")
+    settings = RunSettings(python=built.target.executable, mode="finalize", backend="valgrind",
+                           cycles=CYCLES, warmup=WARMUP, timeout=300,
+                           pythonpath=(str(built.directory),))
+    result = engine.run(Case(name="case", code="import lh_crashy\nlh_crashy.segv_deep()",
+                             module="lh_crashy"), settings)
+    assert result.verdict == "crash"
+    assert [e["kind"] for e in result.errors] == ["InvalidWrite"]
+    assert result.errors[0]["module"] == "lh_crashy"
+    crash = result.crash
+    assert crash["stack_from"] == "memcheck InvalidWrite"
+    assert functions(crash)[:3] == DEEP_FRAMES
+    assert crash["signature"] == " ← ".join(DEEP_FRAMES)  # the same bug, the same signature
+    assert "memcheck found 1 error(s) before the crash" in result.message
+
+
+# -- reports: grouped by signature; compare by signature ----------------------
+
+@pytest.fixture(scope="module")
+def sweep_results(fixture_modules_for, tmp_path_factory) -> Path:
+    """A real sweep with crashes of two signatures: lh_crash (its PyInit) and,
+    on 3.12.1, decimal and fractions (which imports decimal): one bug."""
+    built = fixture_modules_for("3.12")
+    out = tmp_path_factory.mktemp("crash-sweep") / "results.jsonl"
+    modules = ["lh_crash", "lh_crashyclean"]
+    if built.target.version == "3.12.1":
+        modules += ["decimal", "fractions"]
+    args = [sys.executable, "-m", "harness", "sweep", "--python", built.target.executable,
+            "--mode", "subinterpreter", "--cycles", str(CYCLES), "--warmup", str(WARMUP),
+            "--jobs", "2", "--out", str(out)]
+    for module in modules:
+        args += ["--module", module]
+    proc = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(built.directory)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (out.parent / "terminal.txt").write_text(proc.stdout)
+    return out
+
+
+def test_sweep_reports_group_crashes_by_signature(sweep_results):
+    lines = [json.loads(l) for l in sweep_results.read_text().splitlines()]
+    crashes = [l for l in lines if l.get("role") == "case" and l["verdict"] == "crash"]
+    signatures = {l["crash"]["signature"] for l in crashes}
+    results = load_results([sweep_results])
+    markdown = render_markdown(results)
+    headline = (f"## Crashes by signature ({len(crashes)} crash{'es' if len(crashes) > 1 else ''}, "
+                f"{len(signatures)} signature{'s' if len(signatures) > 1 else ''})")
+    assert headline in markdown, markdown
+    terminal = (sweep_results.parent / "terminal.txt").read_text()
+    assert f"{len(crashes)} crash" in terminal and "PyInit_lh_crash" in terminal
+    if any(l["module"] == "decimal" for l in crashes):
+        # one bug, two modules: one row naming both
+        decimal = next(l for l in crashes if l["module"] == "decimal")["crash"]["signature"]
+        fractions = next(l for l in crashes if l["module"] == "fractions")["crash"]["signature"]
+        assert decimal == fractions
+        row = next(r for r in markdown.splitlines() if r.startswith("| `") and "decimal" in r)
+        assert "fractions" in row and "| 2 |" in row and "| yes |" in row
+    html = render_html(results)
+    assert 'id="crash-signature-table"' in html and "PyInit_lh_crash" in html
+    junit = render_junit(results)
+    assert "native stack (innermost first):" in junit and "PyInit_lh_crash" in junit
+
+
+def test_compare_treats_a_new_signature_as_a_new_crash_and_a_known_one_as_unchanged(
+        sweep_results, tmp_path):
+    lines = [json.loads(l) for l in sweep_results.read_text().splitlines()]
+    baseline = tmp_path / "baseline.jsonl"
+    baseline.write_text("".join(json.dumps(l) + "\n" for l in lines))
+    changed = []
+    for line in lines:
+        if line.get("module") == "lh_crash" and line.get("verdict") == "crash":
+            line = json.loads(json.dumps(line))
+            line["crash"]["signature"] = "a_different_bug ← somewhere"
+        changed.append(line)
+    current = tmp_path / "current.jsonl"
+    current.write_text("".join(json.dumps(l) + "\n" for l in changed))
+    same = compare(load_results([baseline]), load_results([baseline]))
+    assert not same.new_crashes and {c.line["module"] for c in same.unchanged_crashes} >= {"lh_crash"}
+    moved = compare(load_results([baseline]), load_results([current]))
+    assert [c.line["module"] for c in moved.new_crashes] == ["lh_crash"] and moved.failed
+    assert moved.to_json()["new_crashes"][0]["signature"] == "a_different_bug ← somewhere"
+
+
+# -- the crash file, parsed without a host -------------------------------------
+
+def test_a_record_cut_short_keeps_what_was_written():
+    text = ("event crash\nsignal 11 SIGSEGV\ncycle 3\nphase end-interpreter\n"
+            "frame 0x1234\nmaps\n")
+    [report] = crash_stacks.parse_reports(text)
+    assert (report.signal_name, report.cycle, report.phase, report.addresses) == \
+        ("SIGSEGV", 3, "end-interpreter", [0x1234])
+    assert report.complete is False
+    described = crash_stacks.describe(report, "mod")
+    assert described["note"].startswith("the record was cut short")
+    assert described["signature"] == "?(?)"  # an address no map owns
+
+
+def test_signature_skips_libc_and_keeps_three_functions():
+    frames = [crash_stacks.Frame(1, "/lib/x86_64-linux-gnu/libc.so.6", 1, name)
+              for name in ("raise", "abort")]
+    frames += [crash_stacks.Frame(2, "/x/libpython3.12.so.1.0", 2, name)
+               for name in ("_PyObject_Free", "dict_dealloc", "_datetime_exec", "deeper")]
+    assert crash_stacks.signature(frames, "SIGABRT", "run") == \
+        "_PyObject_Free ← dict_dealloc ← _datetime_exec"
