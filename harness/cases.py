@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 
+from .errors import CaseError
 from .pythons import TargetPython
 
 
@@ -24,6 +26,14 @@ class Case:
     cycles: int | None = None
     source: str | None = None      # the file it came from, for messages
 
+    def __post_init__(self) -> None:
+        # the host compiles a C string: a NUL would silently end the case there
+        for part, text in (("code", self.code), ("setup", self.setup)):
+            if "\0" in text:
+                where = f" ({self.source})" if self.source else ""
+                raise CaseError(f"case {self.name}{where}: its {part} contains a NUL byte "
+                                f"(at offset {text.index(chr(0))}); Python source cannot")
+
     @property
     def source_code(self) -> str:
         parts = [p for p in (self.setup, self.code) if p.strip()]
@@ -38,7 +48,20 @@ def code_case(code: str, module: str | None = None, name: str | None = None) -> 
     return Case(name=name or (f"{module}-code" if module else "code"), code=code, module=module)
 
 
+def check_module_name(module: str) -> str:
+    """`module` when it is a dotted name `import` accepts; else a CaseError.
+
+    The name becomes code (`import NAME`), so anything else would run as
+    written: `json; import shutil; shutil.rmtree(...)`.
+    """
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        raise CaseError(f"{module!r} is not a module name (dotted identifiers, e.g. xml.etree)")
+    return module
+
+
 def import_case(module: str) -> Case:
+    check_module_name(module)
     return Case(name=f"{module}-import", code=f"import {module}", module=module)
 
 
