@@ -40,6 +40,23 @@ class Case:
         return "\n".join(parts) + "\n" if parts else "pass\n"
 
 
+def read_source(path) -> str:
+    """A `.py` case's text: UTF-8 (a BOM allowed), else one CaseError line.
+
+    The host compiles UTF-8; a file in another encoding would fail in the
+    target (or worse, run mangled), so it is refused here with where.
+    """
+    try:
+        data = open(path, "rb").read()
+    except OSError as exc:
+        raise CaseError(f"cannot read case file {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"case file {path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                        f"{exc.start}); save it as UTF-8") from None
+
+
 CONTROL = Case(name="(control: pass)", code="pass", module=None)
 
 

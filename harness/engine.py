@@ -24,7 +24,7 @@ from .cases import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .modes import check_mode
-from .pythons import TargetPython, target_python
+from .pythons import TargetPython, check_xoptions, target_python
 from .outcome import ending_verdict, summary_line
 from .result import Result
 from .runner import HostRun, run_host
@@ -85,6 +85,7 @@ class Engine:
     def _prepare(settings: RunSettings) -> tuple[TargetPython, Backend]:
         target = target_python(settings.python)
         check_mode(settings.mode, target)
+        check_xoptions(target.executable, settings.xoptions)
         backend = get_backend(settings.backend)
         backend.check(target, settings)
         return target, backend
@@ -281,7 +282,7 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
     workdir = Path(tempfile.mkdtemp(prefix=f"leak-harness-{role}-"))
     try:
         case_file = workdir / "case.py"
-        case_file.write_text(case.source_code)
+        case_file.write_text(case.source_code, encoding="utf-8")
         spec = backend.launch(target, settings, role, workdir)
         argv = [str(case_file) if a == "{case_file}" else a for a in argv_for(spec, total)]
         env = _env(settings, extra_path)

@@ -193,6 +193,29 @@ def _probe(executable: str) -> TargetPython:
     return TargetPython(**info)
 
 
+@functools.lru_cache(maxsize=None)
+def check_xoptions(executable: str, xoptions: tuple[str, ...]) -> None:
+    """Refuse -X values the target itself refuses, as a usage error.
+
+    Only CPython knows which values it takes (`int_max_str_digits=abc`,
+    `frozen_modules=maybe`); asked once per target and set, it says so in
+    one line here instead of every host failing to initialize.
+    """
+    if not xoptions:
+        return
+    argv = [executable, "-I", "-S"]
+    for option in xoptions:
+        argv += ["-X", option]
+    try:
+        proc = _ask(argv + ["-c", "pass"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetPythonError(f"cannot check -X options with {executable}: {exc}") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()] or ["(no message)"]
+        said = next((ln for ln in lines if "rror" in ln), lines[-1])   # "Fatal Python error: ..."
+        raise TargetPythonError(f"the target refuses -X {' -X '.join(xoptions)}: {said[:300]}")
+
+
 def target_python(python: str | os.PathLike | None = None) -> TargetPython:
     """Describe the interpreter at `python` (default: the one running the harness)."""
     return _probe(_resolve_executable(python))

@@ -21,7 +21,7 @@ from .cases import CONTROL, Case
 from .engine import Engine, RunSettings
 from .errors import HarnessError
 from .modes import mode_problem
-from .pythons import target_python
+from .pythons import check_xoptions, target_python
 from .result import Result
 from .runner import HostsStopped, kill_all_hosts
 from .sweep_out import ResultsOut
@@ -73,6 +73,7 @@ def plan(cases_for: Callable, pythons: list[str | None], modes: list[str],
     jobs, skipped = [], []
     for python in pythons:
         target = target_python(python)
+        check_xoptions(target.executable, base.xoptions)
         for mode in modes:
             problem = mode_problem(mode, target)
             if problem:

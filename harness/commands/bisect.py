@@ -107,7 +107,8 @@ def _statements(args: argparse.Namespace):
         path = Path(args.file)
         if not path.is_file():
             raise CaseError(f"--file {path} does not exist")
-        source, name = path.read_text(), path.stem
+        from ..cases import read_source
+        source, name = read_source(path), path.stem
     else:
         source, name = args.code, "code"
     statements = split_statements(source, args.file or "<-c>")
