@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         interrupts.install()
     except ValueError:   # not the main thread (an embedding caller): keep its handlers
         pass
+    return dispatch(argv)
+
+
+def dispatch(argv: list[str] | None = None) -> int:
+    """Parse and run one command, errors mapped to exit codes (no signal handlers set)."""
+    from . import interrupts
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

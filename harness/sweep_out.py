@@ -56,8 +56,11 @@ class ResultsOut:
     # -- start ----------------------------------------------------------------
     def _open(self) -> int:
         where = f"--out {self.path}"
-        if self.path.is_dir():
-            raise OutFileError(f"{where} is a directory; give a file name")
+        try:
+            if self.path.is_dir():
+                raise OutFileError(f"{where} is a directory; give a file name")
+        except OSError as exc:   # a too-long name, a loop of links, ...
+            raise OutFileError(f"cannot write {where}: {_why(exc)}") from None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             return os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
