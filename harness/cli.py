@@ -7,25 +7,28 @@ reader of stdout went away (`run --json | head`).
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from importlib import import_module
 
-from .commands import COMMANDS
-from .errors import HarnessError
+# Nothing else at module level: a Ctrl-C or SIGTERM must find the handlers of
+# main() installed as early as possible, so every import waits until then.
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what `yes | head` leaves for `yes`
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no traceback
-        self.print_usage(sys.stderr)
-        print(f"leak-harness: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+def build_parser():
+    """The argparse parser of every subcommand (argparse.ArgumentParser)."""
+    import argparse
+    from importlib import import_module
 
+    from .commands import COMMANDS
 
-def build_parser() -> argparse.ArgumentParser:
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # one line, exit 2, no traceback
+            self.print_usage(sys.stderr)
+            print(f"leak-harness: error: {message}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
     parser = _Parser(prog="leak-harness", description=(
         "Does importing and using a module leave memory behind when the interpreter is "
         "finalized or a subinterpreter ends?"))
@@ -35,22 +38,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what `yes | head` leaves for `yes`
+class _EarlyInterrupt(KeyboardInterrupt):
+    """SIGINT/SIGTERM before harness.interrupts took over (during the imports)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _early(signum: int, frame: object) -> None:
+    raise _EarlyInterrupt(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
-    # first of all: a signal during the imports below ends quietly too
-    from . import interrupts
+    """The console script: signal handlers first, then parse and run (see `dispatch`).
+
+    The previous handlers are restored on return, for callers that run the
+    command line in their own process (tests, an embedding tool).
+    """
+    import _signal   # built in: costs no import, unlike `signal`
+
+    names = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
+    previous = {}
     try:
-        interrupts.install()
+        for signum in names:
+            previous[signum] = _signal.signal(signum, _early)
     except ValueError:   # not the main thread (an embedding caller): keep its handlers
-        pass
-    return dispatch(argv)
+        previous = {}
+    try:
+        try:
+            from . import interrupts
+            if previous:
+                interrupts.install()
+            return dispatch(argv)
+        except _EarlyInterrupt as exc:
+            print(f"leak-harness: interrupted ({names.get(exc.signum, exc.signum)})", file=sys.stderr)
+            return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            _signal.signal(signum, handler)
 
 
 def dispatch(argv: list[str] | None = None) -> int:
     """Parse and run one command, errors mapped to exit codes (no signal handlers set)."""
+    import os
+
     from . import interrupts
+    from .errors import HarnessError
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)

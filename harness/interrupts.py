@@ -19,7 +19,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from .runner import kill_all_hosts
+from .runner import kill_all_hosts, reset_hosts
 
 
 class Interrupted(KeyboardInterrupt):
@@ -62,6 +62,8 @@ def _handler(signum: int, frame: object) -> None:
 
 def install() -> None:
     """Handle SIGINT and SIGTERM as described above (main thread only)."""
+    _received.clear()
+    reset_hosts()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _handler)
 

@@ -30,6 +30,11 @@ _active_lock = threading.RLock()
 _stopping = threading.Event()
 
 
+def reset_hosts() -> None:
+    """Hosts may start again (a new command in the same process)."""
+    _stopping.clear()
+
+
 def kill_all_hosts(stop: bool = False) -> None:
     """Kill every running host; with `stop`, refuse to start new ones too."""
     with _active_lock:

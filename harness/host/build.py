@@ -13,9 +13,11 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from ..errors import HostBuildError
@@ -136,7 +138,10 @@ def compile_atomically(argv: list[str], output: Path, what: str,
         raise _cache_error(output.parent, exc) from None
     os.close(fd)
     try:
-        proc = subprocess.run(argv + ["-o", tmp], capture_output=True, text=True, timeout=300)
+        try:
+            proc = _run_compiler(argv + ["-o", tmp])
+        except subprocess.TimeoutExpired:
+            raise HostBuildError(f"compiling the {what} took over 300 s; killed") from None
         if proc.returncode != 0:
             raise HostBuildError(
                 f"compiling the {what} failed ({argv[0]} exit {proc.returncode}):\n"
@@ -153,6 +158,50 @@ def compile_atomically(argv: list[str], output: Path, what: str,
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _run_compiler(argv: list[str]) -> subprocess.CompletedProcess:
+    """The compiler in a session of its own: on SIGINT/SIGTERM (or its timeout)
+    the whole driver tree (cc1, as, ld) is killed before the .tmp is removed,
+    so no linker writes it again afterwards."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    except OSError as exc:
+        raise HostBuildError(f"cannot run the compiler {argv[0]}: {exc.strerror or exc}") from None
+    try:
+        out, err = proc.communicate(timeout=300)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _wait_until_gone(proc.pid)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _wait_until_gone(group: int, timeout_s: float = 10.0) -> None:
+    """Until no live process of `group` is left: a killed linker still inside
+    its open() would otherwise create the output again after it is removed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == group:
+                alive = True
+                break
+        if not alive:
+            return
+        time.sleep(0.01)
 
 
 def _record_path(binary: Path) -> Path:
