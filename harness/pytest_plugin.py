@@ -212,18 +212,24 @@ class LeakSession:
         """Rows of workers that died before sessionfinish: what their reports
         showed, and an `error` row for each leak test they died in."""
         rows, notes = [], []
+        shown = {row["test"] for row in self.rows}
+        leak_tests = set().union(*self._seen_leak_tests.values()) if self._seen_leak_tests else set()
         for worker in sorted(set(self._seen_rows) | set(self._crashed)):
             if worker in self._delivered:
                 continue
             known = [row for test_rows in self._seen_rows.get(worker, {}).values() for row in test_rows]
-            crashed = [test for test in self._crashed.get(worker, ())
-                       if test in self._seen_leak_tests.get(worker, set()) or self.options.no_leaks]
+            # xdist may hand a test that killed its worker to the next one: one row each
+            crashed = list(dict.fromkeys(
+                test for test in self._crashed.get(worker, ())
+                if (test in leak_tests or self.options.no_leaks) and test not in shown))
+            shown.update(crashed)
             rows.extend(known)
             rows.extend({"test": test, "module": "", "python": "?", "mode": "?", "cycles": None,
                          "verdict": "error", "blocks": None, "bytes": None, "refs": None}
                         for test in crashed)
-            notes.append(f"worker {worker} crashed: {len(known)} row(s) from its reports, "
-                         f"{len(crashed)} test(s) it died in shown as error")
+            if known or crashed:
+                notes.append(f"worker {worker} crashed: {len(known)} row(s) from its reports, "
+                             f"{len(crashed)} test(s) it died in shown as error")
         return rows, notes
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
