@@ -232,8 +232,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: Host
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         _take_event(line, run)
-            if run.stray_processes:
-                _kill_strays(proc, run)
+            if run.stray_pids and _kill_strays(proc, run):
                 return
             if proc.poll() is not None:
                 # the host ended: what it wrote is in the pipe already
@@ -261,19 +260,44 @@ def _describe(pid: int) -> str:
     return f"pid {pid}" + (f" ({command[:80]})" if command else "")
 
 
-def _kill_strays(proc: subprocess.Popen, run: HostRun) -> None:
+def _kill_strays(proc: subprocess.Popen, run: HostRun) -> bool:
     """The host reported children alive at a cycle's end: stop the host (so
-    it cannot reap them and free their pids), then kill them and it."""
+    it cannot reap them and free their pids), then kill them and it.
+
+    Only processes that really are the host's (its children, or of its
+    session) count: the case could name any pid in a forged event.  False
+    (and the host resumed) when none is."""
     try:
         os.kill(proc.pid, signal.SIGSTOP)
     except ProcessLookupError:
         pass
-    for pid in run.stray_pids:
+    pids = [pid for pid in dict.fromkeys(run.stray_pids)
+            if proc.pid in (_parent_and_session(pid) or ())]
+    run.stray_pids = []
+    if not pids:
+        try:
+            os.kill(proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        run.stray_cycle = None
+        return False
+    run.stray_processes.extend(_describe(pid) for pid in pids)
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     _kill_group(proc)
+    return True
+
+
+def _parent_and_session(pid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _session_members(session: int) -> list[int]:
@@ -319,7 +343,6 @@ def _take_event(line: bytes, run: HostRun) -> None:
         pids = [p for p in event.get("pids") or () if isinstance(p, int) and p > 1]
         if pids:
             run.stray_pids.extend(pids)
-            run.stray_processes.extend(_describe(p) for p in pids)
             run.stray_cycle = run.stray_cycle or event.get("cycle")
     elif kind == "sample":
         run.samples.append(event)

@@ -234,3 +234,17 @@ def test_crash_output_tail_is_bounded_and_kept(target_for):
     assert result["verdict"] == "crash" and "SIGABRT" in result["message"]
     tail = result["message"].split("--- host output (tail) ---\n", 1)[1]
     assert tail.endswith("the end") and len(tail) <= 4000
+
+
+def test_forged_children_event_kills_nothing_outside_the_host(target_for):
+    bystander = subprocess.Popen(["sleep", "975.25"])
+    try:
+        code = ("import os\nfd = int(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[4])\n"
+                f"os.write(fd, b'{{\"event\":\"children\",\"cycle\":1,\"pids\":[{bystander.pid}]}}\\n')")
+        proc, result, _ = run_json(code, target_for("3.12").executable)
+        assert bystander.poll() is None, "the harness killed a process that is not the host's"
+        assert result["verdict"] in ("clean", "error"), result
+        assert str(bystander.pid) not in (result["message"] or "")
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -29,7 +29,7 @@ def harness(*args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
-def test_command_line_maps_a_bug_to_a_traceback_only_in_a_real_process():
+def test_compare_of_a_missing_file_is_one_line_from_a_real_process():
     # the same file through a real interpreter start, once: no traceback, exit 2
     proc = subprocess.run([sys.executable, "-m", "harness", "compare", "/nonexistent", "/dev/null"],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
