@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import interrupts
-
 from .cases import CONTROL, Case
 from .engine import Engine, RunSettings
 from .errors import HarnessError

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -78,9 +79,15 @@ os.waitpid(-1, 0)
 """
 
 
-@pytest.mark.parametrize("code, marker", [(FORK_AND_SLEEP, "971.25"), (DAEMON, "972.25")],
+def unique_seconds() -> str:
+    """A `sleep` argument no other run uses: what the /proc scan looks for."""
+    return f"{900 + random.randrange(10**6) / 1000:.3f}"
+
+
+@pytest.mark.parametrize("code", [FORK_AND_SLEEP, DAEMON],
                          ids=["child-holding-the-pipes", "double-forked-daemon"])
-def test_forked_child_is_reported_and_killed(target_for, code, marker):
+def test_forked_child_is_reported_and_killed(target_for, code):
+    marker = unique_seconds()
     proc, result, elapsed = run_json(code.format(marker=marker), target_for("3.12").executable,
                                      "--timeout", "90")
     try:
@@ -237,7 +244,7 @@ def test_crash_output_tail_is_bounded_and_kept(target_for):
 
 
 def test_forged_children_event_kills_nothing_outside_the_host(target_for):
-    bystander = subprocess.Popen(["sleep", "975.25"])
+    bystander = subprocess.Popen(["sleep", unique_seconds()])
     try:
         code = ("import os\nfd = int(open('/proc/self/cmdline', 'rb').read().split(b'\\0')[4])\n"
                 f"os.write(fd, b'{{\"event\":\"children\",\"cycle\":1,\"pids\":[{bystander.pid}]}}\\n')")

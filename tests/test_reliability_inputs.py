@@ -4,6 +4,7 @@ process left behind (never a verdict, never exit 1, which means "leak")."""
 from __future__ import annotations
 
 import os
+import random
 import subprocess
 import sys
 import time
@@ -126,16 +127,17 @@ def live_with(marker: str) -> list[str]:
 
 
 def test_hanging_python_is_killed_with_its_children(tmp_path, monkeypatch):
-    python = fake_python(tmp_path, "hangs", "sleep 973.5 & sleep 974.5")
+    first, second = (f"{900 + random.randrange(10**6) / 1000:.3f}" for _ in range(2))
+    python = fake_python(tmp_path, "hangs", f"sleep {first} & sleep {second}")
     monkeypatch.setattr(pythons, "PROBE_TIMEOUT_S", 1.0)
     started = time.monotonic()
     with pytest.raises(TargetPythonError, match="did not answer in 1 s"):
         pythons._probe(python)
     assert time.monotonic() - started < 10
     deadline = time.monotonic() + 5
-    while (live_with("sleep 973.5") or live_with("sleep 974.5")) and time.monotonic() < deadline:
+    while (live_with(f"sleep {first}") or live_with(f"sleep {second}")) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not live_with("sleep 973.5") and not live_with("sleep 974.5")
+    assert not live_with(f"sleep {first}") and not live_with(f"sleep {second}")
 
 
 def test_run_json_into_a_closed_pipe_is_quiet(target_for):
