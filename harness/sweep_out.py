@@ -99,6 +99,12 @@ class ResultsOut:
         """Move a partial last line aside (or end a whole one) under the lock."""
         if not self._regular:
             return
+        try:
+            self._repair_locked()
+        except OSError as exc:   # e.g. a write-only file: append without the check
+            self.notes.append(f"{self.path}: could not check its last line ({_why(exc)})")
+
+    def _repair_locked(self) -> None:
         with self._locked():
             size = os.fstat(self._fd).st_size
             if size == 0:
@@ -132,7 +138,11 @@ class ResultsOut:
             except OSError as exc:
                 raise OutFileError(f"--out {self.path} ends in a partial line ({len(tail)} bytes) "
                                    f"that cannot be moved aside to {side}: {_why(exc)}") from None
-            os.ftruncate(self._fd, cut)
+            try:
+                os.ftruncate(self._fd, cut)
+            except OSError as exc:   # appending now would glue onto the partial line
+                raise OutFileError(f"--out {self.path} ends in a partial line that cannot be "
+                                   f"cut off ({_why(exc)}); it was copied to {side}") from None
             self.notes.append(f"{self.path}: a partial last line ({len(tail)} bytes, an "
                               f"interrupted sweep or a full disk) was moved to {side}")
 
