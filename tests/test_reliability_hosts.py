@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import missing
-from harness.cases import Case, import_case
+from harness.cases import import_case
 from harness.engine import Engine
 from harness.host import build
 from harness.settings import RunSettings

@@ -5,17 +5,14 @@ costs no finished line and cuts none."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from fixtures.targets import missing
-from harness.sweep_out import OutFileError, ResultsOut
+from harness.sweep_out import ResultsOut
 
 REPO = Path(__file__).resolve().parent.parent
 
