@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         previous = {}
     try:
         try:
-            from . import interrupts
+            from .host import interrupts
             if previous:
                 interrupts.install()
             return dispatch(argv)
@@ -83,7 +83,7 @@ def dispatch(argv: list[str] | None = None) -> int:
     """Parse and run one command, errors mapped to exit codes (no signal handlers set)."""
     import os
 
-    from . import interrupts
+    from .host import interrupts
     from .errors import HarnessError
     try:
         args = build_parser().parse_args(argv)

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import missing
-from harness.cases import import_case
+from harness.cases.model import import_case
 from harness.engine import Engine
 from harness.host import build
 from harness.settings import RunSettings
-from harness.sweep import SweepJob, run_sweep
+from harness.tools.sweep import SweepJob, run_sweep
 
 REPO = Path(__file__).resolve().parent.parent
 

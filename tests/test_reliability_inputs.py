@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import pythons
+from harness.host import target as pythons
 from harness.errors import TargetPythonError
 
 REPO = Path(__file__).resolve().parent.parent

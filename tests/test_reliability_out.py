@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 from fixtures.targets import missing
-from harness.sweep_out import ResultsOut
+from harness.tools.sweep_out import ResultsOut
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from ..backends import backend_names
 from ..engine import RunSettings
 from ..errors import HarnessError
-from ..modes import MODES
+from ..host.modes import MODES
 
 
 def make_console() -> Console:

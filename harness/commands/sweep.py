@@ -7,11 +7,11 @@ import os
 
 from rich.markup import escape
 
-from .. import interrupts
-from ..cases import check_module_name, import_case, stdlib_import_cases
+from ..host import interrupts
+from ..cases.model import check_module_name, import_case, stdlib_import_cases
 from ..errors import HarnessError
 from ..engine import Engine
-from ..modes import DEFAULT_SWEEP_MODES, MODES
+from ..host.modes import DEFAULT_SWEEP_MODES, MODES
 from .common import add_run_options, make_console, settings_from_args
 
 HELP = "import every stdlib module (or --module ...) in each mode"
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sweep import append_path
+    from ..tools.sweep import append_path
 
     console = make_console()
     if args.jobs < 1:
@@ -53,7 +53,7 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report.terminal import control_table, sweep_table, totals_line
-    from ..sweep import parse_shard, plan, run_sweep
+    from ..tools.sweep import parse_shard, plan, run_sweep
 
     for note in (out.notes if out else ()):
         console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)

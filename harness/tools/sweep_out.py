@@ -22,7 +22,7 @@ import os
 import stat
 from pathlib import Path
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 #: less free space than this at the start is a full disk for a sweep whose
 #: lines are a few kB each

@@ -5,8 +5,8 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass
 
-from .errors import CaseError
-from .pythons import TargetPython
+from ..errors import CaseError
+from ..host.target import TargetPython
 
 
 @dataclass(frozen=True)

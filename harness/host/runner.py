@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 OUTPUT_TAIL_CHARS = 4000
 

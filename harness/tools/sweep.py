@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from . import interrupts
-from .cases import CONTROL, Case
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .modes import mode_problem
-from .pythons import check_xoptions, target_python
-from .result import Result
-from .runner import HostsStopped, kill_all_hosts
+from ..cases.model import CONTROL, Case
+from ..engine import Engine, RunSettings
+from ..errors import HarnessError
+from ..host.modes import mode_problem
+from ..host.target import check_xoptions, target_python
+from ..result import Result
+from ..host.runner import HostsStopped, kill_all_hosts
 from .sweep_out import ResultsOut
 
 
