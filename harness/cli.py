@@ -1,29 +1,34 @@
 """`leak-harness` command line: parse, dispatch to harness/commands/, map errors.
 
 Exit codes (the contract): 0 clean/unsupported, 1 leak, 2 usage or
-environment error, 3 crash/timeout/error.
+environment error, 3 crash/timeout/error, 130 SIGINT, 143 SIGTERM, 141 the
+reader of stdout went away (`run --json | head`).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
-from importlib import import_module
 
-from .commands import COMMANDS
-from .errors import HarnessError
+# Nothing else at module level: a Ctrl-C or SIGTERM must find the handlers of
+# main() installed as early as possible, so every import waits until then.
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what `yes | head` leaves for `yes`
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2, no traceback
-        self.print_usage(sys.stderr)
-        print(f"leak-harness: error: {message}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+def build_parser():
+    """The argparse parser of every subcommand (argparse.ArgumentParser)."""
+    import argparse
+    from importlib import import_module
 
+    from .commands import COMMANDS
 
-def build_parser() -> argparse.ArgumentParser:
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # one line, exit 2, no traceback
+            self.print_usage(sys.stderr)
+            print(f"leak-harness: error: {message}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
     parser = _Parser(prog="leak-harness", description=(
         "Does importing and using a module leave memory behind when the interpreter is "
         "finalized or a subinterpreter ends?"))
@@ -33,16 +38,67 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _EarlyInterrupt(KeyboardInterrupt):
+    """SIGINT/SIGTERM before harness.interrupts took over (during the imports)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _early(signum: int, frame: object) -> None:
+    raise _EarlyInterrupt(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """The console script: signal handlers first, then parse and run (see `dispatch`).
+
+    The previous handlers are restored on return, for callers that run the
+    command line in their own process (tests, an embedding tool).
+    """
+    import _signal   # built in: costs no import, unlike `signal`
+
+    names = {_signal.SIGINT: "SIGINT", _signal.SIGTERM: "SIGTERM"}
+    previous = {}
     try:
+        for signum in names:
+            previous[signum] = _signal.signal(signum, _early)
+    except ValueError:   # not the main thread (an embedding caller): keep its handlers
+        previous = {}
+    try:
+        try:
+            from .host import interrupts
+            if previous:
+                interrupts.install()
+            return dispatch(argv)
+        except _EarlyInterrupt as exc:
+            print(f"leak-harness: interrupted ({names.get(exc.signum, exc.signum)})", file=sys.stderr)
+            return 128 + exc.signum
+    finally:
+        for signum, handler in previous.items():
+            _signal.signal(signum, handler)
+
+
+def dispatch(argv: list[str] | None = None) -> int:
+    """Parse and run one command, errors mapped to exit codes (no signal handlers set)."""
+    import os
+
+    from .host import interrupts
+    from .errors import HarnessError
+    try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except HarnessError as exc:
         print(f"leak-harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("leak-harness: interrupted", file=sys.stderr)
-        return 130
+        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
+        return interrupts.exit_status()
+    except BrokenPipeError:
+        # the reader left: say nothing more, and keep the interpreter's own
+        # flush at exit from failing again on the same pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

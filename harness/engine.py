@@ -27,7 +27,7 @@ from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
-from .host.target import TargetPython, search_path, target_python
+from .host.target import TargetPython, check_xoptions, search_path, target_python
 from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line
 from .result import Result
 from .host.runner import TOKEN_FD, HostRun, run_host
@@ -105,6 +105,7 @@ class Engine:
     def _prepare(settings: RunSettings) -> tuple[TargetPython, Backend]:
         target = target_python(settings.python)
         check_mode(settings.mode, target)
+        check_xoptions(target.executable, settings.xoptions)
         backend = get_backend(settings.backend)
         backend.check(target, settings)
         return target, backend
@@ -366,7 +367,7 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
     workdir = Path(tempfile.mkdtemp(prefix=f"leak-harness-{role}-"))
     try:
         case_file = workdir / "case.py"
-        case_file.write_text(case.source_code)
+        case_file.write_text(case.source_code, encoding="utf-8")
         crash_file = workdir / "crash.txt"
         spec = backend.launch(target, settings, role, workdir)
         placeholders = {"{case_file}": str(case_file), "{crash_file}": str(crash_file)}

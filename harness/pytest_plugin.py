@@ -146,6 +146,12 @@ class LeakSession:
         self.rows: list[dict] = []
         self.controls_by_worker: dict[str, int] = {}
         self._engine: Engine | None = None
+        # controller side of xdist: rows as seen in each worker's reports, for
+        # a worker that dies before handing its rows over
+        self._seen_rows: dict[str, dict[str, list[dict]]] = {}
+        self._seen_leak_tests: dict[str, set[str]] = {}
+        self._crashed: dict[str, list[str]] = {}
+        self._delivered: set[str] = set()
 
     @property
     def engine(self) -> Engine:
@@ -184,17 +190,78 @@ class LeakSession:
         data = getattr(node, "workeroutput", {}).get(WORKER_KEY)
         if data:
             self.rows.extend(data["rows"])
-            worker = node.workerinput.get("workerid", "?") if hasattr(node, "workerinput") else "?"
+            worker = _worker_id(node)
             self.controls_by_worker[worker] = data["controls"]
+            self._delivered.add(worker)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        node = getattr(report, "node", None)
+        if node is None:   # not xdist's controller
+            return
+        worker = _worker_id(node)
+        if report.when == "???":   # xdist: the worker died while running this test
+            self._crashed.setdefault(worker, []).append(report.nodeid)
+            return
+        rows = _rows_from_properties(report.nodeid, report.user_properties)
+        if rows:
+            self._seen_rows.setdefault(worker, {})[report.nodeid] = rows
+        if rows or "no_leaks" in report.keywords or self.options.no_leaks:
+            self._seen_leak_tests.setdefault(worker, set()).add(report.nodeid)
+
+    def _crashed_worker_rows(self) -> tuple[list[dict], list[str]]:
+        """Rows of workers that died before sessionfinish: what their reports
+        showed, and an `error` row for each leak test they died in."""
+        rows, notes = [], []
+        shown = {row["test"] for row in self.rows}
+        leak_tests = set().union(*self._seen_leak_tests.values()) if self._seen_leak_tests else set()
+        for worker in sorted(set(self._seen_rows) | set(self._crashed)):
+            if worker in self._delivered:
+                continue
+            known = [row for test_rows in self._seen_rows.get(worker, {}).values() for row in test_rows]
+            # xdist may hand a test that killed its worker to the next one: one row each
+            crashed = list(dict.fromkeys(
+                test for test in self._crashed.get(worker, ())
+                if (test in leak_tests or self.options.no_leaks) and test not in shown))
+            shown.update(crashed)
+            rows.extend(known)
+            rows.extend({"test": test, "module": "", "python": "?", "mode": "?", "cycles": None,
+                         "verdict": "error", "blocks": None, "bytes": None, "refs": None}
+                        for test in crashed)
+            if known or crashed:
+                notes.append(f"worker {worker} crashed: {len(known)} row(s) from its reports, "
+                             f"{len(crashed)} test(s) it died in shown as error")
+        return rows, notes
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.rows:
+        crashed_rows, notes = self._crashed_worker_rows()
+        rows = self.rows + crashed_rows
+        if not rows:
             return
         if not self.controls_by_worker and self._engine is not None:
             self.controls_by_worker["main"] = self.controls_measured()
         terminalreporter.write_sep("=", "leak-harness summary")
-        for line in summary_lines(self.rows, self.controls_by_worker):
+        for line in summary_lines(rows, self.controls_by_worker) + notes:
             terminalreporter.write_line(line)
+
+
+def _worker_id(node: Any) -> str:
+    workerinput = getattr(node, "workerinput", None) or {}
+    gateway = getattr(node, "gateway", None)
+    return str(workerinput.get("workerid") or getattr(gateway, "id", "?"))
+
+
+def _rows_from_properties(test: str, properties: list) -> list[dict]:
+    """The rows `LeakSession.record` put into a test's user properties (each
+    row starts with `leak_case`), rebuilt on the controller."""
+    rows: list[dict] = []
+    for name, value in properties or ():
+        if not isinstance(name, str) or not name.startswith("leak_"):
+            continue
+        key = name[len("leak_"):]
+        if key == "case" or not rows:
+            rows.append({"test": test})
+        rows[-1][key] = value
+    return [row for row in rows if "verdict" in row]
 
 
 STATE = pytest.StashKey[LeakSession]()

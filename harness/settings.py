@@ -6,6 +6,7 @@ Frozen and hashable: the settings (with the target and environment) key the
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -61,6 +62,11 @@ class RunSettings:
             raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
         if self.warmup < 0:
             raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+                and self.timeout > 0):
+            raise HarnessError(f"--timeout must be a positive number of seconds (got {self.timeout})")
+        if self.mode not in MODES:   # a typo is a usage error, not a mode this Python lacks
+            raise HarnessError(f"unknown mode {self.mode!r}; choose from {', '.join(MODES)}")
         if self.backend not in backend_names():
             raise HarnessError(f"backend {self.backend!r} is not available; choose from {', '.join(backend_names())}")
         if self.host not in ("auto", "c", "python"):

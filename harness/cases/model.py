@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 
+from ..errors import CaseError
 from ..host.target import TargetPython
 
 
@@ -24,10 +26,35 @@ class Case:
     cycles: int | None = None
     source: str | None = None      # the file it came from, for messages
 
+    def __post_init__(self) -> None:
+        # the host compiles a C string: a NUL would silently end the case there
+        for part, text in (("code", self.code), ("setup", self.setup)):
+            if "\0" in text:
+                where = f" ({self.source})" if self.source else ""
+                raise CaseError(f"case {self.name}{where}: its {part} contains a NUL byte "
+                                f"(at offset {text.index(chr(0))}); Python source cannot")
+
     @property
     def source_code(self) -> str:
         parts = [p for p in (self.setup, self.code) if p.strip()]
         return "\n".join(parts) + "\n" if parts else "pass\n"
+
+
+def read_source(path) -> str:
+    """A `.py` case's text: UTF-8 (a BOM allowed), else one CaseError line.
+
+    The host compiles UTF-8; a file in another encoding would fail in the
+    target (or worse, run mangled), so it is refused here with where.
+    """
+    try:
+        data = open(path, "rb").read()
+    except OSError as exc:
+        raise CaseError(f"cannot read case file {path}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CaseError(f"case file {path} is not UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                        f"{exc.start}); save it as UTF-8") from None
 
 
 CONTROL = Case(name="(control: pass)", code="pass", module=None)
@@ -38,7 +65,20 @@ def code_case(code: str, module: str | None = None, name: str | None = None) -> 
     return Case(name=name or (f"{module}-code" if module else "code"), code=code, module=module)
 
 
+def check_module_name(module: str) -> str:
+    """`module` when it is a dotted name `import` accepts; else a CaseError.
+
+    The name becomes code (`import NAME`), so anything else would run as
+    written: `json; import shutil; shutil.rmtree(...)`.
+    """
+    parts = module.split(".")
+    if not module or not all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        raise CaseError(f"{module!r} is not a module name (dotted identifiers, e.g. xml.etree)")
+    return module
+
+
 def import_case(module: str) -> Case:
+    check_module_name(module)
     return Case(name=f"{module}-import", code=f"import {module}", module=module)
 
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..cases.catalog import CATALOG_DIR, CaseFile, find_case, load_case_file
-from ..cases.model import Case, code_case, import_case
+from ..cases.model import Case, code_case, import_case, read_source
 from ..host.target import target_python
 from ..engine import Engine
 from ..errors import CaseError
@@ -38,7 +38,7 @@ def case_from_args(args: argparse.Namespace) -> Case:
     if path.suffix == ".py":
         if not path.is_file():
             raise CaseError(f"case file {path} does not exist")
-        return Case(name=path.stem, code=path.read_text(), module=args.module, source=str(path))
+        return Case(name=path.stem, code=read_source(path), module=args.module, source=str(path))
     if path.suffix == ".toml":
         return _checked(load_case_file(path), args)
     if args.case.replace(".", "").replace("_", "").isalnum():

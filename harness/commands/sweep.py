@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cases.model import import_case
+from rich.markup import escape
+
+from ..host import interrupts
+from ..cases.model import check_module_name, import_case
 from ..cases.packages import package_import_cases
+from ..errors import HarnessError
 from ..engine import Engine
 from ..host.modes import DEFAULT_SWEEP_MODES, MODES
 from .common import add_run_options, make_console, settings_from_args
@@ -36,15 +40,34 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..tools.sweep import append_path
+
+    console = make_console()
+    if args.jobs < 1:
+        raise HarnessError(f"--jobs must be at least 1 (got {args.jobs})")
+    for name in args.module:
+        check_module_name(name)
+    modes = args.mode or list(DEFAULT_SWEEP_MODES)
+    base = settings_from_args(args, None, modes[0])
+    # --out next: a file that cannot be written is found before any work
+    out = append_path(args.out)
+    try:
+        return _sweep(args, console, out, modes, base)
+    finally:
+        if out:
+            out.close()
+
+
+def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report.terminal import control_table, crash_groups_table, sweep_table, totals_line
     from ..tools.shards import durations_from
-    from ..tools.sweep import append_path, parse_shard, plan, run_sweep
+    from ..tools.sweep import parse_shard, plan, run_sweep
 
-    console = make_console()
+    for note in (out.notes if out else ()):
+        console.print(f"[yellow]note[/]: {escape(note)}", highlight=False)
     pythons = args.python or [None]
-    modes = args.mode or list(DEFAULT_SWEEP_MODES)
     shard = parse_shard(args.shard)
     skipped_modules: dict[str, str] = {}
 
@@ -60,22 +83,17 @@ def run(args: argparse.Namespace) -> int:
     jobs, skipped = plan(cases_for, pythons, modes, base, shard, durations)
     for line in skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
-    out = append_path(args.out)
     engine = Engine()
-    try:
-        with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("{task.description}"),
-                      console=console, transient=True) as progress:
-            task = progress.add_task("", total=len(jobs))
+    with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TextColumn("{task.description}"),
+                  console=console, transient=True) as progress:
+        task = progress.add_task("", total=len(jobs))
 
-            def advance(result):
-                progress.update(task, advance=1,
-                                description=f"{result.module or result.case} [{result.mode}] {result.verdict}")
+        def advance(result):
+            progress.update(task, advance=1, description=escape(
+                f"{result.module or result.case} [{result.mode}] {result.verdict}"))
 
-            outcome = run_sweep(jobs, engine, args.jobs, out=out, on_result=advance)
-    finally:
-        if out:
-            out.close()
+        outcome = run_sweep(jobs, engine, args.jobs, out=out, on_result=advance)
     console.print(sweep_table(outcome.results))
     console.print(control_table(outcome.controls))
     crashes = crash_groups_table(outcome.results)
@@ -87,7 +105,12 @@ def run(args: argparse.Namespace) -> int:
     console.print(totals_line(outcome.results))
     if args.out:
         console.print(f"results: {args.out}")
+    problem = out.problem() if out else None
+    if problem:
+        console.print(f"[red]error[/]: {escape(problem)}", highlight=False)
     if outcome.interrupted:
-        console.print("[red]interrupted[/]: partial results kept")
-        return 130
+        console.print(f"[red]interrupted[/] ({interrupts.received_signal_name()}): partial results kept")
+        return interrupts.exit_status()
+    if problem:
+        return 2
     return 1 if any(r.verdict == "leak" for r in outcome.results) else 0

@@ -9,11 +9,15 @@ the user cache dir, so a second run costs nothing and parallel builders
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ..errors import CompileError, HostBuildError
@@ -117,24 +121,150 @@ def _digest(*parts: str | bytes) -> str:
     return h.hexdigest()[:20]
 
 
-def compile_atomically(argv: list[str], output: Path, what: str) -> None:
+def _cache_error(path: Path, exc: OSError) -> HostBuildError:
+    return HostBuildError(
+        f"cannot use the build cache at {path} ({exc.strerror or exc}); point "
+        "LEAK_HARNESS_CACHE at a writable directory")
+
+
+def compile_atomically(argv: list[str], output: Path, what: str,
+                       built_for: dict | None = None) -> None:
     """Run `argv -o TMP` and rename TMP to `output`: concurrent builders (sweep
-    workers, xdist) never see a half-written binary, and race harmlessly."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
+    workers, xdist) never see a half-written binary, and race harmlessly.
+
+    With `built_for`, a record of the binary's checksum and of what it was
+    built for is written beside it (see `_trusted`)."""
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
+    except OSError as exc:
+        raise _cache_error(output.parent, exc) from None
     os.close(fd)
     try:
-        proc = subprocess.run(argv + ["-o", tmp], capture_output=True, text=True, timeout=300)
+        try:
+            proc = _run_compiler(argv + ["-o", tmp])
+        except subprocess.TimeoutExpired:
+            raise HostBuildError(f"compiling the {what} took over 300 s; killed") from None
         if proc.returncode != 0:
             raise CompileError(
                 f"compiling the {what} failed ({argv[0]} exit {proc.returncode}):\n"
                 f"$ {shlex.join(argv)}\n{proc.stderr.strip()[-3000:]}"
             )
         os.chmod(tmp, 0o755)
+        if built_for is not None:
+            record = {**built_for, "sha256": _file_sha256(Path(tmp))}
+            _write_atomically(_record_path(output), json.dumps(record, sort_keys=True))
+        _remove_slot(output)
         os.replace(tmp, output)
+    except OSError as exc:
+        raise _cache_error(output.parent, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _run_compiler(argv: list[str]) -> subprocess.CompletedProcess:
+    """The compiler in a session of its own: on SIGINT/SIGTERM (or its timeout)
+    the whole driver tree (cc1, as, ld) is killed before the .tmp is removed,
+    so no linker writes it again afterwards."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    except OSError as exc:
+        raise HostBuildError(f"cannot run the compiler {argv[0]}: {exc.strerror or exc}") from None
+    try:
+        out, err = proc.communicate(timeout=300)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        _wait_until_gone(proc.pid)
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _wait_until_gone(group: int, timeout_s: float = 10.0) -> None:
+    """Until no live process of `group` is left: a killed linker still inside
+    its open() would otherwise create the output again after it is removed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == group:
+                alive = True
+                break
+        if not alive:
+            return
+        time.sleep(0.01)
+
+
+def _record_path(binary: Path) -> Path:
+    return binary.with_name(binary.name + ".json")
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _remove_slot(path: Path) -> None:
+    """Clear what occupies a cache slot that is not a trusted binary (a directory too)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+#: binaries already checked in this process: path -> (size, mtime_ns, inode)
+_verified: dict[Path, tuple[int, int, int]] = {}
+
+
+def _trusted(binary: Path, built_for: dict) -> bool:
+    """Whether the cached file is the very binary built for `built_for`.
+
+    The file existing is not enough: a truncated, garbage, empty, not
+    executable file, a directory, or another target's host copied into the
+    slot would run (or crash) under this target's name.  The record beside
+    it names the target and the binary's checksum; any mismatch rebuilds.
+    """
+    try:
+        info = binary.stat()
+        if not binary.is_file() or info.st_size == 0 or not os.access(binary, os.X_OK):
+            return False
+        stamp = (info.st_size, info.st_mtime_ns, info.st_ino)
+        if _verified.get(binary) == stamp:
+            return True
+        record = json.loads(_record_path(binary).read_text(encoding="utf-8"))
+        if not isinstance(record, dict) or {k: record.get(k) for k in built_for} != built_for:
+            return False
+        if record.get("sha256") != _file_sha256(binary):
+            return False
+    except (OSError, ValueError):
+        return False
+    _verified[binary] = stamp
+    return True
 
 
 def build_host(target: TargetPython) -> Path:
@@ -148,11 +278,13 @@ def build_host(target: TargetPython) -> Path:
     crash_sources = [p.read_bytes() for p in CRASH_REPORT_SOURCES]
     key = _digest(target.realpath, target.version, source, *crash_sources, *cflags, *ldflags)
     binary = cache_root() / "hosts" / f"host-{target.label}-{key}"
-    if not binary.exists():
-        compiler = find_compiler()
-        argv = (shlex.split(compiler) + cflags
-                + [str(HOST_SOURCE), str(CRASH_REPORT_SOURCES[0])] + ldflags)
-        compile_atomically(argv, binary, f"host for Python {target.label}")
+    built_for = {"kind": "host", "key": key, "python": target.realpath, "version": target.label}
+    with _slot_lock(binary):
+        if not _trusted(binary, built_for):
+            compiler = find_compiler()
+            argv = (shlex.split(compiler) + cflags
+                    + [str(HOST_SOURCE), str(CRASH_REPORT_SOURCES[0])] + ldflags)
+            compile_atomically(argv, binary, f"host for Python {target.label}", built_for)
     return binary
 
 
@@ -169,8 +301,20 @@ def build_probe_extension(target: TargetPython) -> Path:
     key = _digest(target.realpath, target.version, source, *cflags)
     directory = cache_root() / "probe" / f"{target.label}-{key}"
     library = directory / f"{PROBE_EXT_MODULE}{target.ext_suffix}"
-    if not library.exists():
-        compiler = find_compiler()
-        argv = shlex.split(compiler) + cflags + ["-O2", "-shared", "-fPIC", str(PROBE_EXT_SOURCE)]
-        compile_atomically(argv, library, f"probe extension for Python {target.label}")
+    built_for = {"kind": "probe", "key": key, "python": target.realpath, "version": target.label}
+    with _slot_lock(library):
+        if not _trusted(library, built_for):
+            compiler = find_compiler()
+            argv = shlex.split(compiler) + cflags + ["-O2", "-shared", "-fPIC", str(PROBE_EXT_SOURCE)]
+            compile_atomically(argv, library, f"probe extension for Python {target.label}", built_for)
     return directory
+
+
+_slot_locks: dict[Path, threading.Lock] = {}
+_slot_guard = threading.Lock()
+
+
+def _slot_lock(path: Path) -> threading.Lock:
+    """One builder per cache slot in this process (sweep workers start together)."""
+    with _slot_guard:
+        return _slot_locks.setdefault(path, threading.Lock())

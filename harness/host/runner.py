@@ -13,11 +13,12 @@ import secrets
 import selectors
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import HarnessError
 
 OUTPUT_TAIL_CHARS = 4000
 #: in a host's argv, replaced by the fd of a pipe holding the run's token
@@ -26,11 +27,22 @@ TOKEN_FD = "{token_fd}"
 # Hosts run in sessions of their own (so a timeout kills what they started);
 # Ctrl-C at the terminal therefore does not reach them: kill_all_hosts does.
 _active: set[subprocess.Popen] = set()
-_active_lock = threading.Lock()
+# re-entrant: the SIGINT/SIGTERM handler runs in the main thread, maybe
+# while that thread holds it
+_active_lock = threading.RLock()
+_stopping = threading.Event()
 
 
-def kill_all_hosts() -> None:
+def reset_hosts() -> None:
+    """Hosts may start again (a new command in the same process)."""
+    _stopping.clear()
+
+
+def kill_all_hosts(stop: bool = False) -> None:
+    """Kill every running host; with `stop`, refuse to start new ones too."""
     with _active_lock:
+        if stop:
+            _stopping.set()
         procs = list(_active)
     for proc in procs:
         _kill_group(proc)
@@ -64,6 +76,10 @@ class HostRun:
     token: str | None = None
     #: what the C host's crash/hang handlers wrote (--crash-file), unsymbolised
     crash_report: str | None = None
+    #: processes the case left running ("pid 12 (sleep 60)"), killed by the harness
+    stray_processes: list[str] = field(default_factory=list)
+    stray_pids: list[int] = field(default_factory=list)
+    stray_cycle: int | None = None     # the cycle whose end found them (None: the host's end)
 
     @property
     def last_cycle(self) -> int:
@@ -116,6 +132,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
+class HostsStopped(HarnessError):
+    """No host starts once the harness is stopping (SIGINT/SIGTERM)."""
+
+
 def run_host(
     argv: list[str],
     out_fd_placeholder: str,
@@ -125,6 +145,11 @@ def run_host(
     """Run `argv` (where `out_fd_placeholder` is replaced by the pipe's fd number).
 
     The process gets its own session so a timeout kills what it started too.
+    Its stdout and stderr come through a pipe of which only the last
+    OUTPUT_TAIL_CHARS bytes are kept: a case printing 100 MB a cycle costs
+    no disk.  The host's end, not the pipes' end, ends the run: a process
+    the case left behind may hold the pipes open, and is killed.
+
     When argv holds TOKEN_FD, it is replaced by the fd of a pipe holding a
     fresh random token, which the host reads and closes before Python starts
     and puts in every line it writes: the case can write to the sample pipe
@@ -132,6 +157,7 @@ def run_host(
     and counted (`forged_lines`).
     """
     read_fd, write_fd = os.pipe()
+    output_read, output_write = os.pipe()
     argv = [str(write_fd) if a == out_fd_placeholder else a for a in argv]
     run = HostRun()
     fds = [write_fd]
@@ -143,43 +169,88 @@ def run_host(
         fds.append(token_read)
         argv = [str(token_read) if a == TOKEN_FD else a for a in argv]
     started = time.monotonic()
-    with tempfile.TemporaryFile(mode="w+b") as output:
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                pass_fds=tuple(fds), env=env, start_new_session=True,
-            )
-        finally:
-            for fd in fds:
-                os.close(fd)
+    try:
         with _active_lock:
-            _active.add(proc)
-        try:
-            _read_events(proc, read_fd, run, started + timeout_s)
-        finally:
-            os.close(read_fd)
-            if proc.poll() is None:
-                _kill_group(proc)
-            proc.wait()
-            with _active_lock:
-                _active.discard(proc)
-        run.returncode = proc.returncode
-        if proc.returncode is not None and proc.returncode < 0 and not run.timed_out:
+            if _stopping.is_set():
+                raise HostsStopped("interrupted: no new host is started")
             try:
-                run.signal_name = signal.Signals(-proc.returncode).name
-            except ValueError:
-                run.signal_name = f"signal {-proc.returncode}"
-        output.seek(0, os.SEEK_END)
-        size = output.tell()
-        output.seek(max(0, size - OUTPUT_TAIL_CHARS))
-        run.output_tail = output.read().decode("utf-8", "replace")
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=output_write, stderr=output_write,
+                    pass_fds=tuple(fds), env=env, start_new_session=True,
+                )
+            except OSError as exc:
+                raise HarnessError(f"cannot start the host {argv[0]}: {exc.strerror or exc}") from None
+            _active.add(proc)
+    except BaseException:
+        for fd in (read_fd, output_read):
+            os.close(fd)
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+        os.close(output_write)
+    tail = bytearray()
+    try:
+        _read_events(proc, read_fd, output_read, run, started + timeout_s, tail)
+    finally:
+        exited_alone = (proc.poll() is not None and not run.stray_processes
+                        and not _stopping.is_set())
+        if proc.poll() is None:
+            _kill_group(proc)
+        proc.wait()
+        left = _kill_session(proc.pid)
+        if left and exited_alone and not run.timed_out:
+            run.stray_processes.extend(left)
+        _drain(output_read, tail)
+        os.close(read_fd)
+        os.close(output_read)
+        with _active_lock:
+            _active.discard(proc)
+    if _stopping.is_set() and not run.completed:
+        raise HostsStopped("interrupted: the host was killed")
+    run.returncode = proc.returncode
+    if proc.returncode is not None and proc.returncode < 0 and not run.timed_out:
+        try:
+            run.signal_name = signal.Signals(-proc.returncode).name
+        except ValueError:
+            run.signal_name = f"signal {-proc.returncode}"
+    run.output_tail = bytes(tail[-OUTPUT_TAIL_CHARS:]).decode("utf-8", "replace")
     run.wall_s = time.monotonic() - started
     return run
 
 
-def _read_events(proc: subprocess.Popen, read_fd: int, run: HostRun, deadline: float) -> None:
+def _keep_tail(tail: bytearray, chunk: bytes) -> None:
+    tail += chunk
+    if len(tail) > 2 * OUTPUT_TAIL_CHARS:
+        del tail[:-OUTPUT_TAIL_CHARS]
+
+
+def _drain(fd: int, tail: bytearray, limit_bytes: int = 1 << 24) -> None:
+    """What is in the pipe now, without waiting for writers that are gone or killed."""
+    os.set_blocking(fd, False)
+    taken = 0
+    while taken < limit_bytes:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not chunk:
+            return
+        taken += len(chunk)
+        _keep_tail(tail, chunk)
+
+
+def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: HostRun,
+                 deadline: float, tail: bytearray) -> None:
     selector = selectors.DefaultSelector()
-    selector.register(read_fd, selectors.EVENT_READ)
+    selector.register(read_fd, selectors.EVENT_READ, "events")
+    selector.register(output_fd, selectors.EVENT_READ, "output")
+    try:
+        exit_fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):   # no pidfd (old kernel): poll the process instead
+        exit_fd = None
+    else:
+        selector.register(exit_fd, selectors.EVENT_READ, "exit")
     pending = b""
     try:
         while True:
@@ -188,23 +259,115 @@ def _read_events(proc: subprocess.Popen, read_fd: int, run: HostRun, deadline: f
                 run.timed_out = True
                 _dump_stacks_then_kill(proc)
                 return
-            if not selector.select(timeout=min(remaining, 1.0)):
-                continue
-            chunk = os.read(read_fd, 65536)
-            if not chunk:  # every writer closed: the host ended
-                break
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                _take_event(line, run)
+            ready = selector.select(timeout=min(remaining, 1.0 if exit_fd is not None else 0.05))
+            for key, _ in ready:
+                if key.data == "exit":
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:       # every writer of this pipe closed it
+                    selector.unregister(key.fd)
+                elif key.data == "output":
+                    _keep_tail(tail, chunk)
+                else:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    for line in lines:
+                        _take_event(line, run)
+            if run.stray_pids and _kill_strays(proc, run):
+                return
+            if proc.poll() is not None:
+                # the host ended: what it wrote is in the pipe already
+                os.set_blocking(read_fd, False)
+                try:
+                    while chunk := os.read(read_fd, 65536):
+                        pending += chunk
+                except (BlockingIOError, OSError):
+                    pass
+                for line in pending.split(b"\n"):
+                    _take_event(line, run)
+                return
     finally:
         selector.close()
-    remaining = deadline - time.monotonic()
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def _describe(pid: int) -> str:
     try:
-        proc.wait(timeout=max(remaining, 0.1))
-    except subprocess.TimeoutExpired:
-        run.timed_out = True
-        _dump_stacks_then_kill(proc)
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read().replace(b"\0", b" ").strip().decode("utf-8", "replace")
+    except OSError:
+        command = ""
+    return f"pid {pid}" + (f" ({command[:80]})" if command else "")
+
+
+def _kill_strays(proc: subprocess.Popen, run: HostRun) -> bool:
+    """The host reported children alive at a cycle's end: stop the host (so
+    it cannot reap them and free their pids), then kill them and it.
+
+    Only processes that really are the host's (its children, or of its
+    session) count: the case could name any pid in a forged event.  False
+    (and the host resumed) when none is."""
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        pass
+    pids = [pid for pid in dict.fromkeys(run.stray_pids)
+            if proc.pid in (_parent_and_session(pid) or ())]
+    run.stray_pids = []
+    if not pids:
+        try:
+            os.kill(proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        run.stray_cycle = None
+        return False
+    run.stray_processes.extend(_describe(pid) for pid in pids)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    _kill_group(proc)
+    return True
+
+
+def _parent_and_session(pid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[1]), int(fields[3])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _session_members(session: int) -> list[int]:
+    """Live processes of a session (the host is its leader): /proc, no psutil."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == session:
+            members.append(int(entry))
+    return members
+
+
+def _kill_session(session: int) -> list[str]:
+    """Kill what is left of the host's session; describe what was alive."""
+    left = [pid for pid in _session_members(session) if pid != session]
+    described = [_describe(pid) for pid in left]
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return described
 
 
 def _take_event(line: bytes, run: HostRun) -> None:
@@ -222,7 +385,12 @@ def _take_event(line: bytes, run: HostRun) -> None:
         run.forged_lines += 1
         return
     kind = event.pop("event", None)
-    if kind == "extensions":
+    if kind == "children":  # processes alive at a cycle's end
+        pids = [p for p in event.get("pids") or () if isinstance(p, int) and p > 1]
+        if pids:
+            run.stray_pids.extend(pids)
+            run.stray_cycle = run.stray_cycle or event.get("cycle")
+    elif kind == "extensions":
         modules, cycle = event.get("modules"), event.get("cycle")
         if isinstance(cycle, int) and isinstance(modules, list):
             run.extensions.setdefault(cycle, set()).update(m for m in modules if isinstance(m, str))

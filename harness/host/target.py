@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -148,29 +149,86 @@ def _on_path(name: str) -> list[str]:
         if exe.is_file() and os.access(exe, os.X_OK):
             found.append(str(exe))
     return found
+#: seconds a target gets to answer the probe (module-level so tests can shorten it)
+PROBE_TIMEOUT_S = 60.0
+
+#: works on every Python (2 and 3), in case the probe above cannot even start
+_VERSION_PROBE = "import sys; sys.stdout.write('%d.%d.%d' % tuple(sys.version_info[:3]))"
+
+_FIELD_TYPES = {
+    "version": str, "version_info": list, "executable": str, "sys_executable": str,
+    "realpath": str, "debug": bool, "abiflags": str, "shared": bool, "ldlibrary": str,
+    "libdir": str, "bindir": str, "includepy": str, "ext_suffix": str,
+    "stdlib_module_names": list, "builtin_module_names": list, "has_interpreters": bool,
+    "importable_stdlib": list,
+}
+
+
+def _ask(argv: list[str]) -> subprocess.CompletedProcess:
+    """Run a probe in a session of its own: on a hang it is killed with
+    everything it started (a wrapper script's children too)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, errors="replace",
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=PROBE_TIMEOUT_S)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    try:   # what it left behind (a daemon holding nothing) goes too
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def _not_a_target(executable: str) -> TargetPythonError:
+    """Why `executable` failed the probe, in words a user can act on."""
+    try:
+        proc = _ask([executable, "-c", _VERSION_PROBE])
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if proc is not None and proc.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+", proc.stdout):
+        version = tuple(int(n) for n in proc.stdout.split("."))
+        if version[:2] < (3, 10):
+            return TargetPythonError(f"target Python {executable} is {proc.stdout}; "
+                                     "leak-harness needs 3.10+")
+    return TargetPythonError(f"{executable} is not a Python 3.10+ interpreter (it did not "
+                             "answer the interpreter probe)")
 
 
 @functools.lru_cache(maxsize=None)
 def _probe(executable: str) -> TargetPython:
     try:
-        proc = subprocess.run(
-            [executable, "-I", "-S", "-c", _PROBE],
-            capture_output=True, text=True, timeout=60,
-        )
+        proc = _ask([executable, "-I", "-S", "-c", _PROBE])
     except OSError as exc:
-        raise TargetPythonError(f"cannot run target Python {executable}: {exc}") from None
+        raise TargetPythonError(f"cannot run target Python {executable}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
-        raise TargetPythonError(f"target Python {executable} did not answer in 60 s") from None
+        raise TargetPythonError(f"target Python {executable} did not answer in "
+                                f"{PROBE_TIMEOUT_S:g} s (killed)") from None
     if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise TargetPythonError(f"target Python {executable} failed to start: {last}")
+        problem = _not_a_target(executable)
+        if "needs 3.10+" in str(problem):
+            raise problem
+        # the last line of a real Python's complaint, never the probe's text
+        last = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()][-1:]
+        if last and "import json" not in last[0] and len(last[0]) < 300:
+            raise TargetPythonError(f"target Python {executable} failed to start: {last[0]}")
+        raise problem
     try:
         info = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise TargetPythonError(f"{executable} is not a Python 3.10+ interpreter") from None
+        info = None
+    if not isinstance(info, dict) or any(not isinstance(info.get(k), t) for k, t in _FIELD_TYPES.items()) \
+            or set(info) != set(_FIELD_TYPES) or len(info["version_info"]) != 3:
+        raise _not_a_target(executable)
     if tuple(info["version_info"][:2]) < (3, 10):
         raise TargetPythonError(
-            f"target Python {executable} is {info['version']}; targets must be 3.10 or newer"
+            f"target Python {executable} is {info['version']}; leak-harness needs 3.10+"
         )
     # pyenv shims and venvs report the interpreter they exec; keep the path
     # the user gave for display, the real one for building and caching.
@@ -180,6 +238,29 @@ def _probe(executable: str) -> TargetPython:
     info["builtin_module_names"] = tuple(info["builtin_module_names"])
     info["importable_stdlib"] = tuple(info["importable_stdlib"])
     return TargetPython(**info)
+
+
+@functools.lru_cache(maxsize=None)
+def check_xoptions(executable: str, xoptions: tuple[str, ...]) -> None:
+    """Refuse -X values the target itself refuses, as a usage error.
+
+    Only CPython knows which values it takes (`int_max_str_digits=abc`,
+    `frozen_modules=maybe`); asked once per target and set, it says so in
+    one line here instead of every host failing to initialize.
+    """
+    if not xoptions:
+        return
+    argv = [executable, "-I", "-S"]
+    for option in xoptions:
+        argv += ["-X", option]
+    try:
+        proc = _ask(argv + ["-c", "pass"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise TargetPythonError(f"cannot check -X options with {executable}: {exc}") from None
+    if proc.returncode != 0:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()] or ["(no message)"]
+        said = next((ln for ln in lines if "rror" in ln), lines[-1])   # "Fatal Python error: ..."
+        raise TargetPythonError(f"the target refuses -X {' -X '.join(xoptions)}: {said[:300]}")
 
 
 def target_python(python: str | os.PathLike | None = None) -> TargetPython:

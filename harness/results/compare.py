@@ -158,6 +158,16 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
     before = {compare_key(line): line for line in baseline.case_lines()}
     known_signatures = {(key[0], _signature(line)) for key, line in before.items() if _signature(line)}
     now_lines = current.case_lines()
+    # a nightly whose sweep wrote nothing (or ran other targets) must not be green
+    if not now_lines:
+        raise HarnessError(f"the new results ({', '.join(current.sources) or 'none'}) hold no "
+                           "case results: nothing to compare")
+    if before and not any(compare_key(line) in before for line in now_lines):
+        sample = next(iter(before))
+        raise HarnessError(
+            f"the new results cover none of the baseline's {len(before)} results (e.g. baseline "
+            f"{'/'.join(sample)} vs new {'/'.join(compare_key(now_lines[0]))}): another "
+            "Python, mode or backend?")
     result = Comparison(threshold=threshold, baseline_count=len(before), new_count=len(now_lines))
     seen: set[CompareKey] = set()
     for now in sorted(now_lines, key=lambda l: (module_name(l), compare_key(l))):

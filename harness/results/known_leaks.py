@@ -21,7 +21,6 @@ ran is *unexercised* (that module/python/mode was not in this run).
 from __future__ import annotations
 
 import fnmatch
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +103,10 @@ def _names(value: Any, field_name: str, allowed: tuple[str, ...] | None, where: 
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise KnownLeaksError(f"{where}: {field_name} must be a string or a list of strings")
+    # an empty list would silently mean "all" (mode, backend) or "none" (verdicts)
+    if not items or not all(i.strip() for i in items):
+        raise KnownLeaksError(f"{where}: {field_name} must name at least one value "
+                              "(leave the field out to mean any)")
     if allowed is not None:
         for item in items:
             if item not in allowed:
@@ -132,8 +135,10 @@ def _entry(raw: Any, where: str) -> KnownLeak:
     if "debug" in raw and not isinstance(raw["debug"], bool):
         raise KnownLeaksError(f"{where}: debug must be true or false")
     python = raw.get("python")
-    if python is not None and not isinstance(python, str):
-        raise KnownLeaksError(f"{where}: python must be a string such as '>=3.12, <3.14'")
+    if python is not None and (not isinstance(python, str) or not python.strip()):
+        # "" would match every Python: leave the field out for that
+        raise KnownLeaksError(f"{where}: python must be a version range such as '>=3.12, <3.14' "
+                              "(leave it out to mean any Python)")
     return KnownLeak(
         module=raw["module"], reason=raw["reason"].strip(),
         python=_version_range(python, where) if python is not None else None,

@@ -10,13 +10,14 @@ nightly run on different machines with different paths.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from .. import SCHEMA_VERSION
 from ..errors import HarnessError
-from ..result import Result
+from ..result import VERDICTS, Result
 
 #: `kind` of the single-document JSON report (report --format json), which
 #: load() accepts as input too: it is what the nightly keeps as its baseline.
@@ -86,7 +87,69 @@ def _check_line(data: Any, where: str) -> dict[str, Any]:
             f"{where}: results of schema {schema!r}, this leak-harness reads schema "
             f"{SCHEMA_VERSION}; re-run the sweep with this version")
     data.setdefault("role", "case")
+    problem = _shape_problem(data)
+    if problem:
+        raise ResultsError(f"{where}: {problem}")
     return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _numbers_problem(obj: Any, name: str) -> str | None:
+    if obj is None:
+        return None
+    if not isinstance(obj, dict):
+        return f"'{name}' is {type(obj).__name__}, not an object"
+    for key, value in obj.items():
+        if value is not None and not _is_number(value):
+            return f"'{name}.{key}' is {value!r}, not a finite number or null"
+    return None
+
+
+def _shape_problem(data: dict[str, Any]) -> str | None:
+    """What makes a line unusable for the reports, or None.
+
+    Every number a report formats, plots or compares is checked here, once,
+    so that NaN, a string or a malformed sample is one line naming the field
+    instead of a traceback in whichever renderer meets it first.
+    """
+    if data["verdict"] not in VERDICTS:
+        return f"verdict {data['verdict']!r} is not one of {', '.join(VERDICTS)}"
+    for key in ("case", "mode", "backend"):
+        if key in data and not isinstance(data[key], str):
+            return f"'{key}' is {data[key]!r}, not a string"
+    python = data.get("python")
+    if not isinstance(python, dict) or not isinstance(python.get("version", ""), str):
+        return "'python' must be an object with a string 'version'"
+    for key in ("per_cycle", "excess", "tolerance"):
+        problem = _numbers_problem(data.get(key), key)
+        if problem:
+            return problem
+    control = data.get("control")
+    if control is not None:
+        if not isinstance(control, dict):
+            return "'control' is not an object"
+        for key in ("per_cycle", "extension_import_per_cycle"):
+            problem = _numbers_problem(control.get(key), f"control.{key}")
+            if problem:
+                return problem
+    evidence = data.get("evidence")
+    if evidence is not None and not isinstance(evidence, dict):
+        return "'evidence' is not an object"
+    interned = (evidence or {}).get("interned_strings_per_cycle")
+    if interned is not None and not _is_number(interned):
+        return f"'evidence.interned_strings_per_cycle' is {interned!r}, not a number"
+    samples = data.get("samples")
+    if samples is not None:
+        if not isinstance(samples, list):
+            return "'samples' is not a list"
+        for index, sample in enumerate(samples):
+            problem = _numbers_problem(sample, f"samples[{index}]")
+            if problem or sample is None:
+                return problem or f"'samples[{index}]' is null, not an object"
+    return None
 
 
 def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

@@ -7,21 +7,23 @@ the moment it is known, so an interrupted or crashing sweep keeps what it did.
 
 from __future__ import annotations
 
-import json
 import threading
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterable, TextIO
+from typing import Callable, Iterable
 
+from ..host import interrupts
 from ..cases.model import CONTROL, Case
 from ..engine import Engine, RunSettings
 from ..errors import HarnessError
 from ..host.modes import mode_problem
-from ..host.target import target_python
+from ..host.target import check_xoptions, target_python
 from ..result import Result
-from ..host.runner import kill_all_hosts
+from ..host.runner import HostsStopped, kill_all_hosts
 from .shards import assign_shards
+from .sweep_out import ResultsOut
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ def plan(cases_for: Callable, pythons: list[str | None], modes: list[str],
     jobs, skipped = [], []
     for python in pythons:
         target = target_python(python)
+        check_xoptions(target.executable, base.xoptions)
         for mode in modes:
             problem = mode_problem(mode, target)
             if problem:
@@ -84,7 +87,7 @@ def run_sweep(
     jobs: list[SweepJob],
     engine: Engine,
     jobs_at_once: int,
-    out: TextIO | None = None,
+    out: ResultsOut | None = None,
     on_result: Callable[[Result], None] | None = None,
 ) -> SweepOutcome:
     """Run `jobs`; write each result to `out` as one JSON line as it finishes."""
@@ -92,17 +95,18 @@ def run_sweep(
     write_lock = threading.Lock()
 
     def record(result: Result, is_control: bool) -> None:
-        with write_lock:
+        # a signal waits for the line to be written whole
+        with write_lock, interrupts.deferred():
             (outcome.controls if is_control else outcome.results).append(result)
             if out is not None:
                 line = result.to_json()
                 line["role"] = "control" if is_control else "case"
-                out.write(json.dumps(line, separators=(",", ":")) + "\n")
-                out.flush()
+                out.write_line(line)
         if on_result and not is_control:
             on_result(result)
 
     pending: set[Future] = set()
+    recorded: set[Future] = set()
     pool = ThreadPoolExecutor(max_workers=max(1, jobs_at_once))
     try:
         # CPython's own rows first: every case of a (python, mode) waits on them.
@@ -112,16 +116,28 @@ def run_sweep(
             pending.add(pool.submit(_case_job, engine, job))
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            pending |= done   # until recorded: an interrupt must not drop them
             for future in done:
                 result, is_control = future.result()
                 record(result, is_control)
+                recorded.add(future)
+                pending.discard(future)
     except KeyboardInterrupt:
         outcome.interrupted = True
+        kill_all_hosts(stop=True)
         for future in pending:
             future.cancel()
-        kill_all_hosts()
+        # what finished before the signal is kept; a job whose host the
+        # signal killed raises HostsStopped and is not a result
+        for future in list(pending):
+            if future.done() and not future.cancelled() and future.exception() is None \
+                    and future not in recorded:
+                with interrupts.deferred():
+                    record(*future.result())
     finally:
         pool.shutdown(wait=not outcome.interrupted, cancel_futures=True)
+        if out is not None:
+            out.flush()
     return outcome
 
 
@@ -144,20 +160,33 @@ def _control_job(engine: Engine, settings: RunSettings) -> tuple[Result, bool]:
 
 
 def _guarded(fn: Callable[[], Result], case: Case, settings: RunSettings) -> Result:
-    """A HarnessError for one job becomes an `error` row; the sweep goes on."""
+    """Whatever one job raises becomes that job's `error` row; the sweep goes on.
+
+    A HarnessError says what to fix; anything else is a bug or a fault (a
+    corrupt file, a host writing junk) and is named with its type.  An
+    interrupt is not a job's fault: it ends the sweep.
+    """
     try:
         return fn()
-    except HarnessError as exc:
-        target = target_python(settings.python)
+    except (KeyboardInterrupt, HostsStopped):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one job's fault must not end the sweep
+        message = str(exc) if isinstance(exc, HarnessError) else (
+            f"the harness failed on this job: {type(exc).__name__}: {exc}\n"
+            + "".join(traceback.format_exception(exc)[-3:]).rstrip())
+        try:
+            python = target_python(settings.python).to_json()
+        except Exception:  # noqa: BLE001 - the target itself may be what failed
+            python = {"version": "?", "executable": str(settings.python), "debug": False}
         return Result(
-            case=case.name, module=case.module, python=target.to_json(), mode=settings.mode,
+            case=case.name, module=case.module, python=python, mode=settings.mode,
             backend=settings.backend, host="c", cycles=settings.cycles, warmup=settings.warmup,
-            verdict="error", message=str(exc),
+            verdict="error", message=message,
         )
 
 
-def append_path(path: str | Path | None) -> TextIO | None:
+def append_path(path: str | Path | None) -> ResultsOut | None:
+    """`--out`, opened, probed and repaired (see sweep_out.py), or None."""
     if path is None:
         return None
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "a", encoding="utf-8")
+    return ResultsOut(path)

@@ -108,6 +108,10 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
         reached += f" ({run.threads_note(settings.thread_count)})"
     tail = run.output_tail.strip()
     tail_note = f"\n--- host output (tail) ---\n{tail}" if tail else ""
+    if run.stray_processes:  # before crash: the harness killed the host for it
+        when = f"cycle {run.stray_cycle}" if run.stray_cycle else "the host ended"
+        return "error", (f"the case left {len(run.stray_processes)} process(es) running after "
+                         f"{when}, killed: {', '.join(run.stray_processes)}")
     if run.timed_out:
         return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
     if run.signal_name:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...cases.model import Case, import_case, stdlib_import_cases
+from ...cases.model import Case, import_case, read_source, stdlib_import_cases
 from ...engine import Engine
 from ...errors import CaseError
 from ...host.target import target_python
@@ -47,7 +47,7 @@ def script_source(file: str | None, code: str | None) -> tuple[str, str]:
         path = Path(file)
         if not path.is_file():
             raise CaseError(f"--file {path} does not exist")
-        return path.read_text(), path.stem
+        return read_source(path), path.stem
     return code or "", "code"
 
 

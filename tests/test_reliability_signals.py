@@ -1,0 +1,162 @@
+"""SIGTERM (what CI sends on cancel) and SIGINT at any moment: hosts killed with their
+process groups, results and summary kept, temporary files removed, exit 128 + signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def marked_processes(marker: str) -> list[str]:
+    """Live (not zombie) processes whose environment carries `marker`: the harness and
+    everything it started (hosts, compilers, whatever a case forked)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if marker.encode() in environ and state != "Z":
+            found.append(entry)
+    return found
+
+
+def assert_none_left(marker: str) -> None:
+    deadline = time.monotonic() + 5
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not marked_processes(marker)
+
+
+def start(args: list[str], tmp_path: Path, *paths: Path, cache: Path | None = None):
+    marker = f"LH_TEST_MARKER={uuid.uuid4().hex}"
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *map(str, paths)]),
+           "TMPDIR": str(tmpdir), marker.split("=")[0]: marker.split("=")[1]}
+    if cache is not None:
+        env["LEAK_HARNESS_CACHE"] = str(cache)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    return proc, marker, tmpdir
+
+
+def wait_for(predicate, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the expected state was never reached")
+
+
+def read_rows(path: Path) -> list[dict]:
+    text = path.read_text() if path.exists() else ""
+    assert text == "" or text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_kills_hosts_and_keeps_results(target_for, tmp_path, signum, status):
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "lh_spins.py").write_text("while True:\n    pass\n")   # 100% CPU, never ends
+    out = tmp_path / "r.jsonl"
+    proc, marker, tmpdir = start(
+        ["sweep", "--python", target_for("3.12").executable, "--mode", "finalize",
+         "--module", "colorsys", "--module", "lh_spins", "--cycles", "4", "--warmup", "1",
+         "--jobs", "2", "--timeout", "600", "--out", str(out)], tmp_path, mods)
+    try:
+        wait_for(lambda: any(r.get("module") == "colorsys" for r in read_rows(out)), 240, proc)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == status, stdout + stderr
+    assert "Traceback" not in stderr
+    assert f"interrupted ({signal.Signals(signum).name}): partial results kept" in stdout
+    assert "colorsys" in stdout                 # the summary table is printed
+    rows = read_rows(out)
+    assert [r["verdict"] for r in rows if r.get("module") == "colorsys"] == ["clean"]
+    assert not any(r.get("module") == "lh_spins" for r in rows)
+    assert_none_left(marker)                    # the spinning host is gone
+    assert list(tmpdir.iterdir()) == []         # no leak-harness-* work dir left
+
+
+def test_sigterm_during_run_kills_case_and_control_hosts(target_for, tmp_path):
+    proc, marker, tmpdir = start(["run", "-c", "while True: pass", "--python",
+                                  target_for("3.12").executable, "--cycles", "4",
+                                  "--timeout", "600"], tmp_path)
+    try:
+        # both hosts (case and control) started
+        wait_for(lambda: len(marked_processes(marker)) >= 3, 120, proc)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stdout + stderr
+    assert stderr.strip() == "leak-harness: interrupted (SIGTERM)"
+    assert_none_left(marker)
+    assert list(tmpdir.iterdir()) == []
+
+
+def test_sigterm_while_building_the_host_leaves_no_tmp_file(target_for, tmp_path):
+    cache = tmp_path / "cache"
+    proc, marker, tmpdir = start(["run", "-c", "pass", "--python", target_for("3.12").executable,
+                                  "--cycles", "4"], tmp_path, cache=cache)
+    try:
+        # the compiler is running once a .tmp output exists in the cache
+        wait_for(lambda: any(cache.rglob("*.tmp")), 120, proc)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stdout + stderr
+    assert "Traceback" not in stderr
+    assert_none_left(marker)                    # no compiler, assembler or linker left
+    assert not list(cache.rglob("*.tmp"))
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether the process has a SIGTERM handler: CPython installs none of its own, so
+    this is the moment the harness's main() took over from the interpreter's start."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    caught = int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 0.1, 0.25, 0.4])
+def test_sigint_in_the_first_half_second_prints_no_traceback(target_for, tmp_path, delay_s):
+    # timed from the harness's first line of code: before it, the interpreter is still
+    # starting (its site import is not ours to make quiet)
+    proc, marker, _ = start(["run", "-c", "pass", "--python", target_for("3.12").executable,
+                             "--cycles", "4"], tmp_path)
+    wait_for(lambda: catches_sigterm(proc.pid) or proc.poll() is not None, 20, proc)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert "Traceback" not in stderr, stderr
+    # interrupted (130), or already finished (0) on a fast machine
+    assert proc.returncode in (130, 0), stderr
+    assert_none_left(marker)
