@@ -8,7 +8,7 @@ import os
 from ..cases import import_case, stdlib_import_cases
 from ..engine import Engine
 from ..modes import DEFAULT_SWEEP_MODES, MODES
-from .common import add_run_options, make_console, settings_from_args
+from .common import add_control_option, add_run_options, make_console, settings_from_args, with_control
 
 HELP = "import every stdlib module (or --module ...) in each mode"
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="append JSON lines here as results arrive")
     p.add_argument("--shard", help="run only shard i of n (i/n)")
     add_run_options(p, sweep=True)
+    add_control_option(p)
     p.set_defaults(func=run)
 
 
@@ -40,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
 
     def cases_for(target):
         if args.module:
-            return [import_case(m) for m in args.module]
+            return [with_control(import_case(m), args) for m in args.module]
         cases, skipped = stdlib_import_cases(target)
         skipped_modules.update(skipped)
-        return cases
+        return [with_control(case, args) for case in cases]
 
     base = settings_from_args(args, None, modes[0])
     jobs, skipped = plan(cases_for, pythons, modes, base, shard)
