@@ -29,7 +29,7 @@ from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .modes import check_mode
 from .pythons import TargetPython, target_python
-from .outcome import ending_verdict, summary_line
+from .outcome import ending_verdict, summary_line, with_memcheck_errors
 from .result import Result
 from .runner import HostRun, run_host
 from .settings import RunSettings
@@ -90,6 +90,7 @@ class Engine:
         result = self._result(case, settings, target, host_kind, case_run, control, backend)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
+            with_memcheck_errors(result)
         return result
 
     def control_result(self, settings: RunSettings) -> Result:

@@ -72,3 +72,22 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     if result.verdict == "leak":
         return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
     return f"clean: {numbers}{discount}"
+
+
+def with_memcheck_errors(result: Result) -> None:
+    """The one place memcheck errors decide a verdict.
+
+    The backend keeps only the case's own errors (not CPython's).  Any of
+    them makes a measured case `error` — a read of freed memory outweighs
+    a growth figure — but the growth rule's verdict stays in
+    `evidence.growth_verdict`, its numbers in `per_cycle`/`excess`, and the
+    message says both."""
+    if not result.errors or result.verdict not in ("leak", "clean"):
+        return
+    growth_verdict = result.verdict
+    first = result.errors[0]
+    result.evidence["growth_verdict"] = growth_verdict
+    result.verdict = "error"
+    result.message = (f"memcheck found {len(result.errors)} error(s) of the case's own: "
+                      f"{first['kind']} in {first['module']} ({first['at']}); and by growth the "
+                      f"case is {growth_verdict}: {result.message}")

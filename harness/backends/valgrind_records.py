@@ -87,6 +87,7 @@ def sites(case_growth: dict, control_growth: dict, case_module: str | None, host
             "bytes_per_cycle": round(bytes_pc, 3), "blocks_per_cycle": round(blocks_pc, 3),
             "attributed_by": who.reason, "at": _where(frames, who.frame_index, stack),
             "stack": stack,
+            **({"note": who.note} if who.note else {}),
         })
     out.sort(key=lambda s: (-s["bytes_per_cycle"], -s["blocks_per_cycle"]))
     return out[:MAX_SITES]
@@ -109,7 +110,7 @@ def error_json(error: MemcheckError, case_module: str | None, host_object: str, 
     at = _where(frames, who.frame_index, stack)
     return {
         "kind": error.kind, "what": error.what, "count": error.count, "module": who.module,
-        "at": at, "stack": stack,
+        "attributed_by": who.reason, "at": at, "stack": stack,
         "aux": [{"what": label, "stack": short_stack(native_frames(s), None, length=6,
                                                      skip_objects=[host_object])}
                 for label, s in error.aux],

@@ -68,14 +68,30 @@ class Group:
     bytes: float = 0.0
     blocks: float = 0.0
     stacks: list[tuple[float, float, list[dict]]] = field(default_factory=list)
+    #: how its stacks named the module (harness.attribution's reasons)
+    reasons: set[str] = field(default_factory=set)
+
+
+#: the strongest reason a group's stacks gave is the one a site shows
+_REASON_ORDER = ("extension", "PyInit", "library", "python", "case", "cpython")
 
 
 def add_to_group(groups: dict[str, Group], module: str, size: float, blocks: float,
-                 frames: list[dict]) -> None:
+                 frames: list[dict], reason: str | None = None) -> None:
     group = groups.setdefault(module, Group())
     group.bytes += size
     group.blocks += blocks
     group.stacks.append((size, blocks, frames))
+    if reason:
+        group.reasons.add(reason)
+
+
+def _attribution_fields(group: Group) -> dict:
+    from ...attribution import CASE_NOTE
+    if not group.reasons:
+        return {}
+    reason = min(group.reasons, key=lambda r: _REASON_ORDER.index(r) if r in _REASON_ORDER else 99)
+    return {"attributed_by": reason, **({"note": CASE_NOTE} if reason == "case" else {})}
 
 
 def group_sites(case: dict[str, Group], control: dict[str, Group], cycles: int,
@@ -89,6 +105,7 @@ def group_sites(case: dict[str, Group], control: dict[str, Group], cycles: int,
         sites.append({
             "module": module,
             "kind": kind,
+            **_attribution_fields(group),
             "bytes_per_cycle": round(group.bytes / cycles, 3),
             "blocks_per_cycle": round(group.blocks / cycles, 3),
             "control_bytes_per_cycle": round(other.bytes / cycles, 3),
