@@ -251,8 +251,9 @@ class ValgrindBackend(Backend):
             "why": "the same error class shows in the control or in a plain `python -c pass`"}
         if result.sites and result.verdict == "leak":
             top = result.sites[0]
+            where = f"({top['note']})" if top.get("note") else f"at {top['at']}"
             result.message = (f"{result.message}; top site: {top['module']} "
-                              f"{top['bytes_per_cycle']:+g} B/cycle at {top['at']}")
+                              f"{top['bytes_per_cycle']:+g} B/cycle {where}")
 
 
 # -- pure helpers (module level: tests call them on recorded runs) ----------
