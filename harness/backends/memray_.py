@@ -161,7 +161,10 @@ def _groups(data: dict | None, case_module: str | None = None) -> dict[str, Grou
             if module is None:
                 module, reason = (case_module, "case") if case_module else (CPYTHON, "cpython")
         shown = short_stack(frames, found.frame_index)
-        add_to_group(groups, module, stack["bytes"], stack["blocks"], shown, reason)
+        # CPython-only stacks are compared with the control's CPython-only
+        # stacks, apart from the module's own frames: the control has them too
+        key = f"{module} (CPython for the case)" if reason == "case" else module
+        add_to_group(groups, module, stack["bytes"], stack["blocks"], shown, reason, key)
     return groups
 
 
