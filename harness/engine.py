@@ -117,9 +117,9 @@ class Engine:
     def _key(target: TargetPython, host_kind: str, settings: RunSettings,
              control_code: str = CONTROL.code) -> tuple:
         # threads: the `pass` control of parallel mode runs the same thread count
-        return (control_code, target.realpath, host_kind, settings.mode, settings.backend, settings.cycles,
-                settings.warmup, settings.thread_count, settings.pythonpath, settings.site,
-                settings.xoptions, settings.suppressions,
+        return (control_code, target.realpath, host_kind, settings.mode, settings.backend,
+                settings.cycles, settings.warmup, settings.thread_count, settings.pythonpath,
+                settings.site, settings.xoptions, settings.suppressions,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
