@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from harness.audit import markdown_summary, run_audit
+from harness.tools.audit.survey import markdown_summary, run_audit
 from harness.cli import main as cli_main
 from harness.engine import Engine, RunSettings
 

@@ -19,8 +19,8 @@ import textwrap
 import pytest
 
 from fixtures.targets import REPO_ROOT, missing
-from harness.case_files import load_case_file
-from harness.cases import Case
+from harness.cases.catalog import load_case_file
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.errors import CaseError
 

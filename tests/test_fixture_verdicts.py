@@ -26,7 +26,7 @@ import sys
 import pytest
 
 from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.result import Result
 

@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from harness.cases import code_case
+from harness.cases.model import code_case
 from harness.engine import Engine, RunSettings
 from harness.host.build import build_host
 

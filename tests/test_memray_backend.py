@@ -18,7 +18,7 @@ import pytest
 
 from fixtures.targets import REPO_ROOT, missing
 from harness.backends.memray_ import memray_location
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.errors import HarnessError
 

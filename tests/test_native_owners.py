@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import missing
-from harness.attribution import NativeFrame, attribute
-from harness.native_symbols import FrameOwners
+from harness.backends.attribution import NativeFrame, attribute
+from harness.backends.native_symbols import FrameOwners
 
 SUFFIX = ".cpython-312-x86_64-linux-gnu.so"
 HEADER = "static inline int fx_inline(int x) { return x * 3 + 1; }\n"

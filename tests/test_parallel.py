@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.cli import main as cli_main
 from harness.engine import Engine, RunSettings
 from harness.errors import HarnessError

@@ -21,7 +21,7 @@ import pytest
 from fixtures.targets import REPO_ROOT
 from harness.backends.base import Backend, Launch
 from harness.backends.hooks import hook_source
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.host.build import build_host
 

@@ -22,13 +22,13 @@ import shutil
 import pytest
 
 from fixtures.targets import missing
-from harness.attribution import CASE_NOTE
+from harness.backends.attribution import CASE_NOTE
 from harness.backends.memray_ import memray_location
-from harness.backends.valgrind import case_errors, error_signature, ValgrindArtifacts
-from harness.cases import Case
+from harness.backends.valgrind.backend import case_errors, error_signature, ValgrindArtifacts
+from harness.cases.model import Case
 from harness.engine import Engine, RunSettings
 from harness.errors import HarnessError
-from harness.memcheck_xml import Frame, MemcheckError, MemcheckReport
+from harness.backends.valgrind.memcheck_xml import Frame, MemcheckError, MemcheckReport
 
 pytestmark = pytest.mark.slow
 CYCLES, WARMUP = 4, 1

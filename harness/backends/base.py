@@ -18,9 +18,9 @@ from .counters import series_from_samples
 
 if TYPE_CHECKING:
     from ..engine import RunSettings
-    from ..pythons import TargetPython
+    from ..host.target import TargetPython
     from ..result import Result
-    from ..runner import HostRun
+    from ..host.runner import HostRun
 
 
 @dataclass

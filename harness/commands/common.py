@@ -10,10 +10,10 @@ from dataclasses import replace
 from rich.console import Console
 
 from ..backends import backend_names
-from ..cases import Case, check_control_code
+from ..cases.model import Case, check_control_code
 from ..engine import RunSettings
 from ..errors import HarnessError
-from ..modes import MODES
+from ..host.modes import MODES
 
 
 def make_console() -> Console:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import HostBuildError
-from ..pythons import TargetPython
+from .target import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")

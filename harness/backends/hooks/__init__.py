@@ -91,7 +91,7 @@ def add_to_group(groups: dict[str, Group], module: str, size: float, blocks: flo
 
 
 def _attribution_fields(group: Group) -> dict:
-    from ...attribution import CASE_NOTE
+    from ..attribution import CASE_NOTE
     if not group.reasons:
         return {}
     reason = min(group.reasons, key=lambda r: _REASON_ORDER.index(r) if r in _REASON_ORDER else 99)

@@ -28,7 +28,7 @@ from pathlib import PurePosixPath
 from typing import Iterable
 
 from .attribution import module_from_object
-from .errors import HarnessError
+from ..errors import HarnessError
 
 #: source files whose functions may be compiled into any object (inline
 #: functions of headers), not only the object built from them

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import CaseError
-from .pythons import TargetPython
+from ..errors import CaseError
+from ..host.target import TargetPython
 
 
 @dataclass(frozen=True)
