@@ -4,6 +4,10 @@ The one place where case, host, samples and verdict meet, in that order.
 The `pass` control (and the import-machinery probe) are measured once per
 (python, mode, backend, cycles, warm-up, environment) and cached for the
 life of the Engine: once per `run`, once per sweep, once per pytest worker.
+A case's chosen control (`--control CODE`, a case file's `control`) is
+measured the same way, cached per (those settings, its code), and the
+verdict is on the case minus it; the `pass` control is still run and
+reported beside it (`control.pass_per_cycle`), as CPython's own row.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from pathlib import Path
 from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
-from .cases.model import CONTROL, Case
+from .cases.model import CONTROL, Case, chosen_control
 from .verdict import crash as crash_stacks
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, check_xoptions, search_path, target_python
-from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors
 from .result import Result
 from .host.runner import TOKEN_FD, HostRun, run_host
 from .settings import RunSettings
@@ -41,10 +45,16 @@ _FD = "{out_fd}"
 
 @dataclass
 class ControlRun:
-    """The `pass` control and the extension-import probe, measured once."""
+    """A control and the extension-import probe, measured once.
+
+    `passed` is the run the case is judged against: the `pass` control, or
+    the case's chosen control (`case` says which); then `pass_run` is the
+    `pass` control of the same settings, reported beside it."""
 
     passed: HostRun
     probe: HostRun | None
+    case: Case = CONTROL
+    pass_run: HostRun | None = None
 
 
 class Engine:
@@ -60,13 +70,27 @@ class Engine:
         target, backend = self._prepare(settings)
         host_kind, launcher = self._launcher(target, settings, backend)
         key = self._key(target, host_kind, settings)
+        chosen = chosen_control(case)
+
+        def controls() -> ControlRun:
+            passed = self._control(key, launcher, backend, settings)
+            if chosen is None:
+                return passed
+            own = self._control(self._key(target, host_kind, settings, chosen.code),
+                                launcher, backend, settings, chosen)
+            # the probe measures extension-import machinery over `pass`;
+            # a chosen control that imports an extension already holds it
+            return ControlRun(passed=own.passed, probe=passed.probe, case=chosen,
+                              pass_run=passed.passed)
+
         with ThreadPoolExecutor(max_workers=1) as pool:
-            control_future = pool.submit(self._control, key, launcher, backend, settings)
+            control_future = pool.submit(controls)
             case_run = launcher(case, settings, "case")
             control = control_future.result()
         result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
+            with_memcheck_errors(result)
         if result.verdict == "crash":
             backend.crashed(result, case_run, control.passed, settings)
             result.message = crash_stacks.with_crash_stack(result.message, result.crash)
@@ -88,6 +112,11 @@ class Engine:
                               "timed_out": bare.timed_out, "completed": bare.completed}
         result.crash = crash
         result.message = crash_stacks.insert_before_tail(result.message, crash_stacks.whose_note(crash))
+
+    @property
+    def controls_measured(self) -> int:
+        """How many controls this engine ran (each is measured once and reused)."""
+        return len(self._controls)
 
     def control_result(self, settings: RunSettings) -> Result:
         """CPython's own row: the `pass` control's growth, judged against zero."""
@@ -111,12 +140,13 @@ class Engine:
         return target, backend
 
     @staticmethod
-    def _key(target: TargetPython, host_kind: str, settings: RunSettings) -> tuple:
+    def _key(target: TargetPython, host_kind: str, settings: RunSettings,
+             control_code: str = CONTROL.code) -> tuple:
         # threads: the `pass` control of parallel mode runs the same thread count
         # the executable too: a venv shares its base's binary, not its sys.path
-        return (target.realpath, target.executable, host_kind, settings.mode, settings.backend, settings.cycles,
-                settings.warmup, settings.thread_count, settings.pythonpath, settings.site,
-                settings.xoptions, settings.suppressions,
+        return (control_code, target.realpath, target.executable, host_kind, settings.mode, settings.backend,
+                settings.cycles, settings.warmup, settings.thread_count, settings.pythonpath,
+                settings.site, settings.xoptions, settings.suppressions,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
@@ -178,14 +208,16 @@ class Engine:
 
         return launch
 
-    def _control(self, key, launcher, backend: Backend, settings: RunSettings) -> ControlRun:
+    def _control(self, key, launcher, backend: Backend, settings: RunSettings,
+                 control_case: Case = CONTROL) -> ControlRun:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._controls:
-                passed = launcher(CONTROL, settings, "control")
+                passed = launcher(control_case, settings, "control")
                 probe = None
-                if key[2] == "c" and backend.wants_extension_probe:
+                if (control_case is CONTROL and key[3] == "c"
+                        and backend.wants_extension_probe):
                     probe = launcher(Case(name="(control: extension import)",
                                           code=f"import {PROBE_EXT_MODULE}"), settings, "probe")
                 self._controls[key] = ControlRun(passed=passed, probe=probe)
@@ -224,7 +256,8 @@ class Engine:
         control_problem = ending_verdict(control.passed, settings)
         if control_problem:
             result.verdict = "error"
-            result.message = f"the `pass` control failed on its own: {control_problem[1]}"
+            result.message = (f"the `{control.case.code.strip()}` control failed on its own: "
+                              f"{control_problem[1]}")
             return result
         case_series = _per_interpreter(backend.series(case_run), settings)
         control_series = _per_interpreter(backend.series(control.passed), settings)
@@ -240,8 +273,10 @@ class Engine:
         result.per_cycle = {k: _round(judgement.per_cycle.get(k)) for k in keys}
         result.excess = {k: _round(judgement.excess.get(k)) for k in keys}
         result.control = {
-            "case": CONTROL.name,
+            "case": control.case.name,
+            "code": control.case.code.strip(),
             "per_cycle": {k: _round(judgement.control_per_cycle.get(k)) for k in keys},
+            "pass_per_cycle": self._pass_per_cycle(control, judgement, backend, settings, keys),
             "extension_import_per_cycle": {k: _round(v) for k, v in machinery.items()},
         }
         result.evidence["interned_strings_per_cycle"] = _round(interned["count"])
@@ -257,6 +292,20 @@ class Engine:
             _add_parallel_evidence(result, case_run, control.passed, settings)
         result.message = summary_line(result, judgement.triggered_by)
         return result
+
+    @staticmethod
+    def _pass_per_cycle(control: ControlRun, judgement, backend: Backend,
+                        settings: RunSettings, keys) -> dict[str, float | None]:
+        """The `pass` control's growth per cycle, beside a chosen control's,
+        so a reader sees what the chosen control itself adds over CPython."""
+        if control.pass_run is None:
+            per_cycle = judgement.control_per_cycle
+        elif ending_verdict(control.pass_run, settings):
+            return {k: None for k in keys}
+        else:
+            series = _per_interpreter(backend.series(control.pass_run), settings)
+            per_cycle = judge(series, series, settings.warmup).per_cycle
+        return {k: _round(per_cycle.get(k)) for k in keys}
 
     def _machinery_share(self, control: ControlRun, settings: RunSettings,
                          backend: Backend) -> dict[str, float]:

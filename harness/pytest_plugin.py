@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from .cases.catalog import CaseFile, load_case_file
-from .cases.model import Case, code_case
+from .cases.model import Case, check_control_code, code_case
 from .engine import Engine, RunSettings
 from .errors import HarnessError, ModeUnavailableError
 from .host.modes import MODES, mode_problem
@@ -161,7 +161,7 @@ class LeakSession:
 
     def controls_measured(self) -> int:
         # Engine keeps one ControlRun per settings key it measured.
-        return len(self._engine._controls) if self._engine is not None else 0
+        return self._engine.controls_measured if self._engine is not None else 0
 
     def record(self, item: pytest.Item, row: dict) -> None:
         row = {"test": item.nodeid, **row}
@@ -289,13 +289,17 @@ class LeakCheck:
     def __call__(self, code: str, module: str | None = None, mode: str | None = None,
                  backend: str | None = None, cycles: int | None = None, warmup: int | None = None,
                  python: str | None = None, setup: str = "", name: str | None = None,
-                 timeout: float | None = None) -> Result:
+                 timeout: float | None = None, control: str | None = None) -> Result:
+        """`control`: code the control runs instead of `pass` (e.g. the
+        import), so only what `code` adds beyond it is judged."""
         options = self._session.options
         self._calls += 1
         default_name = self._item.name + (f"-{self._calls}" if self._calls > 1 else "")
         base = code_case(code, module=module, name=name or default_name)
-        case = Case(name=base.name, code=code, module=module, setup=setup)
+        case = Case(name=base.name, code=code, module=module, setup=setup, control=control)
         try:
+            if control is not None:
+                check_control_code(control, "leak_check(control=...)")
             settings = options.settings(python or options.pythons[0],
                                         mode or (options.modes[0] if options.modes else "finalize"),
                                         backend=backend, cycles=cycles, warmup=warmup, timeout=timeout)

@@ -13,7 +13,10 @@ only say *how* the memory was taken (PyTuple_New, the import machinery), not
 - a frame in ``PyInit_X`` -> ``X``
 
 A stack that stays in libpython is charged to the Python-level module the
-case targets (its code ran there), else to ``cpython``.
+case targets (its code ran there), else to ``cpython``: an object CPython
+allocated for a C function that then kept a reference too many (a reference
+leak) has only CPython frames, and the case's module is the one to blame.
+Such a site says so (`attributed_by: "case"` and CASE_NOTE).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import PurePosixPath
 from typing import Iterable, Sequence
 
 CPYTHON = "cpython"
+#: what a site attributed to the case's module (no frame of its own) says
+CASE_NOTE = "a reference kept by a C function; the allocation site is CPython's"
 
 #: Objects never blamed: allocator shims, libc and friends, the loader.
 _SYSTEM_OBJECT = re.compile(
@@ -56,6 +61,11 @@ class Attribution:
     module: str
     frame_index: int | None   # the frame that named it, None when none did
     reason: str               # "extension" | "PyInit" | "library" | "case" | "cpython"
+
+    @property
+    def note(self) -> str | None:
+        """Why a site names a module none of its frames is in."""
+        return CASE_NOTE if self.reason == "case" else None
 
 
 def object_name(path: str | None) -> str:

@@ -62,7 +62,8 @@ class Backend:
 
     def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
                settings: "RunSettings") -> None:
-        """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors)."""
+        """Add sites, errors or evidence.  Never the verdict: what errors mean
+        for it is decided once, in harness.outcome.with_memcheck_errors."""
 
     def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
                 settings: "RunSettings") -> None:

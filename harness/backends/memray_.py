@@ -132,8 +132,8 @@ class MemrayBackend(MainHookBackend):
 
     def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
                settings: "RunSettings") -> None:
-        case = _groups(case_run.artifacts)
-        control = _groups(control_run.artifacts)
+        case = _groups(case_run.artifacts, result.module)
+        control = _groups(control_run.artifacts, result.module)
         result.sites = group_sites(case, control, _interpreter_cycles(settings), kind="native")
         data = case_run.artifacts or {}
         result.evidence["memray_leaked_bytes"] = data.get("memray_leaked_bytes")
@@ -141,24 +141,31 @@ class MemrayBackend(MainHookBackend):
             result.evidence["capture_file"] = data["capture_file"]
 
 
-def _groups(data: dict | None) -> dict[str, Group]:
+def _groups(data: dict | None, case_module: str | None = None) -> dict[str, Group]:
     """Leaked stacks by module: the first frame in an extension module names
-    it; a stack with none, by its innermost Python frame's file; else cpython."""
+    it; a stack with none, by its innermost Python frame's file; a stack all
+    in CPython under the case's own code (a reference leak: CPython made
+    the object a C function kept), the case's module; else cpython."""
     groups: dict[str, Group] = {}
     if not data:
         return groups
-    extensions = [p for p in data.get("objects", []) if "/memray/" not in p]
-    owners = FrameOwners(extensions)
     roots = data.get("sys_path", [])
+    extensions = [p for p in data.get("objects", []) if "/memray/" not in p]
+    owners = FrameOwners(extensions, roots)
     for stack in data.get("stacks", []):
         frames = [NativeFrame(function=f, object_path=owners.owner(f, file), file=file, line=line)
                   for f, file, line in stack["native"]]
         found = attribute(frames)
-        module = found.module
+        module, reason = found.module, found.reason
         if module == CPYTHON:
-            module = _python_owner(stack["python"], roots) or CPYTHON
+            module, reason = _python_owner(stack["python"], roots), "python"
+            if module is None:
+                module, reason = (case_module, "case") if case_module else (CPYTHON, "cpython")
         shown = short_stack(frames, found.frame_index)
-        add_to_group(groups, module, stack["bytes"], stack["blocks"], shown)
+        # CPython-only stacks are compared with the control's CPython-only
+        # stacks, apart from the module's own frames: the control has them too
+        key = f"{module} (CPython for the case)" if reason == "case" else module
+        add_to_group(groups, module, stack["bytes"], stack["blocks"], shown, reason, key)
     return groups
 
 

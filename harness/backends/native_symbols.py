@@ -7,9 +7,16 @@ so the object is found from the symbol tables of the objects the process had
 mapped: an object owns a frame when it defines the function — a static
 (local) one only together with the FILE symbol that precedes it in .symtab
 naming the frame's source file, which tells `mallocleak.c`'s `exec_module`
-apart from `_json.c`'s.  ELF is read with pyelftools; only extension
-modules are read (the frames of libpython, libc and the host stay unowned,
-which is all attribution needs of them).
+apart from `_json.c`'s.  When the symbols cannot tell (a wheel's stripped
+.so keeps no static symbols), the frame's compilation unit can: memray's
+`simplejson/_speedups.c` names the module `simplejson._speedups` that the
+object `site-packages/simplejson/_speedups.cpython-312-....so` holds.  A
+static function of *another* .c file is never taken as the frame's (that
+is how `_json` was once blamed for simplejson's `scanstring_unicode`); only
+a header's inline function is defined in whichever .c included it.  ELF is
+read with pyelftools; only extension modules are read (the frames of
+libpython, libc and the host stay unowned, which is all attribution needs
+of them).
 """
 
 from __future__ import annotations
@@ -20,7 +27,12 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Iterable
 
+from .attribution import module_from_object
 from ..errors import HarnessError
+
+#: source files whose functions may be compiled into any object (inline
+#: functions of headers), not only the object built from them
+_HEADER_SUFFIXES = (".h", ".hh", ".hpp", ".hxx", ".inc")
 
 
 @dataclass(frozen=True)
@@ -74,8 +86,12 @@ def _read_symbols(path: str, mtime_ns: int, size: int) -> ObjectSymbols:
 class FrameOwners:
     """Maps (function, source file) to the one object among `objects` that defines it."""
 
-    def __init__(self, objects: Iterable[str]) -> None:
+    def __init__(self, objects: Iterable[str], roots: Iterable[str] = ()) -> None:
         self.objects = [read_symbols(p) for p in objects if os.path.exists(p)]
+        roots = list(roots)
+        #: object path -> its module's dotted parts (`simplejson._speedups`)
+        self._modules = {obj.path: tuple((module_from_object(obj.path, roots) or "").split("."))
+                         for obj in self.objects}
         self._cache: dict[tuple[str, str | None], str | None] = {}
 
     def owner(self, function: str | None, source_file: str | None) -> str | None:
@@ -89,23 +105,37 @@ class FrameOwners:
 
     def _find(self, function: str, source_file: str | None) -> str | None:
         base = PurePosixPath(source_file).name if source_file else None
-        # best first: a static function in the frame's file; an exported one
-        # (or a static one with nothing to check the file against); a static
-        # one from another file (an inline function of a header: the FILE
-        # symbol names the .c file that included it)
-        exact, loose, other_file = [], [], []
+        header = base is not None and base.endswith(_HEADER_SUFFIXES)
+        # best first: a static function in the frame's file; the object the
+        # frame's compilation unit names (symbols or not); an exported one (or
+        # a static one with nothing to check the file against); for a header,
+        # a static one from another file (the FILE symbol names the .c that
+        # included it)
+        exact, unit, loose, other_file = [], [], [], []
         for obj in self.objects:
             files = obj.local_functions.get(function)
+            if source_file and not header and self._unit_names(obj.path, source_file):
+                unit.append(obj.path)
             if files is not None:
                 if base is not None and base in files:
                     exact.append(obj.path)
                 elif base is None or files == {""}:
                     loose.append(obj.path)
-                else:
+                elif header:
                     other_file.append(obj.path)
             elif function in obj.global_functions:
                 loose.append(obj.path)
-        for found in (exact, loose, other_file):
+        for found in (exact, unit, loose, other_file):
             if len(found) == 1:
                 return found[0]
         return None
+
+    def _unit_names(self, object_path: str, source_file: str) -> bool:
+        """Does the source file's path end with the object's module path
+        (`.../simplejson/_speedups.c` for `simplejson._speedups`)?"""
+        module = self._modules.get(object_path) or ("",)
+        if module == ("",):
+            return False
+        path = PurePosixPath(source_file)
+        parts = (*path.parent.parts, path.stem)
+        return len(parts) >= len(module) and parts[-len(module):] == module

@@ -116,14 +116,16 @@ def _groups(artifacts: dict | None, case_module: str) -> dict[str, Group]:
         frames = [f for f in diff["frames"] if f[0] != HOOK_FILENAME]
         if len(frames) != len(diff["frames"]):
             continue  # the hook's own allocations
-        module = _owner(frames, roots, case_module)
+        module, reason = _owner(frames, roots, case_module)
         shown = [{"where": f"{name}:{line}"} for name, line in reversed(frames)]
-        add_to_group(groups, module, diff["bytes"], diff["blocks"], shown)
+        add_to_group(groups, module, diff["bytes"], diff["blocks"], shown, reason)
     return groups
 
 
-def _owner(frames: list[list], roots: list[str], case_module: str) -> str:
-    """The module of the innermost frame that is not the import system.
+def _owner(frames: list[list], roots: list[str], case_module: str) -> tuple[str, str]:
+    """(module, how it was named): the module of the innermost frame that is
+    not the import system; the case's own code charges the case's module
+    (what its C calls allocated, CPython allocated for it).
 
     tracemalloc orders frames oldest first; "<unknown>" means no Python
     frame was running (interpreter creation and teardown): CPython's own."""
@@ -131,11 +133,11 @@ def _owner(frames: list[list], roots: list[str], case_module: str) -> str:
         if is_python_machinery(filename):
             continue
         if filename == CASE_FILENAME:
-            return case_module
+            return case_module, "case"
         module = module_from_source_file(filename, roots)
         if module:
-            return module
-    return CPYTHON
+            return module, "python"
+    return CPYTHON, "cpython"
 
 
 def _interpreter_cycles(settings: "RunSettings") -> int:

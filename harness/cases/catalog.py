@@ -12,6 +12,8 @@ Schema (documented in README.md, "Case files"):
     module   = "json"                  # required: the module the case exercises
     setup    = "import json"           # optional, runs first in every cycle
     body     = "json.loads(json.dumps({'a': [1, 2.5, None]}))"   # required
+    control  = "import json"           # optional: the control runs this instead of
+                                       # `pass`, so only what `body` adds is judged
     modes    = ["finalize", "subinterpreter"]   # optional, default: every mode
     tags     = ["json", "text"]        # optional list of words
     cycles   = 20                      # optional, >= 4
@@ -47,7 +49,8 @@ from ..host.versions import VersionRange, VersionRangeError
 #: The shipped catalog (harness/data/cases: in a checkout, an editable install and a wheel).
 CATALOG_DIR = catalog_dir()
 
-_FIELDS = {"name", "module", "setup", "body", "modes", "tags", "cycles", "description", "requires"}
+_FIELDS = {"name", "module", "setup", "body", "control", "modes", "tags", "cycles", "description",
+           "requires"}
 _REQUIRES_FIELDS = {"python", "packages"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -161,6 +164,12 @@ def case_from_mapping(data: dict, where: str, default_name: str) -> CaseFile:
     setup = _want(data, "setup", str, where) if "setup" in data else ""
     _check_code(setup, "setup", where)
     _check_code(body, "body", where)
+    control = None
+    if "control" in data:
+        control = _want(data, "control", str, where)
+        if not control.strip():
+            raise CaseError(f"{where}: field 'control' is empty (leave it out for the `pass` control)")
+        _check_code(control, "control", where)
     modes = _string_list(data, "modes", where) if "modes" in data else ()
     for mode in modes:
         if mode not in MODES:
@@ -175,7 +184,7 @@ def case_from_mapping(data: dict, where: str, default_name: str) -> CaseFile:
     description = _want(data, "description", str, where) if "description" in data else ""
     requires = _requirements(data, where)
     case = Case(name=name, code=body, module=module, setup=setup, modes=modes, tags=tags,
-                cycles=cycles, source=where)
+                cycles=cycles, source=where, control=control)
     return CaseFile(case=case, path=Path(where), requires=requires, description=description)
 
 

@@ -25,6 +25,9 @@ class Case:
     tags: tuple[str, ...] = ()
     cycles: int | None = None
     source: str | None = None      # the file it came from, for messages
+    #: code the control runs instead of `pass` (None: the `pass` control),
+    #: so a call can be judged beyond what its import keeps
+    control: str | None = None
 
     def __post_init__(self) -> None:
         # the host compiles a C string: a NUL would silently end the case there
@@ -58,6 +61,22 @@ def read_source(path) -> str:
 
 
 CONTROL = Case(name="(control: pass)", code="pass", module=None)
+
+
+def chosen_control(case: Case) -> Case | None:
+    """The case's own control as a Case, or None when it is the `pass` control."""
+    code = case.control
+    if code is None or not code.strip() or code.strip() == "pass":
+        return None
+    return Case(name=f"(control: {code.strip()})", code=code, module=case.module)
+
+
+def check_control_code(code: str, where: str) -> None:
+    """A control that does not compile would only fail forty cycles later."""
+    try:
+        compile(code, "<control>", "exec")
+    except SyntaxError as exc:
+        raise CaseError(f"{where} is not valid Python: {exc.msg} (line {exc.lineno})") from None
 
 
 def code_case(code: str, module: str | None = None, name: str | None = None) -> Case:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dataclasses import replace
+
 from rich.console import Console
 
 from ..backends import backend_names
+from ..cases.model import Case, check_control_code
 from ..engine import RunSettings
 from ..errors import HarnessError
 from ..host.modes import MODES
@@ -47,6 +50,24 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
 
 
 DEFAULT_CYCLES = 20
+
+
+def add_control_option(p: argparse.ArgumentParser) -> None:
+    """--control CODE: what the control runs instead of `pass`."""
+    p.add_argument("--control", default=None, metavar="CODE",
+                   help="the control runs CODE instead of `pass` (same Python, mode, backend, "
+                        "cycles), so the verdict is on what the case adds beyond it, e.g. "
+                        "--control 'import ujson' to judge the calls, not the import; "
+                        "beats a case file's `control`")
+
+
+def with_control(case: Case, args: argparse.Namespace) -> Case:
+    """The case with --control as its control, checked to compile; unchanged without it."""
+    code = getattr(args, "control", None)
+    if code is None:
+        return case
+    check_control_code(code, "--control")
+    return replace(case, control=code)
 
 
 def settings_from_args(args: argparse.Namespace, python: str | None, mode: str,

@@ -13,7 +13,7 @@ from ..cases.packages import package_import_cases
 from ..errors import HarnessError
 from ..engine import Engine
 from ..host.modes import DEFAULT_SWEEP_MODES, MODES
-from .common import add_run_options, make_console, settings_from_args
+from .common import add_control_option, add_run_options, make_console, settings_from_args, with_control
 
 HELP = "import every stdlib module (--scope packages: installed ones; --package DIST) in each mode"
 
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--durations", action="append", default=[], metavar="RESULTS",
                    help="an earlier run's results (repeatable): --shard splits by their measured cost")
     add_run_options(p, sweep=True)
+    add_control_option(p)
     p.set_defaults(func=run)
 
 
@@ -73,10 +74,10 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
 
     def cases_for(target):
         if args.module:
-            return [import_case(m) for m in args.module]
+            return [with_control(import_case(m), args) for m in args.module]
         cases, skipped = package_import_cases(target, args.scope, args.package)
         skipped_modules.update(skipped)
-        return cases
+        return [with_control(case, args) for case in cases]
 
     base = settings_from_args(args, None, modes[0])
     durations = durations_from(args.durations) if args.durations else None

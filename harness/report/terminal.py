@@ -37,16 +37,22 @@ def render_result(result: Result, console: Console) -> None:
         table = Table(title="growth per cycle", title_justify="left")
         table.add_column("counter")
         table.add_column("case", justify="right")
-        table.add_column("control (pass)", justify="right")
+        code = (result.control or {}).get("code") or "pass"
+        chosen = code != "pass"
+        table.add_column(f"control ({_shorten(code)})", justify="right")
         table.add_column("excess", justify="right")
         table.add_column("tolerance", justify="right")
+        if chosen:   # CPython's own row beside the chosen control
+            table.add_column("pass control", justify="right")
         control = (result.control or {}).get("per_cycle", {})
+        passed = (result.control or {}).get("pass_per_cycle") or {}
         for key in ("blocks", "bytes", "refs", "rss", "native_bytes", "fds"):
             show = fmt_bytes if key in ("bytes", "rss", "native_bytes") else fmt_number
             table.add_row(
                 key, show(result.per_cycle.get(key)), show(control.get(key)),
                 show((result.excess or {}).get(key)),
                 show(result.tolerance.get(key)) if key in result.tolerance else "",
+                *([show(passed.get(key))] if chosen else []),
             )
         console.print(table)
     if result.sites:
@@ -157,3 +163,7 @@ def crash_groups_table(results: Iterable[Result]) -> Table | None:
         table.add_row(group.signature, str(len(group.lines)), modules_text(group.modules),
                       group.without_hook)
     return table
+def _shorten(code: str, width: int = 32) -> str:
+    """One line of a control's code, cut to fit a column header."""
+    line = " ".join(code.split())
+    return line if len(line) <= width else line[: width - 1] + "…"

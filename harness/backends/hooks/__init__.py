@@ -68,14 +68,34 @@ class Group:
     bytes: float = 0.0
     blocks: float = 0.0
     stacks: list[tuple[float, float, list[dict]]] = field(default_factory=list)
+    #: how its stacks named the module (harness.attribution's reasons)
+    reasons: set[str] = field(default_factory=set)
+    #: the module a site shows, when the group's key is not the module name
+    module: str | None = None
+
+
+#: the strongest reason a group's stacks gave is the one a site shows
+_REASON_ORDER = ("extension", "PyInit", "library", "python", "case", "cpython")
 
 
 def add_to_group(groups: dict[str, Group], module: str, size: float, blocks: float,
-                 frames: list[dict]) -> None:
-    group = groups.setdefault(module, Group())
+                 frames: list[dict], reason: str | None = None, key: str | None = None) -> None:
+    """`key` keeps apart stacks of one module that must be compared with
+    the control separately (memray: the case's CPython-only stacks)."""
+    group = groups.setdefault(key or module, Group(module=module))
     group.bytes += size
     group.blocks += blocks
     group.stacks.append((size, blocks, frames))
+    if reason:
+        group.reasons.add(reason)
+
+
+def _attribution_fields(group: Group) -> dict:
+    from ..attribution import CASE_NOTE
+    if not group.reasons:
+        return {}
+    reason = min(group.reasons, key=lambda r: _REASON_ORDER.index(r) if r in _REASON_ORDER else 99)
+    return {"attributed_by": reason, **({"note": CASE_NOTE} if reason == "case" else {})}
 
 
 def group_sites(case: dict[str, Group], control: dict[str, Group], cycles: int,
@@ -83,12 +103,14 @@ def group_sites(case: dict[str, Group], control: dict[str, Group], cycles: int,
     """Sites, most excess bytes first: each module's growth per cycle in the
     case, the same module's in the `pass` control, and the top stacks."""
     sites = []
-    for module, group in case.items():
-        other = control.get(module, Group())
+    for key, group in case.items():
+        module = group.module or key
+        other = control.get(key, Group())
         top = sorted(group.stacks, key=lambda s: -s[0])[:TOP_STACKS]
         sites.append({
             "module": module,
             "kind": kind,
+            **_attribution_fields(group),
             "bytes_per_cycle": round(group.bytes / cycles, 3),
             "blocks_per_cycle": round(group.blocks / cycles, 3),
             "control_bytes_per_cycle": round(other.bytes / cycles, 3),

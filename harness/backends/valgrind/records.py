@@ -82,12 +82,18 @@ def sites(case_growth: dict, control_growth: dict, case_module: str | None, host
         frames = native_frames(record.stack)
         who = attribute(frames, case_module, host_objects=[host_object], roots=roots)
         stack = short_stack(frames, who.frame_index, skip_objects=[host_object])
-        out.append({
+        where = _where(frames, who.frame_index, stack)
+        site = {
             "module": who.module, "kind": record.kind,
             "bytes_per_cycle": round(bytes_pc, 3), "blocks_per_cycle": round(blocks_pc, 3),
-            "attributed_by": who.reason, "at": _where(frames, who.frame_index, stack),
-            "stack": stack,
-        })
+            "attributed_by": who.reason, "at": where, "stack": stack,
+        }
+        if who.reason == "case":
+            # no frame of the module's own (CPython allocated the object, often
+            # from a free list, for code that then kept it): the site is the
+            # module; where CPython allocated stays beside it
+            site.update(at=who.module, allocated_at=where, note=who.note)
+        out.append(site)
     out.sort(key=lambda s: (-s["bytes_per_cycle"], -s["blocks_per_cycle"]))
     return out[:MAX_SITES]
 
@@ -109,7 +115,7 @@ def error_json(error: MemcheckError, case_module: str | None, host_object: str, 
     at = _where(frames, who.frame_index, stack)
     return {
         "kind": error.kind, "what": error.what, "count": error.count, "module": who.module,
-        "at": at, "stack": stack,
+        "attributed_by": who.reason, "at": at, "stack": stack,
         "aux": [{"what": label, "stack": short_stack(native_frames(s), None, length=6,
                                                      skip_objects=[host_object])}
                 for label, s in error.aux],
