@@ -379,8 +379,8 @@ def interned_excess(case_samples: list[dict], control_samples: list[dict],
     if blocks is None or size is None:
         return {"count": count, "blocks": count, "bytes": 0.0,
                 "measured": "count only (this host reads no sizes)"}
-    sources = {s.get("interned_sizes") for s in case_samples[warmup + 1:]}
-    how = ("blocks and bytes from the allocator hook" if sources == {"hook"}
+    sources = {s.get("interned_from_hook") for s in case_samples[warmup + 1:]}
+    how = ("blocks and bytes from the allocator hook" if sources == {1}
            else "blocks and bytes from each string's layout (no allocator hook)")
     return {"count": count, "blocks": blocks, "bytes": size, "measured": how}
 

@@ -433,8 +433,11 @@ static void write_sample(int cycle, int interpreter_alive) {
     if (interned >= 0) fprintf(out, ",\"interned\":%lld", interned);
     long long interned_blocks = atomic_load(&cycle_interned_blocks);
     if (interned >= 0 && interned_blocks >= 0)
-        fprintf(out, ",\"interned_blocks\":%lld,\"interned_bytes\":%lld,\"interned_sizes\":\"%s\"",
-                interned_blocks, atomic_load(&cycle_interned_bytes), leaves ? "hook" : "layout");
+        /* interned_from_hook: 1 when the sizes are the hook's map, 0 when
+           they come from each string's layout (no hook, e.g. under memcheck);
+           a number, as every sample field is */
+        fprintf(out, ",\"interned_blocks\":%lld,\"interned_bytes\":%lld,\"interned_from_hook\":%d",
+                interned_blocks, atomic_load(&cycle_interned_bytes), leaves ? 1 : 0);
     int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
     if (alloc_blocks_fn && blocks_ok) fprintf(out, ",\"allocated_blocks\":%zd", alloc_blocks_fn());
 #ifdef HOST_HAS_MEMCHECK
