@@ -19,7 +19,8 @@ if str(ROOT) not in sys.path:   # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
 from harness.cases.catalog import CATALOG_DIR, load_catalog  # noqa: E402
-from harness.engine import Engine, RunSettings  # noqa: E402
+from harness.engine import Engine # noqa: E402
+from harness.settings import RunSettings # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
 from harness.host.modes import MODES  # noqa: E402
 from harness.tools.sweep import append_path, parse_shard, plan, run_sweep  # noqa: E402

@@ -29,7 +29,8 @@ import pytest
 
 from .cases.catalog import CaseFile, load_case_file
 from .cases.model import Case, check_control_code, code_case
-from .engine import Engine, RunSettings
+from .engine import Engine
+from .settings import RunSettings
 from .errors import HarnessError, ModeUnavailableError
 from .host.modes import MODES, mode_problem
 from .host.target import target_python

@@ -21,7 +21,8 @@ import pytest
 from fixtures.targets import REPO_ROOT, missing
 from harness.cases.catalog import load_case_file
 from harness.cases.model import Case
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import CaseError
 
 CYCLES, WARMUP = 8, 2

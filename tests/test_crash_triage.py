@@ -22,7 +22,8 @@ from fixtures.targets import REPO_ROOT, in_ci, missing
 from harness.verdict import crash as crash_stacks
 from harness.cases.model import Case
 from harness.results.compare import compare
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.report.html import render_html
 from harness.report.junit import render_junit
 from harness.results.load import load_results

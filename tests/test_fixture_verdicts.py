@@ -27,7 +27,8 @@ import pytest
 
 from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
 from harness.cases.model import Case
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.result import Result
 
 ALL_MODES = ("finalize", "subinterpreter", "legacy-subinterpreter")

@@ -15,7 +15,8 @@ import pytest
 
 from harness.cases.model import Case
 from harness.cli import main as cli_main
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 
 PARALLEL_PYTHONS = ("3.12", "3.13")

@@ -27,7 +27,8 @@ import pytest
 
 from fixtures.targets import REPO_ROOT
 from harness.cases.model import Case
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 from harness.host.build import build_host
 from harness.host.samples_check import sample_problem

@@ -26,7 +26,8 @@ from harness.backends.attribution import CASE_NOTE
 from harness.backends.memray_ import memray_location
 from harness.backends.valgrind.backend import case_errors, error_signature, ValgrindArtifacts
 from harness.cases.model import Case
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 from harness.backends.valgrind.memcheck_xml import Frame, MemcheckError, MemcheckReport
 

@@ -19,7 +19,8 @@ import pytest
 from fixtures.targets import REPO_ROOT, missing
 from harness.backends.valgrind.backend import METHOD_ENV, VALGRIND_ENV
 from harness.cases.model import Case
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.result import Result
 
 CYCLES, WARMUP = 4, 1

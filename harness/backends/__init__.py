@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from typing import TYPE_CHECKING
+
 from ..errors import HarnessError
-from .base import Backend
+
+if TYPE_CHECKING:  # importing base here would close the cycle settings -> backends -> base -> settings
+    from .base import Backend
 
 #: name -> "module:Class" (imported on first use: optional dependencies stay optional)
 REGISTRY: dict[str, str] = {
@@ -20,7 +24,7 @@ def backend_names() -> list[str]:
     return list(REGISTRY)
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> "Backend":
     if name not in REGISTRY:
         raise HarnessError(f"backend {name!r} is not available; choose from {', '.join(REGISTRY)}")
     module, _, cls = REGISTRY[name].partition(":")

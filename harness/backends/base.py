@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .counters import series_from_samples
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
+    from ..settings import RunSettings
     from ..host.target import TargetPython
     from ..result import Result
     from ..host.runner import HostRun

@@ -37,7 +37,7 @@ from .counters import series_from_samples
 from .hooks import HOOK_FILENAME, Group, add_to_group, group_sites, hook_source, padded, refuse_mode
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
+    from ..settings import RunSettings
     from ..host.target import TargetPython
     from ..result import Result
     from ..host.runner import HostRun

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..tools.audit.survey import SCOPES, Audit, ModuleRow, markdown_summary, run_audit
-from ..engine import Engine, RunSettings
+from ..engine import Engine
+from ..settings import RunSettings
 from ..report.numbers import fmt_bytes, fmt_number
 from .common import make_console
 

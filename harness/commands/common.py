@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..backends import backend_names
 from ..cases.model import Case, check_control_code
-from ..engine import RunSettings
+from ..settings import RunSettings
 from ..errors import HarnessError
 from ..host.modes import MODES
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..backends.valgrind.backend import ValgrindBackend
 from ..cases.model import CONTROL
-from ..engine import Engine, RunSettings
+from ..engine import Engine
+from ..settings import RunSettings
 from ..verdict.ending import ending_verdict
 from ..errors import HarnessError
 from ..host.modes import mode_problem

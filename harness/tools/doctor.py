@@ -6,7 +6,8 @@ import importlib.util
 import subprocess
 from dataclasses import dataclass
 
-from ..engine import Engine, RunSettings
+from ..engine import Engine
+from ..settings import RunSettings
 from ..errors import HarnessError
 from ..host.build import build_host, config_script, find_compiler
 from ..host.target import installed_pythons, target_python

@@ -16,7 +16,8 @@ from typing import Callable, Iterable
 
 from ..host import interrupts
 from ..cases.model import CONTROL, Case
-from ..engine import Engine, RunSettings
+from ..engine import Engine
+from ..settings import RunSettings
 from ..errors import HarnessError
 from ..host.modes import mode_problem
 from ..host.target import check_xoptions, target_python

@@ -182,3 +182,22 @@ def where_hint(result: Result) -> str:
         return "to see where it is allocated, rerun with --backend valgrind"
     return (f"to see where it is allocated, rerun with --backend memray "
             f"(memray inside the target: {exe} -m pip install memray) or --backend valgrind")
+
+
+def with_memcheck_errors(result: Result) -> None:
+    """The one place memcheck errors decide a verdict.
+
+    The backend keeps only the case's own errors (not CPython's).  Any of
+    them makes a measured case `error` — a read of freed memory outweighs
+    a growth figure — but the growth rule's verdict stays in
+    `evidence.growth_verdict`, its numbers in `per_cycle`/`excess`, and the
+    message says both."""
+    if not result.errors or result.verdict not in ("leak", "clean"):
+        return
+    growth_verdict = result.verdict
+    first = result.errors[0]
+    result.evidence["growth_verdict"] = growth_verdict
+    result.verdict = "error"
+    result.message = (f"memcheck found {len(result.errors)} error(s) of the case's own: "
+                      f"{first['kind']} in {first['module']} ({first['at']}); and by growth the "
+                      f"case is {growth_verdict}: {result.message}")

@@ -53,7 +53,7 @@ from .records import (
 from ..counters import series_from_samples
 
 if TYPE_CHECKING:
-    from ...engine import RunSettings
+    from ...settings import RunSettings
     from ...host.target import TargetPython
     from ...result import Result
     from ...host.runner import HostRun

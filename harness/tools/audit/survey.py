@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ...cases.model import SWEEP_SKIPS, import_case
-from ...engine import Engine, RunSettings
+from ...engine import Engine
+from ...settings import RunSettings
 from ...errors import HarnessError
 from ...cases.packages import package_modules
 from ...host.modes import mode_problem

@@ -28,7 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ...cases.model import Case
-from ...engine import Engine, RunSettings
+from ...engine import Engine
+from ...settings import RunSettings
 from ...errors import HarnessError
 
 SKIP, ABORT = 125, 128
