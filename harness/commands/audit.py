@@ -59,8 +59,8 @@ def audit_table(audit: Audit) -> Table:
     for name in ("module", "init", "slot", "ready", "isolated", "legacy",
                  "leak/End", "leak/Finalize", "crash", "note"):
         wraps = name in ("note", "crash")
-        table.add_column(name, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis",
-                         min_width=16 if wraps else None)
+        # fold, never cut: a piped table must keep every name and reason whole
+        table.add_column(name, no_wrap=not wraps, overflow="fold", min_width=16 if wraps else None)
 
     def key(row: ModuleRow):
         return (row.ready is not False, not row.leaks, row.module)

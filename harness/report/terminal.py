@@ -103,7 +103,7 @@ def sweep_table(results: Iterable[Result], title: str = "per-module results") ->
     for name, justify in (("module", "left"), ("python", "left"), ("mode", "left"),
                           ("verdict", "left"), ("blocks/cycle", "right"),
                           ("bytes/cycle", "right"), ("interned/cycle", "right")):
-        table.add_column(name, justify=justify, no_wrap=True)
+        table.add_column(name, justify=justify, no_wrap=True, overflow="fold")
     # the note wraps rather than being cut: piped output must keep the reason
     table.add_column("note", overflow="fold", min_width=20)
     for r in rows:
