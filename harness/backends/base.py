@@ -44,6 +44,9 @@ class Backend:
     hosts: tuple[str, ...] = ("c", "python")
     #: whether the extension-import probe control is measured too
     wants_extension_probe = True
+    #: whether the host counts the C allocator (interposes malloc); off for
+    #: backends that replace malloc themselves
+    native_counting = True
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         """Raise a HarnessError when this backend cannot measure `settings.mode` on `target`."""
@@ -75,3 +78,6 @@ class MainHookBackend(Backend):
 
     hosts = ("c",)
     wants_extension_probe = False
+    # memray owns malloc; tracemalloc measures PyMem only, and its verdict
+    # should not change with a second kind of counter
+    native_counting = False

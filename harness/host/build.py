@@ -20,6 +20,12 @@ from ..errors import HostBuildError
 from ..pythons import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
+#: the C allocator's interposer, compiled into the counting host only
+NATIVE_SOURCES = (Path(__file__).with_name("native_alloc.c"), Path(__file__).with_name("native_alloc.h"))
+#: what the counting host exports from the executable, so that every
+#: object (extensions loaded later included) binds these names to it
+INTERPOSED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
+              "aligned_alloc", "memalign", "valloc", "pvalloc")
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
 PROBE_EXT_MODULE = "_leak_harness_probe"
 
@@ -134,19 +140,28 @@ def compile_atomically(argv: list[str], output: Path, what: str) -> None:
             os.unlink(tmp)
 
 
-def build_host(target: TargetPython) -> Path:
+def build_host(target: TargetPython, native: bool = True) -> Path:
     """Path of a host binary for `target`, compiling it on first use.
 
+    `native`: with the C allocator counted (native_alloc.c interposes malloc
+    & co. in the executable); False for the backends that replace malloc
+    themselves (valgrind, memray), which must see the program's calls alone.
     A cached host needs no compiler: the key is what the binary depends on
-    (interpreter, version, source, flags), checked before looking for one.
+    (interpreter, version, sources, flags), checked before looking for one.
     """
     cflags, ldflags = embed_flags(target)
-    source = HOST_SOURCE.read_bytes()
-    key = _digest(target.realpath, target.version, source, *cflags, *ldflags)
-    binary = cache_root() / "hosts" / f"host-{target.label}-{key}"
+    sources = [HOST_SOURCE]
+    if native:
+        cflags = cflags + ["-DLH_NATIVE_COUNTING=1"]
+        ldflags = ldflags + [f"-Wl,--export-dynamic-symbol={name}" for name in INTERPOSED]
+        sources.append(NATIVE_SOURCES[0])
+    texts = [p.read_bytes() for p in (HOST_SOURCE, *NATIVE_SOURCES)]
+    key = _digest(target.realpath, target.version, *texts, *cflags, *ldflags)
+    kind = "native" if native else "plain"
+    binary = cache_root() / "hosts" / f"host-{target.label}-{kind}-{key}"
     if not binary.exists():
         compiler = find_compiler()
-        argv = shlex.split(compiler) + cflags + [str(HOST_SOURCE)] + ldflags
+        argv = shlex.split(compiler) + cflags + [str(p) for p in sources] + ldflags
         compile_atomically(argv, binary, f"host for Python {target.label}")
     return binary
 

@@ -6,7 +6,7 @@
  * unsupported) is taken in Python; this file only sets up, loops and counts.
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
- *             [--threads N] [--main-hook FILE]
+ *             [--threads N] [--main-hook FILE] [--warmup W]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
  *         bare-parallel   (the bare-* modes
@@ -32,6 +32,7 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +43,8 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "native_alloc.h"
 
 #if defined(__has_include)
 #if __has_include(<valgrind/memcheck.h>)
@@ -210,14 +213,18 @@ static hook_ctx_t hook_ctx[3];
 
 static void *hook_malloc(void *ctx, size_t size) {
     hook_ctx_t *h = ctx;
+    NATIVE_ENTER_PYMEM();
     void *p = h->wrapped.malloc(h->wrapped.ctx, size);
+    NATIVE_LEAVE_PYMEM();
     track_alloc(p, size, h->domain);
     return p;
 }
 
 static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
     hook_ctx_t *h = ctx;
+    NATIVE_ENTER_PYMEM();
     void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
+    NATIVE_LEAVE_PYMEM();
     track_alloc(p, nelem * elsize, h->domain);
     return p;
 }
@@ -226,7 +233,9 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     hook_ctx_t *h = ctx;
     size_t old_size;
     uint32_t old = untrack(ptr, &old_size);
+    NATIVE_ENTER_PYMEM();
     void *p = h->wrapped.realloc(h->wrapped.ctx, ptr, size);
+    NATIVE_LEAVE_PYMEM();
     if (!p) {
         /* the old block is still there */
         if (old) track_alloc(ptr, old_size, (int)(old & 3) - 1);
@@ -241,7 +250,9 @@ static void hook_free(void *ctx, void *ptr) {
     hook_ctx_t *h = ctx;
     size_t size;
     untrack(ptr, &size);
+    NATIVE_ENTER_PYMEM();
     h->wrapped.free(h->wrapped.ctx, ptr);
+    NATIVE_LEAVE_PYMEM();
 }
 
 static const PyMemAllocatorDomain DOMAINS[3] = {
@@ -318,6 +329,11 @@ static void find_optional_symbols(void) {
 
 static FILE *out;
 static struct timespec t_start;
+/* --warmup W: the native sites are written with the samples of cycle W and
+   of the last cycle (total_cycles); -1 when not asked for */
+static int warmup_cycles = -1;
+static int total_cycles;
+static void write_native_sites(int cycle);
 /* see interned_strings(); in parallel mode every worker stores its own
    interpreter's count (the same case, so the same number): atomic, last wins */
 static _Atomic long long cycle_interned = -1;
@@ -333,6 +349,11 @@ static double ms_since_start(void) {
    is a plain global (3.10/3.11). */
 static void write_sample(int cycle, int interpreter_alive) {
     long long snap[3][2] = {{0}};
+#if LH_NATIVE_COUNTING
+    /* first: what the sample itself allocates (fopen, opendir) is not in it */
+    long long native_blocks, native_bytes;
+    native_totals(&native_blocks, &native_bytes);
+#endif
     size_t n_counts = atomic_load(&counts_used);
     for (size_t i = 0; i < n_counts && i < MAX_THREADS; i++) {
         for (int d = 0; d < 3; d++) {
@@ -347,11 +368,14 @@ static void write_sample(int cycle, int interpreter_alive) {
             "\"raw_blocks\":%lld,\"raw_bytes\":%lld,"
             "\"mem_blocks\":%lld,\"mem_bytes\":%lld,"
             "\"obj_blocks\":%lld,\"obj_bytes\":%lld,"
-            "\"native_bytes\":%zu,\"rss\":%lld,\"fds\":%ld,\"threads\":%ld",
+            "\"heap_in_use_bytes\":%zu,\"rss\":%lld,\"fds\":%ld,\"threads\":%ld",
             cycle, ms_since_start(), snap[0][0], snap[0][1], snap[1][0], snap[1][1],
             snap[2][0], snap[2][1], mi.uordblks, read_rss_bytes(), count_fds(),
             count_threads());
     if (ref_total_fn) fprintf(out, ",\"refs\":%zd", ref_total_fn());
+#if LH_NATIVE_COUNTING
+    fprintf(out, ",\"native_blocks\":%lld,\"native_bytes\":%lld", native_blocks, native_bytes);
+#endif
     long long interned = atomic_load(&cycle_interned);
     if (interned >= 0) fprintf(out, ",\"interned\":%lld", interned);
     int blocks_ok = interpreter_alive || PY_VERSION_HEX < 0x030C0000;
@@ -376,6 +400,8 @@ static void write_sample(int cycle, int interpreter_alive) {
     fputs("}\n", out);
     fflush(out);
     funlockfile(out);
+    if (cycle == warmup_cycles || (warmup_cycles >= 0 && cycle == total_cycles))
+        write_native_sites(cycle);
 }
 
 static void write_json_string(const char *s) {
@@ -393,6 +419,75 @@ static void write_json_string(const char *s) {
         }
     }
     fputc('"', out);
+}
+
+/* Starts a line of the host's output: {"event":"NAME" (the caller holds
+   out's lock, writes its fields and ends the line). */
+static void begin_line(const char *event) {
+    fputs("{\"event\":", out);
+    write_json_string(event);
+}
+
+/* {"event":"native-sites","cycle":N,"sites":[[pc,blocks,bytes],...]}: the
+   live native blocks and bytes per caller (return address) at the end of
+   cycle N; the harness maps pc to a shared object with the "objects" line. */
+static void write_native_sites(int cycle) {
+#if LH_NATIVE_COUNTING
+    static native_site_t found[LH_NATIVE_SITE_CAPACITY]; /* static: sampling thread only */
+    size_t n = native_sites(found, LH_NATIVE_SITE_CAPACITY);
+    flockfile(out);
+    begin_line("native-sites");
+    fprintf(out, ",\"cycle\":%d,\"sites\":[", cycle);
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "%s[%llu,%lld,%lld]", i ? "," : "", (unsigned long long)found[i].pc,
+                found[i].blocks, found[i].bytes);
+    }
+    fputs("]}\n", out);
+    fflush(out);
+    funlockfile(out);
+#else
+    (void)cycle;
+#endif
+}
+
+/* {"event":"objects","objects":[{"path":P,"base":B,"segments":[[start,end],...]}]}:
+   every loaded ELF object with its load base and PT_LOAD ranges, so the
+   harness maps a native site's address to an object and an offset. */
+static int write_object(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    int *count = data;
+    char exe[4096];
+    const char *path = info->dlpi_name;
+    if (!path || !path[0]) {
+        ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (len <= 0) return 0;
+        exe[len] = 0;
+        path = exe;
+    }
+    fputs((*count)++ ? ",{\"path\":" : "{\"path\":", out);
+    write_json_string(path);
+    fprintf(out, ",\"base\":%llu,\"segments\":[", (unsigned long long)info->dlpi_addr);
+    int first = 1;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        unsigned long long start = (unsigned long long)(info->dlpi_addr + ph->p_vaddr);
+        fprintf(out, "%s[%llu,%llu]", first ? "" : ",", start, start + ph->p_memsz);
+        first = 0;
+    }
+    fputs("]}", out);
+    return 0;
+}
+
+static void write_objects(void) {
+    int count = 0;
+    flockfile(out);
+    begin_line("objects");
+    fputs(",\"objects\":[", out);
+    dl_iterate_phdr(write_object, &count);
+    fputs("]}\n", out);
+    fflush(out);
+    funlockfile(out);
 }
 
 static void write_event(const char *event, int cycle, const char *type, const char *text) {
@@ -780,12 +875,13 @@ int main(int argc, char **argv) {
     if (argc < 6) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
-                "[--threads N] [--main-hook FILE]\n",
+                "[--threads N] [--main-hook FILE] [--warmup W]\n",
                 argv[0]);
         return 2;
     }
     const char *mode = argv[1];
     int cycles = atoi(argv[2]);
+    total_cycles = cycles;
     int threads = 1;
     program = argv[5];
     xoptions = calloc((size_t)argc, sizeof(char *));
@@ -794,6 +890,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--main-hook") && i + 1 < argc) main_hook_file = argv[++i];
+        else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup_cycles = atoi(argv[++i]);
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
@@ -840,6 +937,7 @@ int main(int argc, char **argv) {
         rc = 2;
     }
     if (rc == 0) {
+        if (LH_NATIVE_COUNTING && warmup_cycles >= 0) write_objects();
         fprintf(out, "{\"event\":\"done\",\"t_ms\":%.3f}\n", ms_since_start());
     }
     fflush(out);
