@@ -61,6 +61,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
         numbers = f"{blocks:+g} blocks/cycle over the control"
     else:
         numbers = f"{blocks:+g} blocks/cycle, {size:+g} bytes/cycle over the control"
+    native_blocks, native_size = excess.get("native_blocks"), excess.get("native_bytes")
+    if blocks is not None and native_blocks is not None and native_size is not None:
+        numbers += f"; native {native_blocks:+g} blocks/cycle, {native_size:+g} bytes/cycle"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     discount = (f"; {interned:g} interned strings/cycle kept by CPython itself are discounted"
                 if interned else "")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .counters import series_from_samples
+from .native_sites import native_sites
 
 if TYPE_CHECKING:
     from ..engine import RunSettings
@@ -65,7 +66,12 @@ class Backend:
 
     def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
                settings: "RunSettings") -> None:
-        """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors)."""
+        """Add sites, errors or evidence; may change a measured verdict (e.g. memcheck errors).
+
+        The counters' sites: the native callers that grew (the counting host's)."""
+        threads = settings.thread_count or 1
+        result.sites = native_sites(case_run, control_run, settings.warmup,
+                                    settings.cycles * threads)
 
 
 class MainHookBackend(Backend):
