@@ -20,7 +20,6 @@ import bisect
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..attribution import NativeFrame, attribute, object_name
@@ -150,15 +149,16 @@ def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
 def _source_line(path: str, address: int) -> tuple[str | None, int | None]:
     """file:line of `address` in `path` from its debug info, via addr2line
     (binutils); (None, None) without debug info or without addr2line."""
-    return _source_lines(path).get(address) or _lookup(path, address)
+    key = (path, address)
+    if key not in _LINES:
+        _LINES[key] = _addr2line(path, address)
+    return _LINES[key]
 
 
-@lru_cache(maxsize=64)
-def _source_lines(path: str) -> dict[int, tuple[str | None, int | None]]:
-    return {}
+_LINES: dict[tuple[str, int], tuple[str | None, int | None]] = {}
 
 
-def _lookup(path: str, address: int) -> tuple[str | None, int | None]:
+def _addr2line(path: str, address: int) -> tuple[str | None, int | None]:
     tool = shutil.which("addr2line")
     if not tool:
         return None, None
@@ -167,11 +167,9 @@ def _lookup(path: str, address: int) -> tuple[str | None, int | None]:
                               text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None, None
-    text = proc.stdout.strip().splitlines()[:1]
-    found: tuple[str | None, int | None] = (None, None)
-    if proc.returncode == 0 and text and not text[0].startswith("??"):
-        file, _, line = text[0].partition(":")
-        number = line.split()[0] if line else ""
-        found = (file, int(number) if number.isdigit() else None)
-    _source_lines(path)[address] = found
-    return found
+    first = proc.stdout.strip().splitlines()[:1]
+    if proc.returncode != 0 or not first or first[0].startswith("??"):
+        return None, None
+    file, _, line = first[0].partition(":")
+    number = line.split()[0] if line else ""
+    return file, int(number) if number.isdigit() else None
