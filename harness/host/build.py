@@ -153,7 +153,8 @@ def build_host(target: TargetPython, native: bool = True) -> Path:
     sources = [HOST_SOURCE]
     if native:
         cflags = cflags + ["-DLH_NATIVE_COUNTING=1"]
-        ldflags = ldflags + [f"-Wl,--export-dynamic-symbol={name}" for name in INTERPOSED]
+        # libgcc_s: _Unwind_Backtrace, to name the caller of a malloc made inside libc
+        ldflags = ldflags + [f"-Wl,--export-dynamic-symbol={name}" for name in INTERPOSED] + ["-lgcc_s"]
         sources.append(NATIVE_SOURCES[0])
     texts = [p.read_bytes() for p in (HOST_SOURCE, *NATIVE_SOURCES)]
     key = _digest(target.realpath, target.version, *texts, *cflags, *ldflags)
