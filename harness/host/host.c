@@ -26,6 +26,11 @@
  *   - atomic adds to shared counters were ~1-2%; per-thread counters took it.
  * The spin lock of the hash table was not measurable; a bigger initial table
  * was slower (1<<20 slots: 1.6x), as every cache miss costs more.
+ *
+ * Native counting (native_alloc.c, the counters' host only) adds about 3% of
+ * a `pass` cycle on 3.12 (perf, cpu-clock samples): the shadow-map lookup at
+ * each free (~1%), the unwinder for mallocs made inside libc (~0.8%: opendir,
+ * fopen, setlocale by CPython at each initialization), the call through.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
