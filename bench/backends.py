@@ -24,10 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.cases import Case  # noqa: E402
-from harness.engine import Engine, RunSettings  # noqa: E402
+from harness.cases.model import Case  # noqa: E402
+from harness.engine import Engine # noqa: E402
+from harness.settings import RunSettings # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.pythons import installed_pythons, target_python  # noqa: E402
+from harness.host.target import installed_pythons, target_python  # noqa: E402
 
 BACKENDS = ("counters", "tracemalloc", "memray")
 TARGET_RATIO = {"tracemalloc": 2.0, "memray": 3.0}

@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.pythons import installed_pythons, target_python  # noqa: E402
+from harness.host.target import installed_pythons, target_python  # noqa: E402
 
 
 def release_pythons(versions=((3, 12), (3, 13))) -> list[str]:

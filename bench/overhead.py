@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.host.build import build_host  # noqa: E402
 from common import release_pythons  # noqa: E402
-from harness.pythons import target_python  # noqa: E402
+from harness.host.target import target_python  # noqa: E402
 
 TARGET_RATIO = 1.05
 NATIVE_TARGET_RATIO = 1.10

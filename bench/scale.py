@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.cases import code_case  # noqa: E402
+from harness.cases.model import code_case  # noqa: E402
 from common import release_pythons  # noqa: E402
-from harness.scale import measure_scaling, parse_thread_counts  # noqa: E402
+from harness.tools.scale import measure_scaling, parse_thread_counts  # noqa: E402
 
 CASES = ("pass", "import json")
 

@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.cases import stdlib_import_cases  # noqa: E402
+from harness.cases.model import stdlib_import_cases  # noqa: E402
 from harness.host.build import build_host  # noqa: E402
-from harness.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
-from harness.pythons import target_python  # noqa: E402
+from harness.host.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
+from harness.host.target import target_python  # noqa: E402
 
 
 def bare_cycle_s(host: Path, mode: str, cycles: int, program: str) -> float:

@@ -35,13 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.backends.valgrind import METHOD_ENV, ValgrindBackend  # noqa: E402
+from harness.backends.valgrind.backend import METHOD_ENV, ValgrindBackend  # noqa: E402
 from common import release_pythons  # noqa: E402
-from harness.cases import Case  # noqa: E402
-from harness.engine import Engine, RunSettings  # noqa: E402
+from harness.cases.model import Case  # noqa: E402
+from harness.engine import Engine # noqa: E402
+from harness.settings import RunSettings # noqa: E402
 from harness.host.build import build_host  # noqa: E402
-from harness.pythons import target_python  # noqa: E402
-from harness.verdict import theil_sen_slope  # noqa: E402
+from harness.host.target import target_python  # noqa: E402
+from harness.verdict.rule import theil_sen_slope  # noqa: E402
 
 TARGET_SLOWDOWN = 40.0
 

@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:   # run as a script from a source checkout
     sys.path.insert(0, str(ROOT))
 
-from harness.case_files import CATALOG_DIR, load_catalog  # noqa: E402
-from harness.engine import Engine, RunSettings  # noqa: E402
+from harness.cases.catalog import CATALOG_DIR, load_catalog  # noqa: E402
+from harness.engine import Engine # noqa: E402
+from harness.settings import RunSettings # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.modes import MODES  # noqa: E402
-from harness.sweep import append_path, parse_shard, plan, run_sweep  # noqa: E402
+from harness.host.modes import MODES  # noqa: E402
+from harness.tools.sweep import append_path, parse_shard, plan, run_sweep  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

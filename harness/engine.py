@@ -20,16 +20,16 @@ from pathlib import Path
 from .backends import get_backend
 from .backends.base import Backend
 from .backends.counters import CONTRACT_KEYS, EXTRA_KEYS
-from .cases import CONTROL, Case
+from .cases.model import CONTROL, Case
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .modes import check_mode
-from .pythons import TargetPython, target_python
-from .outcome import ending_verdict, summary_line
+from .host.modes import check_mode
+from .host.target import TargetPython, target_python
+from .verdict.ending import ending_verdict, summary_line
 from .result import Result
-from .runner import HostRun, run_host
+from .host.runner import HostRun, run_host
 from .settings import RunSettings
-from .verdict import judge
+from .verdict.rule import judge
 
 #: Bytes allowed per discounted interned string: a compact ASCII string's
 #: 40-byte header plus an identifier of up to 40 characters.

@@ -27,13 +27,14 @@ from typing import Any
 
 import pytest
 
-from .case_files import CaseFile, load_case_file
-from .cases import Case, code_case
-from .engine import Engine, RunSettings
+from .cases.catalog import CaseFile, load_case_file
+from .cases.model import Case, code_case
+from .engine import Engine
+from .settings import RunSettings
 from .errors import HarnessError, ModeUnavailableError
-from .modes import MODES, mode_problem
-from .pythons import target_python
-from .repeat import RepeatLimits, parse_repeats, repeat_check
+from .host.modes import MODES, mode_problem
+from .host.target import target_python
+from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
 from .report.pytest_text import failure_text, summary_lines
 

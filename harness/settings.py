@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from .backends import backend_names
 from .errors import HarnessError
-from .modes import MODES
+from .host.modes import MODES
 
 #: more threads than this is a typo, not a test (each holds an interpreter)
 MAX_THREADS = 256

@@ -18,7 +18,7 @@ import pytest
 from fixtures.build import EXT_DIR, build_fixtures
 from fixtures.targets import EXPECTED_PYTHONS, missing
 from harness.errors import HarnessError
-from harness.pythons import TargetPython, installed_pythons, target_python
+from harness.host.target import TargetPython, installed_pythons, target_python
 
 BUILD_SCRIPT = Path(__file__).with_name("fixtures") / "build.py"
 

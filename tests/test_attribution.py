@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.attribution import (
+from harness.backends.attribution import (
     CPYTHON, NativeFrame, attribute, module_from_function, module_from_object, short_stack,
 )
 

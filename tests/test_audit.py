@@ -13,9 +13,10 @@ import json
 
 import pytest
 
-from harness.audit import markdown_summary, run_audit
+from harness.tools.audit.survey import markdown_summary, run_audit
 from harness.cli import main as cli_main
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 
 FIXTURES = ["lh_singlephase", "lh_callclean", "lh_stateleak", "lh_crash"]
 BASE = dict(cycles=6, warmup=2, timeout=60.0)

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.bisect import Probe, Shrinker
+from harness.tools.bisect.ddmin import Probe, Shrinker
 from harness.cli import main
 from harness.errors import CaseError
-from harness.statements import closure, render, split_statements
+from harness.tools.bisect.statements import closure, render, split_statements
 
 PYTHON_ID = "3.11"
 FAST = ["--cycles", "6", "--warmup", "2", "--jobs", "2"]

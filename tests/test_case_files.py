@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.case_files import CaseFile, load_case_file, load_catalog
+from harness.cases.catalog import CaseFile, load_case_file, load_catalog
 from harness.cli import main
 from harness.errors import CaseError
-from harness.pythons import target_python
+from harness.host.target import target_python
 
 FULL = '''
 name = "demo-case"

@@ -14,8 +14,8 @@ import sys
 
 
 from fixtures.targets import REPO_ROOT
-from harness.case_files import CATALOG_DIR, load_catalog
-from harness.modes import MODES
+from harness.cases.catalog import CATALOG_DIR, load_catalog
+from harness.host.modes import MODES
 
 pytest_plugins = ["pytester"]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import REPO_ROOT
-from harness.compare import compare, compare_key, parse_threshold
+from harness.results.compare import compare, compare_key, parse_threshold
 from harness.errors import HarnessError
-from harness.known_leaks import VersionRange, load_known_leaks
-from harness.report.load import ResultSet, load_results
+from harness.results.known_leaks import VersionRange, load_known_leaks
+from harness.results.load import ResultSet, load_results
 
 KNOWN_FILE = REPO_ROOT / "suppressions" / "known-leaks.toml"
 

@@ -26,7 +26,7 @@ import pytest
 
 from fixtures.targets import REPO_ROOT
 from harness.cli import main
-from harness.gitbisect import bisect_in_progress
+from harness.tools.bisect.git import bisect_in_progress
 from harness.host.build import config_script, find_compiler
 
 CYCLES, WARMUP = "6", "2"

@@ -8,8 +8,9 @@ import tempfile
 
 import pytest
 
-from harness.cases import code_case
-from harness.engine import Engine, RunSettings
+from harness.cases.model import code_case
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.host.build import build_host
 
 ENGINE = Engine()

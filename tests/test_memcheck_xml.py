@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.backends.valgrind import ValgrindArtifacts, record_growth
-from harness.backends.valgrind_records import records_by_cycle
-from harness.memcheck_xml import parse_file, parse_stream, totals
-from harness.runner import HostRun
+from harness.backends.valgrind.backend import ValgrindArtifacts, record_growth
+from harness.backends.valgrind.records import records_by_cycle
+from harness.backends.valgrind.memcheck_xml import parse_file, parse_stream, totals
+from harness.host.runner import HostRun
 
 DATA = Path(__file__).with_name("data") / "memcheck"
 

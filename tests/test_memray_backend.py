@@ -18,8 +18,9 @@ import pytest
 
 from fixtures.targets import REPO_ROOT, missing
 from harness.backends.memray_ import memray_location
-from harness.cases import Case
-from harness.engine import Engine, RunSettings
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 
 CYCLES, WARMUP = 8, 2

@@ -26,8 +26,9 @@ import sys
 import pytest
 
 from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
-from harness.cases import Case
-from harness.engine import Engine, RunSettings
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.host.build import INTERPOSED, build_host
 from harness.result import Result
 from test_fixture_verdicts import assert_verdict

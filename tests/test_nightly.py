@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from fixtures.targets import REPO_ROOT
-from harness.report.load import load_results, result_key
+from harness.results.load import load_results, result_key
 
 SCRIPT = REPO_ROOT / "ci" / "nightly.sh"
 WORKFLOW = REPO_ROOT / ".github" / "workflows" / "nightly.yml"

@@ -13,9 +13,10 @@ import time
 
 import pytest
 
-from harness.cases import Case
+from harness.cases.model import Case
 from harness.cli import main as cli_main
-from harness.engine import Engine, RunSettings
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 
 PARALLEL_PYTHONS = ("3.12", "3.13")

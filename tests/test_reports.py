@@ -23,7 +23,7 @@ import xmlschema
 
 from fixtures.targets import REPO_ROOT, missing
 from harness import SCHEMA_VERSION
-from harness.report.load import load_results, result_key
+from harness.results.load import load_results, result_key
 
 PY_ID = "3.12"
 MODULES = ("lh_initleak", "lh_initclean", "lh_crash", "lh_singlephase", "lh_stateleak")

@@ -12,11 +12,11 @@ import json
 
 import pytest
 
-from harness.cases import code_case
+from harness.cases.model import code_case
 from harness.cli import main as cli_main
 from harness.errors import HarnessError
 from harness.report.scale_plot import write_plot
-from harness.scale import measure_scaling, parse_thread_counts
+from harness.tools.scale import measure_scaling, parse_thread_counts
 
 
 def test_thread_counts_always_include_one():

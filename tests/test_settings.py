@@ -2,7 +2,7 @@
 
 import pytest
 
-from harness.engine import RunSettings
+from harness.settings import RunSettings
 from harness.errors import HarnessError
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cases import stdlib_import_cases
-from harness.sweep import in_shard, parse_shard
+from harness.cases.model import stdlib_import_cases
+from harness.tools.sweep import in_shard, parse_shard
 from harness.errors import HarnessError
 
 REPO = Path(__file__).resolve().parent.parent

@@ -21,8 +21,9 @@ import pytest
 from fixtures.targets import REPO_ROOT
 from harness.backends.base import Backend, Launch
 from harness.backends.hooks import hook_source
-from harness.cases import Case
-from harness.engine import Engine, RunSettings
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.host.build import build_host
 
 CYCLES, WARMUP = 8, 2

@@ -17,9 +17,10 @@ import sys
 import pytest
 
 from fixtures.targets import REPO_ROOT, missing
-from harness.backends.valgrind import METHOD_ENV, VALGRIND_ENV
-from harness.cases import Case
-from harness.engine import Engine, RunSettings
+from harness.backends.valgrind.backend import METHOD_ENV, VALGRIND_ENV
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.settings import RunSettings
 from harness.result import Result
 
 CYCLES, WARMUP = 4, 1

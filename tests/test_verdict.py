@@ -7,7 +7,7 @@ from itertools import accumulate, cycle, islice
 
 import pytest
 
-from harness.verdict import FLOORS, judge, noise, theil_sen_slope
+from harness.verdict.rule import FLOORS, judge, noise, theil_sen_slope
 
 WARMUP = 5
 CYCLES = 20

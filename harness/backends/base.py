@@ -18,10 +18,10 @@ from .counters import series_from_samples
 from .native_sites import native_sites
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
-    from ..pythons import TargetPython
+    from ..settings import RunSettings
+    from ..host.target import TargetPython
     from ..result import Result
-    from ..runner import HostRun
+    from ..host.runner import HostRun
 
 
 @dataclass

@@ -36,18 +36,18 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..attribution import CPYTHON, NativeFrame, attribute, module_from_source_file, short_stack
+from .attribution import CPYTHON, NativeFrame, attribute, module_from_source_file, short_stack
 from ..errors import HarnessError
-from ..native_symbols import FrameOwners
+from .native_symbols import FrameOwners
 from .base import Launch, MainHookBackend
 from .counters import series_from_samples
 from .hooks import HOOK_FILENAME, Group, add_to_group, group_sites, hook_source, padded, refuse_mode
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
-    from ..pythons import TargetPython
+    from ..settings import RunSettings
+    from ..host.target import TargetPython
     from ..result import Result
-    from ..runner import HostRun
+    from ..host.runner import HostRun
 
 #: a size no other allocation of a cycle has (bytearray asks for one more)
 MARKER_BYTES = 48_611

@@ -22,11 +22,11 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..attribution import NativeFrame, attribute, object_name
-from ..native_symbols import function_at
+from .attribution import NativeFrame, attribute, object_name
+from .native_symbols import function_at
 
 if TYPE_CHECKING:
-    from ..runner import HostRun
+    from ..host.runner import HostRun
 
 MAX_SITES = 12
 

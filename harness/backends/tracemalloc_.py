@@ -30,17 +30,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..attribution import CPYTHON, is_python_machinery, module_from_source_file
+from .attribution import CPYTHON, is_python_machinery, module_from_source_file
 from ..errors import HarnessError, ModeUnavailableError
 from .base import Launch, MainHookBackend
 from .counters import series_from_samples
 from .hooks import HOOK_FILENAME, Group, add_to_group, group_sites, hook_source, padded, refuse_mode
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
-    from ..pythons import TargetPython
+    from ..settings import RunSettings
+    from ..host.target import TargetPython
     from ..result import Result
-    from ..runner import HostRun
+    from ..host.runner import HostRun
 
 MAX_TRACE_DEPTH = 1000
 #: the code of the case itself runs as "<string>" (the host's PyRun_String)

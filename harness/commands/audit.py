@@ -10,8 +10,9 @@ import sys
 from rich.table import Table
 from rich.text import Text
 
-from ..audit import SCOPES, Audit, ModuleRow, markdown_summary, run_audit
-from ..engine import Engine, RunSettings
+from ..tools.audit.survey import SCOPES, Audit, ModuleRow, markdown_summary, run_audit
+from ..engine import Engine
+from ..settings import RunSettings
 from ..report.terminal import fmt_bytes, fmt_number
 from .common import make_console
 

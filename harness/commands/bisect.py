@@ -20,11 +20,12 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from ..bisect import Probe, Shrinker, ShrinkOutcome, Trial
-from ..cases import Case, import_case
-from ..engine import Engine, RunSettings
+from ..tools.bisect.ddmin import Probe, Shrinker, ShrinkOutcome, Trial
+from ..cases.model import Case, import_case
+from ..engine import Engine
+from ..settings import RunSettings
 from ..errors import CaseError
-from ..pythons import target_python
+from ..host.target import target_python
 from ..result import EXIT_CODES
 from .common import DEFAULT_CYCLES, add_run_options, make_console, settings_from_args
 
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _statements(args: argparse.Namespace):
-    from ..statements import closure, render, split_statements
+    from ..tools.bisect.statements import closure, render, split_statements
     if args.file:
         path = Path(args.file)
         if not path.is_file():
@@ -127,7 +128,7 @@ def _statements(args: argparse.Namespace):
 def _modules(args: argparse.Namespace):
     excluded = {m.strip() for m in args.exclude.split(",") if m.strip()}
     if args.stdlib:
-        from ..cases import stdlib_import_cases
+        from ..cases.model import stdlib_import_cases
         names = [c.module for c in stdlib_import_cases(target_python(args.python))[0]]
     else:
         names = [m.strip() for m in args.modules.split(",") if m.strip()]
@@ -147,7 +148,7 @@ def _modules(args: argparse.Namespace):
 
 
 def _tests(args: argparse.Namespace):
-    from ..bisect_tests import collect_test_ids, run_subset
+    from ..tools.bisect.by_tests import collect_test_ids, run_subset
     python = target_python(args.python).executable
     ids = collect_test_ids(python, args.tests)
 
@@ -210,7 +211,7 @@ def _render_shrink(report: dict, outcome: ShrinkOutcome) -> None:
 
 # -- git ----------------------------------------------------------------------------
 def run_git(args: argparse.Namespace) -> int:
-    from ..gitbisect import git_bisect
+    from ..tools.bisect.git import git_bisect
     from .run import case_from_args
     args.module = None
     case = case_from_args(args)

@@ -8,9 +8,9 @@ import sys
 from rich.console import Console
 
 from ..backends import backend_names
-from ..engine import RunSettings
+from ..settings import RunSettings
 from ..errors import HarnessError
-from ..modes import MODES
+from ..host.modes import MODES
 
 
 def make_console() -> Console:

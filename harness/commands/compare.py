@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _fmt_excess(line: dict | None) -> str:
-    from ..report.summary import excess_of
+    from ..results.summary import excess_of
     from ..report.terminal import fmt_bytes, fmt_number
 
     if not line or line.get("verdict") != "leak":
@@ -34,8 +34,8 @@ def _fmt_excess(line: dict | None) -> str:
 
 
 def _where(change) -> str:
-    from ..report.load import python_label
-    from ..report.summary import row_label
+    from ..results.load import python_label
+    from ..results.summary import row_label
 
     line = change.line
     return f"{row_label(line)}  [{python_label(line.get('python') or {})} {line.get('mode')} {line.get('backend')}]"
@@ -43,7 +43,7 @@ def _where(change) -> str:
 
 def render_text(comparison, baseline_name: str, new_names: list[str]) -> str:
     """The human summary: one block per non-empty list, then the outcome line."""
-    from ..report.summary import first_line
+    from ..results.summary import first_line
 
     out = [f"baseline {baseline_name} ({comparison.baseline_count} results) -> "
            f"{', '.join(new_names)} ({comparison.new_count} results); "
@@ -93,9 +93,9 @@ def render_text(comparison, baseline_name: str, new_names: list[str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import compare, parse_threshold
-    from ..known_leaks import load_known_leaks
-    from ..report.load import load_results
+    from ..results.compare import compare, parse_threshold
+    from ..results.known_leaks import load_known_leaks
+    from ..results.load import load_results
     from .report import write_output
 
     threshold = parse_threshold(args.grow_threshold)

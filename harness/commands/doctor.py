@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..doctor import run_checks
+    from ..tools.doctor import run_checks
 
     checks = run_checks(args.python or None)
     table = Table(title="leak-harness doctor", title_justify="left")

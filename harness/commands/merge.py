@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report.load import load_results, write_lines
+    from ..results.load import load_results, write_lines
     from .report import write_output
 
     results = load_results(args.results)

@@ -53,7 +53,7 @@ def write_output(text: str, output: str | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report.load import load_results
+    from ..results.load import load_results
 
     results = load_results(args.results)
     for note in results.notes:

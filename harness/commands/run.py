@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..case_files import CATALOG_DIR, CaseFile, find_case, load_case_file
-from ..cases import Case, code_case, import_case
-from ..pythons import target_python
+from ..cases.catalog import CATALOG_DIR, CaseFile, find_case, load_case_file
+from ..cases.model import Case, code_case, import_case
+from ..host.target import target_python
 from ..engine import Engine
 from ..errors import CaseError
 from .common import add_run_options, make_console, settings_from_args

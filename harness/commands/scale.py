@@ -8,8 +8,8 @@ import os
 
 from rich.table import Table
 
-from ..cases import Case, code_case
-from ..scale import ScaleTable, measure_scaling, parse_thread_counts
+from ..cases.model import Case, code_case
+from ..tools.scale import ScaleTable, measure_scaling, parse_thread_counts
 from .common import make_console
 
 HELP = "throughput of isolated subinterpreters (create, run, end) at 1..N threads"

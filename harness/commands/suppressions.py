@@ -13,14 +13,15 @@ import argparse
 import datetime
 from pathlib import Path
 
-from ..backends.valgrind import ValgrindBackend
-from ..cases import CONTROL
-from ..engine import Engine, RunSettings
-from ..outcome import ending_verdict
+from ..backends.valgrind.backend import ValgrindBackend
+from ..cases.model import CONTROL
+from ..engine import Engine
+from ..settings import RunSettings
+from ..verdict.ending import ending_verdict
 from ..errors import HarnessError
-from ..modes import mode_problem
-from ..pythons import target_python
-from .. import suppress
+from ..host.modes import mode_problem
+from ..host.target import target_python
+from ..backends.valgrind import suppressions as suppress
 from .common import make_console
 
 HELP = "generate valgrind suppressions for a Python from its `pass` control; list the files used"

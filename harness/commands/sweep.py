@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ..cases import import_case, stdlib_import_cases
+from ..cases.model import import_case, stdlib_import_cases
 from ..engine import Engine
-from ..modes import DEFAULT_SWEEP_MODES, MODES
+from ..host.modes import DEFAULT_SWEEP_MODES, MODES
 from .common import add_run_options, make_console, settings_from_args
 
 HELP = "import every stdlib module (or --module ...) in each mode"
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..report.terminal import control_table, sweep_table, totals_line
-    from ..sweep import append_path, parse_shard, plan, run_sweep
+    from ..tools.sweep import append_path, parse_shard, plan, run_sweep
 
     console = make_console()
     pythons = args.python or [None]

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import HostBuildError
-from ..pythons import TargetPython
+from .target import TargetPython
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
 #: the C allocator's interposer, compiled into the counting host only

@@ -13,9 +13,9 @@ from typing import Any
 
 from .. import __version__
 from ..result import VERDICTS
-from .load import ResultSet, python_label
+from ..results.load import ResultSet, python_label
 from .plots import growth_plot_svg, top_leakers_svg
-from .summary import (controls_sorted, excess_of, first_line, leaks, module_name, ranked,
+from ..results.summary import (controls_sorted, excess_of, first_line, leaks, module_name, ranked,
                       row_label, total_counts, verdict_counts, with_verdicts)
 from .terminal import fmt_bytes, fmt_number
 

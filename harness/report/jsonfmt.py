@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 from .. import SCHEMA_VERSION, __version__
-from .load import REPORT_KIND, ResultSet
-from .summary import controls_sorted, module_name, summary_json, target_order
+from ..results.load import REPORT_KIND, ResultSet
+from ..results.summary import controls_sorted, module_name, summary_json, target_order
 
 
 def _strip(line: dict[str, Any], samples: bool) -> dict[str, Any]:

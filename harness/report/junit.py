@@ -15,8 +15,8 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timezone
 from typing import Any
 
-from .load import ResultSet, control_key
-from .summary import PROBLEM_VERDICTS, first_line, module_name, row_label, target_order
+from ..results.load import ResultSet, control_key
+from ..results.summary import PROBLEM_VERDICTS, first_line, module_name, row_label, target_order
 from .terminal import fmt_bytes, fmt_number
 
 # XML 1.0 forbids most control characters; a traceback or a case's output

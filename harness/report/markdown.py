@@ -11,8 +11,8 @@ import re
 from typing import Any
 
 from ..result import VERDICTS
-from .load import ResultSet, python_label
-from .summary import (controls_sorted, excess_of, first_line, ranked, row_label,
+from ..results.load import ResultSet, python_label
+from ..results.summary import (controls_sorted, excess_of, first_line, ranked, row_label,
                       total_counts, verdict_counts, with_verdicts)
 from .terminal import fmt_bytes, fmt_number
 

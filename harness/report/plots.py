@@ -14,8 +14,8 @@ import re
 from typing import Any
 
 from ..errors import HarnessError
-from .load import python_label
-from .summary import excess_of, live_series, row_label
+from ..results.load import python_label
+from ..results.summary import excess_of, live_series, row_label
 
 CASE_COLOUR = "#c0392b"
 CONTROL_COLOUR = "#7f8c8d"

@@ -12,7 +12,7 @@ import io
 from pathlib import Path
 
 from ..errors import HarnessError
-from ..scale import ScaleTable
+from ..tools.scale import ScaleTable
 
 
 def write_plot(tables: list[ScaleTable], path: str | Path) -> Path:

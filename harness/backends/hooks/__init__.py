@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ...errors import ModeUnavailableError
 
 if TYPE_CHECKING:
-    from ...engine import RunSettings
+    from ...settings import RunSettings
 
 #: tracebacks of the hook's own frames carry this file name, so the
 #: backends can drop them (the host runs the file through PyRun_String,

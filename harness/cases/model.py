@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .pythons import TargetPython
+from ..host.target import TargetPython
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .host.build import build_host, config_script, find_compiler
-from .pythons import installed_pythons, target_python
+from ..engine import Engine
+from ..settings import RunSettings
+from ..errors import HarnessError
+from ..host.build import build_host, config_script, find_compiler
+from ..host.target import installed_pythons, target_python
 
 VALGRIND_MIN = (3, 15)
 

@@ -1,7 +1,7 @@
-"""Runs inside the *target* Python (python -I -S audit_probe.py ...): stdlib only.
+"""Runs inside the *target* Python (python -I -S probe.py ...): stdlib only.
 
-    audit_probe.py list stdlib|packages|all [PATH...]  -> the extension modules, one JSON object
-    audit_probe.py init NAME [PATH...]                 -> how NAME initializes, one JSON object
+    probe.py list stdlib|packages|all [PATH...]  -> the extension modules, one JSON object
+    probe.py init NAME [PATH...]                 -> how NAME initializes, one JSON object
 
 PATHs go first on sys.path (-I ignores PYTHONPATH; the harness passes what
 the host would see).
@@ -185,7 +185,7 @@ def main(argv):
         # system's back, and its teardown is not what is being asked
         os._exit(0)
     else:
-        print(json.dumps({"error": "usage: audit_probe.py list SCOPE | init NAME"}))
+        print(json.dumps({"error": "usage: probe.py list SCOPE | init NAME"}))
         return 2
     return 0
 

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import TargetPythonError
+from ..errors import TargetPythonError
 
 _PROBE = r"""
 import json, os, sys, sysconfig

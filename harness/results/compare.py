@@ -24,10 +24,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HarnessError
+from ..errors import HarnessError
 from .known_leaks import KnownLeak, first_match
-from .report.load import ResultSet
-from .report.summary import PROBLEM_VERDICTS, excess_of, module_name
+from .load import ResultSet
+from .summary import PROBLEM_VERDICTS, excess_of, module_name
 
 GROWTH_COUNTERS = ("bytes", "blocks")
 CompareKey = tuple[str, str, str, str]

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from .errors import HarnessError
-from .host.build import cache_root
-from .pythons import TargetPython
+from ...errors import HarnessError
+from ...host.build import cache_root
+from ...host.target import TargetPython
 
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "suppressions"
+SHIPPED_DIR = Path(__file__).resolve().parents[3] / "suppressions"
 BASE_FILE = "base.supp"
 #: Name prefix of every entry `generate` writes; the rest is a stack digest.
 GENERATED_PREFIX = "lh-cpython"

@@ -15,13 +15,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from .cases import CONTROL, Case
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .modes import mode_problem
-from .pythons import target_python
-from .result import Result
-from .runner import kill_all_hosts
+from ..cases.model import CONTROL, Case
+from ..engine import Engine
+from ..settings import RunSettings
+from ..errors import HarnessError
+from ..host.modes import mode_problem
+from ..host.target import target_python
+from ..result import Result
+from ..host.runner import kill_all_hosts
 
 
 @dataclass(frozen=True)

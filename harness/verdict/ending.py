@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
-from .result import Result
-from .runner import HostRun
-from .settings import RunSettings
+from ..result import Result
+from ..host.runner import HostRun
+from ..settings import RunSettings
 
 # CPython's refusals: 3.12+ "module X does not support loading in
 # subinterpreters", and the older single-phase wording.

@@ -7,7 +7,7 @@ the valgrind backend picks which snapshots to compare.
 from __future__ import annotations
 
 from ..attribution import NativeFrame, attribute, object_name, short_stack
-from ..memcheck_xml import Frame, LossRecord, MemcheckError, MemcheckReport, totals
+from .memcheck_xml import Frame, LossRecord, MemcheckError, MemcheckReport, totals
 
 MAX_SITES = 12
 

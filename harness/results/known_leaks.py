@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import HarnessError
-from .modes import MODES
-from .result import VERDICTS
+from ..errors import HarnessError
+from ..host.modes import MODES
+from ..result import VERDICTS
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ModeUnavailableError
-from .pythons import TargetPython
+from ..errors import ModeUnavailableError
+from .target import TargetPython
 
 
 @dataclass(frozen=True)

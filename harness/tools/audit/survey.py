@@ -3,7 +3,7 @@
 For each extension module (stdlib, installed packages, or named ones) one
 row, from two sources that never share a process:
 
-- the init probe (`audit_probe.py`, one target-Python process per module,
+- the init probe (`probe.py`, one target-Python process per module,
   so an init that crashes costs only its row): single- or multi-phase init
   and the Py_mod_multiple_interpreters value declared, read from what
   PyInit_<name> returns, without source;
@@ -26,14 +26,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import SWEEP_SKIPS, import_case
-from .engine import Engine, RunSettings
-from .errors import HarnessError
-from .modes import mode_problem
-from .pythons import TargetPython, target_python
-from .result import Result
+from ...cases.model import SWEEP_SKIPS, import_case
+from ...engine import Engine
+from ...settings import RunSettings
+from ...errors import HarnessError
+from ...host.modes import mode_problem
+from ...host.target import TargetPython, target_python
+from ...result import Result
 
-PROBE = Path(__file__).with_name("audit_probe.py")
+PROBE = Path(__file__).with_name("probe.py")
 SCOPES = ("all", "stdlib", "packages")
 AUDIT_MODES = ("subinterpreter", "legacy-subinterpreter", "finalize")
 PROBE_TIMEOUT_S = 60.0

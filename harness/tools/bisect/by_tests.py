@@ -20,10 +20,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import CaseError, HarnessError
+from ...errors import CaseError, HarnessError
 
 RESULT_PREFIX = "@@leak-harness-tests@@ "
-HARNESS_PARENT = str(Path(__file__).resolve().parent.parent)
+HARNESS_PARENT = str(Path(__file__).resolve().parents[3])
 PYTEST_ARGS = ("-q", "-p", "no:cacheprovider")
 
 
@@ -51,7 +51,7 @@ def collect_test_ids(python: str, selectors: list[str], timeout_s: float = 300.0
 def run_subset(python: str, node_ids: list[str], warmup: int, repeats: int,
                timeout_s: float) -> dict:
     """{"verdict", "deltas", "per_repeat", "message"} for one subset, measured in a fresh process."""
-    argv = [python, "-m", "harness.bisect_tests", str(warmup), str(repeats), *node_ids]
+    argv = [python, "-m", "harness.tools.bisect.by_tests", str(warmup), str(repeats), *node_ids]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, env=driver_env())
     except subprocess.TimeoutExpired:
@@ -75,7 +75,7 @@ class _Repeater:
     def pytest_runtestloop(self, session) -> bool:
         from _pytest.runner import runtestprotocol
 
-        from harness.repeat import RepeatLimits, repeat_check
+        from harness.tools.repeat import RepeatLimits, repeat_check
 
         items = list(session.items)
 

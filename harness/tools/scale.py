@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .backends.counters import series_from_samples
-from .cases import Case
-from .errors import HarnessError
-from .host.build import build_host
-from .modes import check_mode
-from .pythons import TargetPython, target_python
-from .runner import HostRun, run_host
-from .verdict import theil_sen_slope
+from ..backends.counters import series_from_samples
+from ..cases.model import Case
+from ..errors import HarnessError
+from ..host.build import build_host
+from ..host.modes import check_mode
+from ..host.target import TargetPython, target_python
+from ..host.runner import HostRun, run_host
+from ..verdict.rule import theil_sen_slope
 
 _FD = "{out_fd}"
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Iterable
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 
 @dataclass(frozen=True)

@@ -35,22 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import suppress
+from . import suppressions as suppress
 from ..attribution import object_name
-from ..errors import HarnessError
-from ..host.build import build_host
-from ..memcheck_xml import MemcheckReport, parse_file, totals
-from .base import Backend, Launch
-from .valgrind_records import (
+from ...errors import HarnessError
+from ...host.build import build_host
+from .memcheck_xml import MemcheckReport, parse_file, totals
+from ..base import Backend, Launch
+from .records import (
     LossRecord, error_json, exit_records, growth_between, records_by_cycle, sites, snapshot,
 )
-from .counters import series_from_samples
+from ..counters import series_from_samples
 
 if TYPE_CHECKING:
-    from ..engine import RunSettings
-    from ..pythons import TargetPython
-    from ..result import Result
-    from ..runner import HostRun
+    from ...settings import RunSettings
+    from ...host.target import TargetPython
+    from ...result import Result
+    from ...host.runner import HostRun
 
 VALGRIND_ENV = "LEAK_HARNESS_VALGRIND"          # a valgrind other than the one on PATH
 METHOD_ENV = "LEAK_HARNESS_VALGRIND_METHOD"     # auto | client-requests | differential
@@ -310,7 +310,7 @@ def record_growth(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float
 
 
 def _slope(values: list[float], warmup: int) -> float | None:
-    from ..verdict import growth, measured_window
+    from ...verdict.rule import growth, measured_window
     window = measured_window(values, warmup)
     return growth(window).whole if len(window) >= 2 else None
 

@@ -37,13 +37,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from .cases import Case
-from .errors import CaseError
-from .modes import DEFAULT_SWEEP_MODES, MODES
-from .pythons import TargetPython
+from .model import Case
+from ..errors import CaseError
+from ..host.modes import DEFAULT_SWEEP_MODES, MODES
+from ..host.target import TargetPython
 
 #: The shipped catalog (present in a source checkout or an editable install).
-CATALOG_DIR = Path(__file__).resolve().parent.parent / "cases"
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "cases"
 
 _FIELDS = {"name", "module", "setup", "body", "modes", "tags", "cycles", "description", "requires"}
 _REQUIRES_FIELDS = {"python", "packages"}

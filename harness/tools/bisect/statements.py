@@ -19,7 +19,7 @@ import ast
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from .errors import CaseError
+from ...errors import CaseError
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
