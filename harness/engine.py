@@ -155,7 +155,7 @@ class Engine:
         if settings.host == "python":
             return "python", self._pyhost_launcher(target, settings, backend, None)
         try:
-            binary = build_host(target)
+            binary = build_host(target, native=backend.native_counting)
         except HostBuildError as exc:
             if (settings.host == "auto" and settings.mode == "subinterpreter"
                     and target.has_interpreters and "python" in backend.hosts):
@@ -182,6 +182,8 @@ class Engine:
                     argv += ["-X", opt]
                 if s.thread_count is not None:
                     argv += ["--threads", str(s.thread_count)]
+                # the host writes its native sites after the warm-up and at the end
+                argv += ["--warmup", str(s.warmup)]
                 return argv + launch_spec.host_args
             return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir],
                                      total_cycles)

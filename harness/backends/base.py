@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .counters import series_from_samples
+from .native_sites import native_sites
 
 if TYPE_CHECKING:
     from ..settings import RunSettings
@@ -44,6 +45,9 @@ class Backend:
     hosts: tuple[str, ...] = ("c", "python")
     #: whether the extension-import probe control is measured too
     wants_extension_probe = True
+    #: whether the host counts the C allocator (interposes malloc); off for
+    #: backends that replace malloc themselves
+    native_counting = True
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         """Raise a HarnessError when this backend cannot measure `settings.mode` on `target`."""
@@ -63,7 +67,12 @@ class Backend:
     def finish(self, result: "Result", case_run: "HostRun", control_run: "HostRun",
                settings: "RunSettings") -> None:
         """Add sites, errors or evidence.  Never the verdict: what errors mean
-        for it is decided once, in harness.outcome.with_memcheck_errors."""
+        for it is decided once, in harness.verdict.ending.with_memcheck_errors.
+
+        The counters' sites: the native callers that grew (the counting host's)."""
+        threads = settings.thread_count or 1
+        result.sites = native_sites(case_run, control_run, settings.warmup,
+                                    settings.cycles * threads)
 
     def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
                 settings: "RunSettings") -> None:
@@ -81,3 +90,6 @@ class MainHookBackend(Backend):
 
     hosts = ("c",)
     wants_extension_probe = False
+    # memray owns malloc; tracemalloc measures PyMem only, and its verdict
+    # should not change with a second kind of counter
+    native_counting = False

@@ -9,13 +9,21 @@ free-threaded builds; on default builds the same holds there. CPython briefly
 swaps in the default raw allocator internally, so a few hundred raw frees per
 cycle bypass the hook: RAW is approximate and only reported. Verdicts use the
 MEM + OBJ domains, which are exact.
+
+Native memory: the counting host (native_alloc.c) interposes malloc & co.
+for the whole process and reports the live blocks and bytes taken from the
+C allocator outside the hooked PyMem domains (`native_blocks`,
+`native_bytes`), exactly; they are judged like blocks/bytes.  glibc's
+`mallinfo2()` in-use figure (`heap_in_use_bytes`: everything malloc holds,
+PyMem's raw blocks included) is reported only.
 """
 
 from __future__ import annotations
 
 #: Metrics every result reports (the run --json contract), then extras.
 CONTRACT_KEYS = ("blocks", "bytes", "refs", "rss")
-EXTRA_KEYS = ("native_bytes", "raw_blocks", "raw_bytes", "fds", "threads")
+EXTRA_KEYS = ("native_blocks", "native_bytes", "heap_in_use_bytes", "raw_blocks", "raw_bytes",
+              "fds", "threads")
 
 
 def _sum(sample: dict, *keys: str) -> float | None:
@@ -34,7 +42,9 @@ def series_from_samples(samples: list[dict]) -> dict[str, list[float] | None]:
         "bytes": column(lambda s: _sum(s, "mem_bytes", "obj_bytes")),
         "refs": column(lambda s: s.get("refs")),
         "rss": column(lambda s: s.get("rss")),
+        "native_blocks": column(lambda s: s.get("native_blocks")),
         "native_bytes": column(lambda s: s.get("native_bytes")),
+        "heap_in_use_bytes": column(lambda s: s.get("heap_in_use_bytes")),
         "raw_blocks": column(lambda s: s.get("raw_blocks")),
         "raw_bytes": column(lambda s: s.get("raw_bytes")),
         "fds": column(lambda s: s.get("fds")),

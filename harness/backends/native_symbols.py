@@ -21,6 +21,7 @@ of them).
 
 from __future__ import annotations
 
+import bisect
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -130,6 +131,7 @@ class FrameOwners:
                 return found[0]
         return None
 
+
     def _unit_names(self, object_path: str, source_file: str) -> bool:
         """Does the source file's path end with the object's module path
         (`.../simplejson/_speedups.c` for `simplejson._speedups`)?"""
@@ -139,3 +141,45 @@ class FrameOwners:
         path = PurePosixPath(source_file)
         parts = (*path.parent.parts, path.stem)
         return len(parts) >= len(module) and parts[-len(module):] == module
+
+
+def function_at(path: str, address: int) -> str | None:
+    """The function of `path` whose symbol spans `address` (an ELF virtual
+    address: a run-time address minus the object's load base), or None."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    starts, spans = _function_spans(path, stat.st_mtime_ns, stat.st_size)
+    index = bisect.bisect_right(starts, address) - 1
+    if index < 0:
+        return None
+    start, end, name = spans[index]
+    return name if start <= address < end else None
+
+
+@lru_cache(maxsize=256)
+def _function_spans(path: str, mtime_ns: int, size: int) -> tuple[list[int], list[tuple[int, int, str]]]:
+    """Sorted (start, end, name) of the defined functions of .symtab and .dynsym."""
+    try:
+        from elftools.elf.elffile import ELFFile
+        from elftools.common.exceptions import ELFError
+    except ImportError as exc:
+        raise HarnessError("pyelftools is missing: pip install pyelftools") from exc
+    spans: dict[int, tuple[int, int, str]] = {}
+    try:
+        with open(path, "rb") as stream:
+            elf = ELFFile(stream)
+            for table_name in (".symtab", ".dynsym"):
+                table = elf.get_section_by_name(table_name)
+                if table is None:
+                    continue
+                for symbol in table.iter_symbols():
+                    if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
+                            and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_size"]):
+                        start = symbol["st_value"]
+                        spans.setdefault(start, (start, start + symbol["st_size"], symbol.name))
+    except (OSError, ELFError):
+        pass
+    ordered = sorted(spans.values())
+    return [s for s, _, _ in ordered], ordered

@@ -27,6 +27,12 @@ HOST_SOURCE = Path(__file__).with_name("host.c")
 #: compiled with host.c into one binary (the crash and hang handlers)
 CRASH_REPORT_SOURCES = (Path(__file__).with_name("crash_report.c"),
                         Path(__file__).with_name("crash_report.h"))
+#: the C allocator's interposer, compiled into the counting host only
+NATIVE_SOURCES = (Path(__file__).with_name("native_alloc.c"), Path(__file__).with_name("native_alloc.h"))
+#: what the counting host exports from the executable, so that every
+#: object (extensions loaded later included) binds these names to it
+INTERPOSED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
+              "aligned_alloc", "memalign", "valloc", "pvalloc")
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
 PROBE_EXT_MODULE = "_leak_harness_probe"
 
@@ -267,23 +273,31 @@ def _trusted(binary: Path, built_for: dict) -> bool:
     return True
 
 
-def build_host(target: TargetPython) -> Path:
+def build_host(target: TargetPython, native: bool = True) -> Path:
     """Path of a host binary for `target`, compiling it on first use.
 
+    `native`: with the C allocator counted (native_alloc.c interposes malloc
+    & co. in the executable); False for the backends that replace malloc
+    themselves (valgrind, memray), which must see the program's calls alone.
     A cached host needs no compiler: the key is what the binary depends on
-    (interpreter, version, source, flags), checked before looking for one.
+    (interpreter, version, sources, flags), checked before looking for one.
     """
     cflags, ldflags = embed_flags(target)
-    source = HOST_SOURCE.read_bytes()
-    crash_sources = [p.read_bytes() for p in CRASH_REPORT_SOURCES]
-    key = _digest(target.realpath, target.version, source, *crash_sources, *cflags, *ldflags)
-    binary = cache_root() / "hosts" / f"host-{target.label}-{key}"
-    built_for = {"kind": "host", "key": key, "python": target.realpath, "version": target.label}
+    sources = [HOST_SOURCE, CRASH_REPORT_SOURCES[0]]
+    if native:
+        cflags = cflags + ["-DLH_NATIVE_COUNTING=1"]
+        # libgcc_s: _Unwind_Backtrace, to name the caller of a malloc made inside libc
+        ldflags = ldflags + [f"-Wl,--export-dynamic-symbol={name}" for name in INTERPOSED] + ["-lgcc_s"]
+        sources.append(NATIVE_SOURCES[0])
+    texts = [p.read_bytes() for p in (HOST_SOURCE, *CRASH_REPORT_SOURCES, *NATIVE_SOURCES)]
+    key = _digest(target.realpath, target.version, *texts, *cflags, *ldflags)
+    kind = "native" if native else "plain"
+    binary = cache_root() / "hosts" / f"host-{target.label}-{kind}-{key}"
+    built_for = {"kind": f"host-{kind}", "key": key, "python": target.realpath, "version": target.label}
     with _slot_lock(binary):
         if not _trusted(binary, built_for):
             compiler = find_compiler()
-            argv = (shlex.split(compiler) + cflags
-                    + [str(HOST_SOURCE), str(CRASH_REPORT_SOURCES[0])] + ldflags)
+            argv = shlex.split(compiler) + cflags + [str(p) for p in sources] + ldflags
             compile_atomically(argv, binary, f"host for Python {target.label}", built_for)
     return binary
 

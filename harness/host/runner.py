@@ -80,6 +80,10 @@ class HostRun:
     stray_processes: list[str] = field(default_factory=list)
     stray_pids: list[int] = field(default_factory=list)
     stray_cycle: int | None = None     # the cycle whose end found them (None: the host's end)
+    #: counting host: cycle -> [[caller pc, live native blocks, bytes], ...]
+    native_sites: dict[int, list] = field(default_factory=dict)
+    #: counting host: the loaded objects at the end ({"path", "base", "segments"})
+    objects: list[dict] = field(default_factory=list)
 
     @property
     def last_cycle(self) -> int:
@@ -402,6 +406,10 @@ def _take_event(line: bytes, run: HostRun) -> None:
         run.hook_error = event
     elif kind == "done":
         run.completed = True
+    elif kind == "native-sites" and isinstance(event.get("cycle"), int):
+        run.native_sites[event["cycle"]] = event.get("sites") or []
+    elif kind == "objects":
+        run.objects = event.get("objects") or []
     elif kind == "progress":  # parallel mode: one per thread per cycle
         thread, cycle, t_ms = event.get("thread"), event.get("cycle"), event.get("t_ms")
         if isinstance(thread, int) and isinstance(cycle, int) and isinstance(t_ms, (int, float)):

@@ -46,8 +46,12 @@ def render_result(result: Result, console: Console) -> None:
             table.add_column("pass control", justify="right")
         control = (result.control or {}).get("per_cycle", {})
         passed = (result.control or {}).get("pass_per_cycle") or {}
-        for key in ("blocks", "bytes", "refs", "rss", "native_bytes", "fds"):
-            show = fmt_bytes if key in ("bytes", "rss", "native_bytes") else fmt_number
+        for key in ("blocks", "bytes", "refs", "rss", "native_blocks", "native_bytes",
+                    "heap_in_use_bytes", "fds"):
+            if key.startswith("native_") and result.per_cycle.get(key) is None:
+                continue  # a host without native counting (valgrind, memray)
+            in_bytes = key in ("bytes", "rss", "native_bytes", "heap_in_use_bytes")
+            show = fmt_bytes if in_bytes else fmt_number
             table.add_row(
                 key, show(result.per_cycle.get(key)), show(control.get(key)),
                 show((result.excess or {}).get(key)),
@@ -74,8 +78,10 @@ def sites_table(sites: list[dict], limit: int = 8) -> Table:
     for site in sites[:limit]:
         size = site.get("excess_bytes_per_cycle", site.get("bytes_per_cycle"))
         blocks = site.get("excess_blocks_per_cycle", site.get("blocks_per_cycle"))
-        table.add_row(str(site.get("module")), fmt_bytes(size), fmt_number(blocks),
-                      str(site.get("at") or site.get("where") or _top_frame(site)))
+        at = str(site.get("at") or site.get("where") or _top_frame(site))
+        if site.get("kind") == "native" and site.get("function"):
+            at = f"{site['function']}  {at}"  # the counting host's caller
+        table.add_row(str(site.get("module")), fmt_bytes(size), fmt_number(blocks), at)
     return table
 
 

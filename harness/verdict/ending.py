@@ -157,6 +157,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
         numbers = f"{fmt_number(blocks)} blocks/cycle over the control"
     else:
         numbers = f"{fmt_number(blocks)} blocks/cycle, {fmt_bytes(size)}/cycle over the control"
+    native_blocks, native_size = excess.get("native_blocks"), excess.get("native_bytes")
+    if blocks is not None and native_blocks is not None and native_size is not None:
+        numbers += f"; native {fmt_number(native_blocks)} blocks/cycle, {fmt_bytes(native_size)}/cycle"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     interned_bytes = (result.evidence.get("interned_per_cycle") or {}).get("bytes") or 0
     size_note = f" ({fmt_bytes(interned_bytes)})" if interned_bytes else ""

@@ -24,8 +24,11 @@ The rule, top to bottom:
    each half of it.  Growth has to persist: a single step in the middle of
    the window (a cache filled late) shows in one half only.
 
-Any trigger metric (blocks, bytes, refs where the build has them) that
-passes the rule makes the verdict `leak`; the others are evidence.
+Any trigger metric that passes the rule makes the verdict `leak`; the
+others are evidence.  Trigger metrics: blocks and bytes (the PyMem MEM and
+OBJ domains), native_blocks and native_bytes (the C allocator outside
+PyMem, counted exactly by the host where it interposes malloc), refs where
+the build has them.  Each is judged alone, with its own control and floor.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from dataclasses import dataclass, field
 #: Metrics that can make a verdict, and the smallest per-cycle excess that
 #: counts for each.  Blocks and refs: a third of a block per cycle, so a
 #: leak of one object every three cycles is still seen; bytes: one small
-#: allocation's worth.  RSS and the native heap are reported, never judged:
-#: the allocator keeps pages, so they move in steps.
-FLOORS: dict[str, float] = {"blocks": 0.3, "bytes": 128.0, "refs": 0.3}
+#: allocation's worth; the same for native blocks/bytes, which are counted
+#: as exactly.  RSS and malloc's heap in use (heap_in_use_bytes) are
+#: reported, never judged: the allocator keeps pages, so they move in steps.
+FLOORS: dict[str, float] = {"blocks": 0.3, "bytes": 128.0, "refs": 0.3,
+                            "native_blocks": 0.3, "native_bytes": 128.0}
 NOISE_K = 3.0
 _IQR_TO_SIGMA = 1.349
 

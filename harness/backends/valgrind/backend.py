@@ -142,6 +142,7 @@ class ValgrindBackend(Backend):
     name = "valgrind"
     hosts = ("c",)
     wants_extension_probe = True
+    native_counting = False    # memcheck owns malloc
     #: what per-cycle runs print; indirect blocks are in the definite records' totals
     show_leak_kinds = "definite,possible"
     #: off for `suppressions generate`, which must see what they would hide
@@ -158,7 +159,7 @@ class ValgrindBackend(Backend):
     def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
                workdir: Path) -> Launch:
         valgrind = getattr(self, "valgrind", None) or find_valgrind()
-        host = str(build_host(target))
+        host = str(build_host(target, native=False))
         files = suppress.files_for(target, settings.suppressions,
                                    include_version=self.use_version_suppressions)
         method = self._method(host)
@@ -218,7 +219,9 @@ class ValgrindBackend(Backend):
             "threads": counters["threads"],
             # mallinfo2() reads valgrind's replacement malloc as empty; the
             # hook's raw domain is not what this backend judges
-            "native_bytes": None, "raw_blocks": None, "raw_bytes": None,
+            "heap_in_use_bytes": None, "raw_blocks": None, "raw_bytes": None,
+            # its host is built without native counting: memcheck owns malloc
+            "native_blocks": None, "native_bytes": None,
         }
         if _per_cycle(run):
             # lost and still reachable: a C static that keeps growing holds

@@ -1,0 +1,175 @@
+"""The counting host's native callers -> `sites` of kind "native", per module.
+
+The counting host (harness/host/native_alloc.c) keeps, per caller of malloc
+& co. (the first return address outside libc, the loader and the host), the
+live native blocks and bytes, and writes them after the warm-up cycle and
+after the last cycle (`native-sites` lines), then the loaded objects with
+their load base and segments (`objects`).  A caller that grew between the
+two is where a native leak was allocated: its address gives the shared
+object and offset, the object gives the module (harness.attribution's
+rules: `_json.cpython-312-x86_64-linux-gnu.so` -> `_json`), the offset
+gives the function (ELF symbols) and, where the object has debug info,
+file:line (addr2line).  Growth is per interpreter cycle, beyond the same
+function's growth in the `pass` control.  Pure data in, data out, except
+reading the objects' symbols.
+"""
+
+from __future__ import annotations
+
+import bisect
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .attribution import NativeFrame, attribute, object_name
+from .native_symbols import function_at
+
+if TYPE_CHECKING:
+    from ..host.runner import HostRun
+
+MAX_SITES = 12
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a caller's return address is."""
+
+    object_path: str | None
+    offset: int | None        # ELF virtual address in object_path
+    function: str | None
+    file: str | None = None
+    line: int | None = None
+
+
+class ObjectMap:
+    """Run-time address -> object and offset, from the host's `objects` line."""
+
+    def __init__(self, objects: list[dict]) -> None:
+        ranges = []
+        for obj in objects:
+            for start, end in obj.get("segments", []):
+                ranges.append((start, end, obj["path"], obj.get("base", 0)))
+        ranges.sort()
+        self._starts = [r[0] for r in ranges]
+        self._ranges = ranges
+        self.host = objects[0]["path"] if objects else None   # the main program comes first
+
+    def find(self, address: int) -> tuple[str, int] | None:
+        index = bisect.bisect_right(self._starts, address) - 1
+        if index < 0:
+            return None
+        start, end, path, base = self._ranges[index]
+        return (path, address - base) if start <= address < end else None
+
+
+def growth_by_caller(run: "HostRun", warmup: int) -> dict[int, tuple[int, int]]:
+    """pc -> (blocks, bytes) gained from the sample after the warm-up to the
+    last one; only callers that gained."""
+    if warmup not in run.native_sites or len(run.native_sites) < 2:
+        return {}
+    start = {pc: (blocks, size) for pc, blocks, size in run.native_sites[warmup]}
+    end = run.native_sites[max(run.native_sites)]
+    grown = {}
+    for pc, blocks, size in end:
+        before_blocks, before_size = start.get(pc, (0, 0))
+        if blocks > before_blocks or size > before_size:
+            grown[pc] = (blocks - before_blocks, size - before_size)
+    return grown
+
+
+def place_of(address: int, objects: ObjectMap) -> Place:
+    found = objects.find(address)
+    if found is None:
+        return Place(None, None, None)
+    path, offset = found
+    # a return address: the call is the instruction before it
+    call = offset - 1 if offset > 0 else offset
+    file, line = _source_line(path, call)
+    return Place(path, offset, function_at(path, call), file, line)
+
+
+def _key_and_site(place: Place, host: str | None) -> tuple[tuple, dict]:
+    frame = NativeFrame(function=place.function, object_path=place.object_path,
+                        file=place.file, line=place.line)
+    who = attribute([frame], host_objects=[host] if host else [])
+    if place.file:
+        at = f"{place.file}:{place.line}" if place.line is not None else place.file
+    elif place.object_path:
+        at = f"{object_name(place.object_path)}+{place.offset:#x}"
+    else:
+        at = "?"
+    site = {"module": who.module, "kind": "native", "function": place.function or "???",
+            "at": at, "object": object_name(place.object_path) or None,
+            "attributed_by": who.reason}
+    return (who.module, site["function"], at), site
+
+
+def _grouped(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float, dict]]:
+    """(module, function, at) -> (blocks, bytes, site fields) gained in the window."""
+    growth = growth_by_caller(run, warmup)
+    if not growth:
+        return {}
+    objects = ObjectMap(run.objects)
+    groups: dict[tuple, tuple[float, float, dict]] = {}
+    for pc, (blocks, size) in growth.items():
+        key, site = _key_and_site(place_of(pc, objects), objects.host)
+        old_blocks, old_size, _ = groups.get(key, (0, 0, site))
+        groups[key] = (old_blocks + blocks, old_size + size, site)
+    return groups
+
+
+def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
+                 interpreter_cycles: int) -> list[dict]:
+    """Callers whose live native memory grew over the window beyond the same
+    caller's growth in the control, per interpreter cycle, most bytes first."""
+    if interpreter_cycles <= 0:
+        return []
+    case, control = _grouped(case_run, warmup), _grouped(control_run, warmup)
+    out = []
+    for key, (blocks, size, site) in case.items():
+        control_blocks, control_size, _ = control.get(key, (0, 0, None))
+        excess_blocks = (blocks - control_blocks) / interpreter_cycles
+        excess_size = (size - control_size) / interpreter_cycles
+        if excess_blocks <= 0 and excess_size <= 0:
+            continue
+        out.append({
+            **site,
+            "bytes_per_cycle": round(size / interpreter_cycles, 3),
+            "blocks_per_cycle": round(blocks / interpreter_cycles, 3),
+            "control_bytes_per_cycle": round(control_size / interpreter_cycles, 3),
+            "control_blocks_per_cycle": round(control_blocks / interpreter_cycles, 3),
+            "excess_bytes_per_cycle": round(excess_size, 3),
+            "excess_blocks_per_cycle": round(excess_blocks, 3),
+        })
+    out.sort(key=lambda s: (-s["excess_bytes_per_cycle"], -s["excess_blocks_per_cycle"]))
+    return out[:MAX_SITES]
+
+
+def _source_line(path: str, address: int) -> tuple[str | None, int | None]:
+    """file:line of `address` in `path` from its debug info, via addr2line
+    (binutils); (None, None) without debug info or without addr2line."""
+    key = (path, address)
+    if key not in _LINES:
+        _LINES[key] = _addr2line(path, address)
+    return _LINES[key]
+
+
+_LINES: dict[tuple[str, int], tuple[str | None, int | None]] = {}
+
+
+def _addr2line(path: str, address: int) -> tuple[str | None, int | None]:
+    tool = shutil.which("addr2line")
+    if not tool:
+        return None, None
+    try:
+        proc = subprocess.run([tool, "-e", path, f"{address:#x}"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    first = proc.stdout.strip().splitlines()[:1]
+    if proc.returncode != 0 or not first or first[0].startswith("??"):
+        return None, None
+    file, _, line = first[0].partition(":")
+    number = line.split()[0] if line else ""
+    return file, int(number) if number.isdigit() else None

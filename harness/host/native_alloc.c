@@ -1,0 +1,358 @@
+/* leak-harness host: the C allocator, counted for the whole process.
+ *
+ * The host executable defines malloc, calloc, realloc, reallocarray, free,
+ * posix_memalign, aligned_alloc, memalign, valloc and pvalloc.  A symbol of
+ * the executable comes first in the global lookup scope, so every shared
+ * object (libpython, extension modules, libc itself: glibc calls malloc &
+ * co. through interposable references, so its strdup, fopen, ... land here
+ * too) calls these.  They forward to glibc's own entry points (__libc_malloc
+ * & co., exported for this purpose), which need no dlsym and so no
+ * bootstrap allocator; the pointers handed out are glibc's own, so
+ * malloc_usable_size, mallinfo2 and malloc_trim keep working unchanged.
+ *
+ * What is recorded: each block's exact requested size and its caller, in a
+ * shadow map keyed by address (like host.c's map for PyMem blocks), and per
+ * caller the live blocks and bytes.  Not recorded: what the hooked PyMem
+ * domains hand to malloc (host.c counts those; lh_in_pymem_hook is raised
+ * around every call into the wrapped PyMem allocator), so pymalloc's large
+ * blocks and PyMem_RawMalloc are not counted twice.  free always untracks
+ * a block recorded here, whichever path frees it: CPython swaps in the
+ * default raw allocator for short stretches (some raw frees bypass the PyMem
+ * hook), and those frees still reach this free.
+ *
+ * Not built into the host the valgrind and memray backends run: memcheck
+ * replaces malloc in libc.so by its preload, so a malloc of the executable
+ * would win the lookup and memcheck would see only the __libc_* calls under
+ * it (or nothing, depending on which names it redirects); memray patches the
+ * GOT entries of malloc in every object and would record our forwarding
+ * calls as well as, or instead of, the program's.  A separate binary
+ * without this file keeps both tools exactly as they were.
+ *
+ * Threads: lock free.  A block's shadow entry is written by the thread that
+ * owns the address (after glibc returned it, before it goes back), sites
+ * are claimed by compare-and-swap, counts are atomic adds.  fork: no lock
+ * is ever held, so a child inherits consistent tables.
+ */
+#define _GNU_SOURCE
+#include "native_alloc.h"
+
+#include <errno.h>
+#include <link.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <unwind.h>
+
+extern void *__libc_malloc(size_t size);
+extern void *__libc_calloc(size_t nmemb, size_t size);
+extern void *__libc_realloc(void *ptr, size_t size);
+extern void __libc_free(void *ptr);
+extern void *__libc_memalign(size_t alignment, size_t size);
+extern void *__libc_valloc(size_t size);
+extern void *__libc_pvalloc(size_t size);
+
+_Thread_local int lh_in_pymem_hook;
+static _Thread_local int in_unwind;
+
+/* ---- sites: caller -> live blocks/bytes -------------------------------- */
+/* Open addressing on the return address; slot 0 is "caller not known /
+   table full".  8192 slots: a run of CPython with a few extensions has a
+   few hundred distinct callers of malloc. */
+#define SITE_BITS 13
+#define SITE_COUNT ((size_t)1 << SITE_BITS)
+_Static_assert(SITE_COUNT == LH_NATIVE_SITE_CAPACITY, "native_alloc.h states the table size");
+#define SITE_PROBES 64
+
+typedef struct {
+    _Atomic uintptr_t pc;
+    atomic_llong blocks;
+    atomic_llong bytes;
+} site_slot_t;
+
+static site_slot_t sites[SITE_COUNT];
+
+static unsigned site_of(uintptr_t pc) {
+    if (!pc) return 0;
+    size_t hash = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> (64 - SITE_BITS));
+    for (size_t probe = 0; probe < SITE_PROBES; probe++) {
+        size_t i = (hash + probe) & (SITE_COUNT - 1);
+        if (i == 0) continue;
+        uintptr_t seen = atomic_load_explicit(&sites[i].pc, memory_order_relaxed);
+        if (seen == pc) return (unsigned)i;
+        if (seen == 0) {
+            if (atomic_compare_exchange_strong(&sites[i].pc, &seen, pc)) return (unsigned)i;
+            if (seen == pc) return (unsigned)i; /* another thread claimed it for pc */
+        }
+    }
+    return 0;
+}
+
+/* ---- shadow map: address -> (size, site) ------------------------------- */
+/* glibc's blocks are 16-byte aligned (x86-64, arm64), so one 64-bit entry
+   per 16-byte granule below 2^47: (size << 14) | (site << 1) | 1, 0 when no
+   recorded block starts there.  Leaves of 2^20 entries (8 MiB reserved,
+   MAP_NORESERVE: resident only where blocks are) are made on first use. */
+#define ADDRESS_BITS 47
+#define GRANULE_BITS 4
+#define LEAF_BITS 20
+#define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
+#define TOP_ENTRIES ((size_t)1 << (ADDRESS_BITS - GRANULE_BITS - LEAF_BITS))
+#define SIZE_SHIFT (SITE_BITS + 1)
+
+typedef _Atomic uint64_t entry_t;
+static _Atomic(_Atomic(entry_t *) *) top;
+
+static void *reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* The entry of p; NULL when p is not a granule address below 2^47, or when
+   `create` is 0 and no leaf holds it yet (then nothing is recorded there). */
+static entry_t *entry_of(const void *ptr, int create) {
+    uintptr_t p = (uintptr_t)ptr;
+    if (__builtin_expect((p & ((1u << GRANULE_BITS) - 1)) || (p >> ADDRESS_BITS), 0)) return NULL;
+    _Atomic(entry_t *) *table = atomic_load_explicit(&top, memory_order_acquire);
+    if (__builtin_expect(!table, 0)) {
+        if (!create) return NULL;
+        _Atomic(entry_t *) *fresh = reserve(TOP_ENTRIES * sizeof(*fresh));
+        if (!fresh) return NULL; /* out of address space: the block goes unrecorded */
+        if (atomic_compare_exchange_strong(&top, &table, fresh)) table = fresh;
+        else munmap(fresh, TOP_ENTRIES * sizeof(*fresh));
+    }
+    size_t granule = p >> GRANULE_BITS;
+    _Atomic(entry_t *) *slot = &table[granule >> LEAF_BITS];
+    entry_t *leaf = atomic_load_explicit(slot, memory_order_acquire);
+    if (__builtin_expect(!leaf, 0)) {
+        if (!create) return NULL;
+        entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
+        if (!fresh) return NULL;
+        if (atomic_compare_exchange_strong(slot, &leaf, fresh)) leaf = fresh;
+        else munmap(fresh, LEAF_ENTRIES * sizeof(entry_t));
+    }
+    return &leaf[granule & (LEAF_ENTRIES - 1)];
+}
+
+static void count_entry(uint64_t entry, long long sign) {
+    site_slot_t *site = &sites[(entry >> 1) & (SITE_COUNT - 1)];
+    atomic_fetch_add_explicit(&site->blocks, sign, memory_order_relaxed);
+    atomic_fetch_add_explicit(&site->bytes, sign * (long long)(entry >> SIZE_SHIFT),
+                              memory_order_relaxed);
+}
+
+static void record(void *p, size_t size, uintptr_t caller) {
+    entry_t *slot = entry_of(p, 1);
+    if (!slot) return;
+    /* a stale entry: its block went back to glibc by a path that is not
+       ours (none is known; kept exact should one exist) */
+    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    if (__builtin_expect(old != 0, 0)) count_entry(old, -1);
+    uint64_t entry = ((uint64_t)size << SIZE_SHIFT) | ((uint64_t)site_of(caller) << 1) | 1u;
+    atomic_store_explicit(slot, entry, memory_order_relaxed);
+    count_entry(entry, +1);
+}
+
+/* Forgets p's block before it goes back to glibc (after that another
+   thread may own the address); returns its entry, 0 when unrecorded. */
+static uint64_t untrack(void *p) {
+    entry_t *slot = entry_of(p, 0);
+    if (!slot) return 0;
+    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    if (!old) return 0;
+    atomic_store_explicit(slot, 0, memory_order_relaxed);
+    count_entry(old, -1);
+    return old;
+}
+
+static void restore(void *p, uint64_t entry) {
+    entry_t *slot = entry_of(p, 1);
+    if (!slot) return;
+    atomic_store_explicit(slot, entry, memory_order_relaxed);
+    count_entry(entry, +1);
+}
+
+/* ---- who called: the first return address outside libc, ld.so, host --- */
+typedef struct {
+    uintptr_t start, end;
+} range_t;
+
+static range_t skipped[3]; /* the host's text, libc's, the dynamic loader's */
+static atomic_int ranges_ready;
+extern char __executable_start[], etext[];
+
+static int in_skipped(uintptr_t pc) {
+    for (int i = 0; i < 3; i++) {
+        if (pc >= skipped[i].start && pc < skipped[i].end) return 1;
+    }
+    return 0;
+}
+
+typedef struct {
+    uintptr_t found;
+    int frames_left;
+} walk_t;
+
+/* stops the walk at the first frame outside the skipped objects */
+static _Unwind_Reason_Code visit_frame(struct _Unwind_Context *context, void *arg) {
+    walk_t *walk = arg;
+    uintptr_t pc = (uintptr_t)_Unwind_GetIP(context);
+    if (pc && !in_skipped(pc)) {
+        walk->found = pc;
+        return _URC_NORMAL_STOP;
+    }
+    return --walk->frames_left > 0 ? _URC_NO_REASON : _URC_NORMAL_STOP;
+}
+
+/* Calls from libc (strdup, fopen, ...) and the host are made on someone
+   else's behalf: unwind to the first frame outside them, stopping there
+   (perf: a full 16-frame backtrace() was ~1% of a `pass` cycle, from the
+   libc calls CPython makes at each initialization).  The unwinder is
+   warmed at start-up and not re-entered (it may allocate). */
+static uintptr_t caller_of(uintptr_t ret) {
+    if (!atomic_load_explicit(&ranges_ready, memory_order_acquire) || !in_skipped(ret)) return ret;
+    if (in_unwind) return ret;
+    in_unwind = 1;
+    walk_t walk = {0, 16};
+    _Unwind_Backtrace(visit_frame, &walk);
+    in_unwind = 0;
+    return walk.found ? walk.found : ret;
+}
+
+static int find_ranges(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    uintptr_t loader_base = *(uintptr_t *)data;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    int which;
+    if (!strncmp(base, "libc.so", 7)) which = 1;
+    else if (loader_base && info->dlpi_addr == loader_base) which = 2;
+    else return 0;
+    uintptr_t lo = UINTPTR_MAX, hi = 0;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (start < lo) lo = start;
+        if (start + ph->p_memsz > hi) hi = start + ph->p_memsz;
+    }
+    if (hi) skipped[which] = (range_t){lo, hi};
+    return 0;
+}
+
+__attribute__((constructor)) static void native_alloc_start(void) {
+    skipped[0] = (range_t){(uintptr_t)__executable_start, (uintptr_t)etext};
+    uintptr_t loader_base = (uintptr_t)getauxval(AT_BASE);
+    dl_iterate_phdr(find_ranges, &loader_base);
+    /* the unwinder's first walk sets up its object lookup: now, not inside
+       an allocation */
+    walk_t walk = {0, 4};
+    in_unwind = 1;
+    _Unwind_Backtrace(visit_frame, &walk);
+    in_unwind = 0;
+    atomic_store_explicit(&ranges_ready, 1, memory_order_release);
+}
+
+/* ---- the interposed functions ------------------------------------------ */
+#define RETURN_ADDRESS() ((uintptr_t)__builtin_return_address(0))
+
+static inline void *took(void *p, size_t size, uintptr_t ret) {
+    if (p && !lh_in_pymem_hook) record(p, size, caller_of(ret));
+    return p;
+}
+
+void *malloc(size_t size) {
+    return took(__libc_malloc(size), size, RETURN_ADDRESS());
+}
+
+void *calloc(size_t nmemb, size_t size) {
+    /* glibc checks nmemb * size for overflow; on success it fits */
+    return took(__libc_calloc(nmemb, size), nmemb * size, RETURN_ADDRESS());
+}
+
+static void *realloc_from(void *ptr, size_t size, uintptr_t ret) {
+    if (!ptr) return took(__libc_realloc(NULL, size), size, ret);
+    uint64_t old = untrack(ptr);
+    void *p = __libc_realloc(ptr, size);
+    if (!p) {
+        /* size 0: glibc freed ptr; otherwise ptr is still there */
+        if (old && size != 0) restore(ptr, old);
+        return p;
+    }
+    /* a block recorded here stays recorded (unless it now belongs to a
+       PyMem domain); a block never recorded stays unseen */
+    if (old) return took(p, size, ret);
+    if (p != ptr) untrack(p); /* drop any stale entry at the new address */
+    return p;
+}
+
+void *realloc(void *ptr, size_t size) {
+    return realloc_from(ptr, size, RETURN_ADDRESS());
+}
+
+void *reallocarray(void *ptr, size_t nmemb, size_t size) {
+    size_t bytes;
+    if (__builtin_mul_overflow(nmemb, size, &bytes)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc_from(ptr, bytes, RETURN_ADDRESS());
+}
+
+void free(void *ptr) {
+    if (ptr) untrack(ptr);
+    __libc_free(ptr);
+}
+
+void *memalign(size_t alignment, size_t size) {
+    return took(__libc_memalign(alignment, size), size, RETURN_ADDRESS());
+}
+
+/* glibc 2.36's aligned_alloc is memalign itself (same address); forwarding
+   there keeps its behaviour for any alignment. */
+void *aligned_alloc(size_t alignment, size_t size) {
+    return took(__libc_memalign(alignment, size), size, RETURN_ADDRESS());
+}
+
+int posix_memalign(void **out, size_t alignment, size_t size) {
+    if (alignment % sizeof(void *) != 0 || (alignment & (alignment - 1)) != 0 || !alignment)
+        return EINVAL;
+    void *p = __libc_memalign(alignment, size);
+    if (!p) return ENOMEM;
+    *out = took(p, size, RETURN_ADDRESS());
+    return 0;
+}
+
+void *valloc(size_t size) {
+    return took(__libc_valloc(size), size, RETURN_ADDRESS());
+}
+
+void *pvalloc(size_t size) {
+    return took(__libc_pvalloc(size), size, RETURN_ADDRESS());
+}
+
+/* ---- what the host reads ------------------------------------------------- */
+void native_totals(long long *blocks, long long *bytes) {
+    long long b = 0, n = 0;
+    for (size_t i = 0; i < SITE_COUNT; i++) {
+        b += atomic_load_explicit(&sites[i].blocks, memory_order_relaxed);
+        n += atomic_load_explicit(&sites[i].bytes, memory_order_relaxed);
+    }
+    *blocks = b;
+    *bytes = n;
+}
+
+size_t native_sites(native_site_t *out, size_t max) {
+    size_t n = 0;
+    for (size_t i = 0; i < SITE_COUNT && n < max; i++) {
+        long long blocks = atomic_load_explicit(&sites[i].blocks, memory_order_relaxed);
+        long long bytes = atomic_load_explicit(&sites[i].bytes, memory_order_relaxed);
+        if (!blocks && !bytes) continue;
+        out[n++] = (native_site_t){atomic_load_explicit(&sites[i].pc, memory_order_relaxed),
+                                   blocks, bytes};
+    }
+    return n;
+}

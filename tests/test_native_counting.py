@@ -1,0 +1,199 @@
+"""Native memory (the C allocator) is counted and judged by the counters backend.
+
+The counting host interposes malloc & co. for the whole process
+(harness/host/native_alloc.c); `native_blocks`/`native_bytes` are judged
+like blocks/bytes against the `pass` control, and each growing caller
+becomes a `sites` entry naming its module.  Each native defect below sits
+beside its clean twin (tests/fixtures/ext):
+
+- lh_mallocleak: exec mallocs 4,096 bytes into module state, m_free forgets
+  them: +1 block, +4,096 bytes a cycle.
+- lh_strdupleak: exec keeps strdup(<55 bytes>) and calloc(512, sizeof(int));
+  m_free forgets both: +2 blocks, +2,103 bytes a cycle, allocated inside
+  libc on the module's behalf.
+- lh_nativecallleak: f() drops a 1,000-byte malloc: +1 block a call.
+The twins free in m_free (or in f), lh_oncecache keeps one malloc per
+process, and `import json` keeps nothing native per cycle: all clean.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.settings import RunSettings
+from harness.host.build import INTERPOSED, build_host
+from harness.result import Result
+from test_fixture_verdicts import assert_verdict
+
+CYCLES, WARMUP = 12, 3
+#: (module, code, native blocks per cycle, native bytes per cycle, function at the top site)
+NATIVE_LEAKS = [
+    ("lh_mallocleak", "import lh_mallocleak", 1, 4096, "exec_module"),
+    ("lh_strdupleak", "import lh_strdupleak", 2, 2048 + 55, "exec_module"),
+    ("lh_nativecallleak", "import lh_nativecallleak\nlh_nativecallleak.f()", 1, 1000, "f"),
+]
+CLEAN = [
+    ("lh_mallocclean", "import lh_mallocclean"),
+    ("lh_strdupclean", "import lh_strdupclean"),
+    ("lh_nativecallclean", "import lh_nativecallclean\nlh_nativecallclean.f()"),
+    ("lh_oncecache", "import lh_oncecache"),
+    ("json", "import json"),
+]
+
+
+def modes_of(python_id: str) -> list[str]:
+    # own-GIL subinterpreters exist from 3.12
+    isolated = ["subinterpreter"] if python_version_of(python_id) >= (3, 12) else []
+    return ["finalize", "legacy-subinterpreter", *isolated]
+
+
+def matrix(cases: list) -> list:
+    return [pytest.param(python_id, mode, *case, id=f"{case[0]}-{python_id}-{mode}")
+            for case in cases for python_id in PYTHON_IDS for mode in modes_of(python_id)]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def run_case(engine, fixture_modules_for):
+    def run(python_id: str, mode: str, module: str, code: str, **extra) -> Result:
+        built = fixture_modules_for(python_id)
+        settings = RunSettings(python=built.target.executable, mode=mode, backend="counters",
+                               cycles=CYCLES, warmup=WARMUP, timeout=90.0,
+                               pythonpath=(str(built.directory),), **extra)
+        return engine.run(Case(name=module, code=code, module=module), settings)
+
+    return run
+
+
+def assert_excess_is_case_minus_control(result: Result) -> None:
+    control = result.control["per_cycle"]
+    for key in ("native_blocks", "native_bytes"):
+        assert result.excess[key] == pytest.approx(result.per_cycle[key] - control[key], abs=1e-2)
+
+
+@pytest.mark.parametrize("python_id, mode, module, code, blocks, size, function",
+                         matrix(NATIVE_LEAKS))
+def test_native_leak_is_flagged_and_its_site_names_the_module(
+        run_case, python_id, mode, module, code, blocks, size, function):
+    result = run_case(python_id, mode, module, code)
+    assert_verdict(result, "leak")
+    assert {"native_blocks", "native_bytes"} <= set(result.evidence["triggered_by"]), result.message
+    assert_excess_is_case_minus_control(result)
+    # the allocations are the only native growth: the excess is their size
+    assert result.excess["native_blocks"] == pytest.approx(blocks, abs=0.25)
+    assert result.excess["native_bytes"] >= size - 64
+    assert result.excess["native_bytes"] == pytest.approx(size, abs=64)
+    top = result.sites[0]
+    assert top["kind"] == "native" and top["module"] == module, result.sites
+    assert top["function"] == function, top
+    assert f"/{module[3:]}.c:" in top["at"], top  # file:line from the fixture's debug info
+    # per caller, exact: each leaking call site's own blocks and bytes
+    assert sum(s["excess_blocks_per_cycle"] for s in result.sites if s["module"] == module) == blocks
+    assert sum(s["excess_bytes_per_cycle"] for s in result.sites if s["module"] == module) == size
+
+
+@pytest.mark.parametrize("python_id, mode, module, code", matrix(CLEAN))
+def test_native_twins_one_time_cache_and_json_are_clean(run_case, python_id, mode, module, code):
+    result = run_case(python_id, mode, module, code)
+    assert_verdict(result, "clean")
+    assert_excess_is_case_minus_control(result)
+    assert result.excess["native_blocks"] <= result.tolerance["native_blocks"]
+    assert result.excess["native_bytes"] <= result.tolerance["native_bytes"]
+    assert not [s for s in result.sites if s["module"] == module], result.sites
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+def test_strdup_made_by_libc_is_charged_to_the_extension(run_case, python_id):
+    result = run_case(python_id, "subinterpreter", "lh_strdupleak", "import lh_strdupleak")
+    assert_verdict(result, "leak")
+    by_size = {s["excess_bytes_per_cycle"]: s for s in result.sites}
+    # strdup's malloc is called inside libc: the walk goes on to the module
+    assert by_size[55]["module"] == "lh_strdupleak" and by_size[55]["function"] == "exec_module"
+    assert by_size[2048]["module"] == "lh_strdupleak"
+    assert by_size[55]["at"] != by_size[2048]["at"]  # two call sites, two lines
+
+
+@pytest.mark.parametrize("python_id, mode, module, code", [
+    pytest.param(python_id, mode, module, code, id=f"{module}-{python_id}-{mode}")
+    for python_id in ("3.11", "3.12", "3.13") for mode in ("finalize", "legacy-subinterpreter")
+    for module, code in (("lh_stateleak", "import lh_stateleak"),
+                         ("lh_callleak", "import lh_callleak\nlh_callleak.f()"))])
+@pytest.mark.parametrize("pythonmalloc", ["", "malloc"])
+def test_pymem_leaks_are_not_counted_twice_as_native(run_case, monkeypatch, python_id, mode,
+                                                     module, code, pythonmalloc):
+    # PYTHONMALLOC=malloc sends every PyMem block to malloc: the hook counts
+    # them, the interposer must not
+    if pythonmalloc:
+        monkeypatch.setenv("PYTHONMALLOC", pythonmalloc)
+    else:
+        monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    result = run_case(python_id, mode, module, code)
+    assert_verdict(result, "leak")
+    assert set(result.evidence["triggered_by"]) <= {"blocks", "bytes"}, result.message
+    assert result.excess["blocks"] >= 5
+    assert abs(result.excess["native_blocks"]) <= result.tolerance["native_blocks"]
+    assert abs(result.excess["native_bytes"]) <= result.tolerance["native_bytes"]
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+def test_native_call_leak_is_counted_exactly_by_parallel_threads(run_case, python_id):
+    result = run_case(python_id, "parallel", "lh_nativecallleak",
+                      "import lh_nativecallleak\nlh_nativecallleak.f()", threads=2)
+    assert_verdict(result, "leak")
+    # per interpreter cycle: each of the 2 threads dropped one block per round
+    assert result.excess["native_blocks"] == pytest.approx(1, abs=0.25)
+    assert result.sites[0]["module"] == "lh_nativecallleak"
+    assert result.sites[0]["excess_blocks_per_cycle"] == 1
+
+
+def _checker() -> str:
+    """The contract checker beside the clone (or beside the worktrees' parent)."""
+    for root in (REPO_ROOT.parent, REPO_ROOT.parent.parent):
+        candidate = root / "shared" / "contract" / "check_run_json.py"
+        if candidate.exists():
+            return str(candidate)
+    if in_ci():
+        pytest.fail("contract checker shared/contract/check_run_json.py missing beside the clone")
+    pytest.skip("contract checker shared/contract/check_run_json.py not present")
+
+
+def test_native_leak_result_meets_the_run_json_contract(run_case):
+    checker = _checker()
+    result = run_case("3.12", "finalize", "lh_mallocleak", "import lh_mallocleak")
+    text = json.dumps(result.to_json())
+    checked = subprocess.run([sys.executable, checker], input=text, capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout
+    report = json.loads(text)
+    assert report["verdict"] == "leak"
+    assert report["sites"][0]["module"] == "lh_mallocleak"
+    assert report["per_cycle"]["heap_in_use_bytes"] is not None  # mallinfo2, reported only
+    assert "heap_in_use_bytes" not in report["tolerance"]
+
+
+def _dynamic_functions(path: str) -> set[str]:
+    from elftools.elf.elffile import ELFFile
+    with open(path, "rb") as stream:
+        table = ELFFile(stream).get_section_by_name(".dynsym")
+        return {s.name for s in table.iter_symbols()
+                if s["st_info"]["type"] == "STT_FUNC" and s["st_shndx"] != "SHN_UNDEF"}
+
+
+def test_only_the_counting_host_defines_malloc(target_for):
+    # valgrind and memray get a host that leaves malloc to them
+    target = target_for("3.12")
+    assert set(INTERPOSED) <= _dynamic_functions(str(build_host(target)))
+    assert not set(INTERPOSED) & _dynamic_functions(str(build_host(target, native=False)))
+    assert os.path.basename(build_host(target, native=False)) != os.path.basename(build_host(target))
