@@ -317,3 +317,24 @@ def test_signature_skips_libc_and_keeps_three_functions():
                for name in ("_PyObject_Free", "dict_dealloc", "_datetime_exec", "deeper")]
     assert crash_stacks.signature(frames, "SIGABRT", "run") == \
         "_PyObject_Free ← dict_dealloc ← _datetime_exec"
+
+
+def test_allocator_wrappers_of_the_host_are_not_blamed_for_a_crash_in_free():
+    # 3.12.1, `import asyncio` in subinterpreter mode: glibc aborts in free()
+    # under the host's hook_free during CPython's final _PyTuple_Fini, and the
+    # bare host aborts the same way.  The wrappers only pass the call on:
+    # the signature and the blame are of what called them.
+    from harness.backends.crash_symbols import Frame
+
+    host = "/cache/hosts/host-3.12.1-native-0123abcd"
+    libc, libpython = "/usr/lib/x86_64-linux-gnu/libc.so.6", "/py/lib/libpython3.12.so.1.0"
+    frames = [Frame(1, libc, 1, "raise"), Frame(2, libc, 2, "abort"), Frame(3, libc, 3, "free"),
+              Frame(4, host, 4, "hook_free"), Frame(5, libpython, 5, "_PyObject_Free"),
+              Frame(6, host, 6, "hook_free"), Frame(7, libpython, 7, "_PyTuple_Fini"),
+              Frame(8, libpython, 8, "finalize_interp_clear")]
+    assert crash_stacks.signature(frames, "SIGABRT", "finalize") == (
+        "_PyObject_Free ← _PyTuple_Fini ← finalize_interp_clear")
+    assert crash_stacks.blamed_module(frames, [], None) == "cpython"
+    # a crash in the host's own bookkeeping is still the harness's
+    own = [Frame(1, libc, 1, "raise"), Frame(2, host, 2, "track_alloc"), Frame(3, host, 3, "hook_malloc")]
+    assert crash_stacks.blamed_module(own, [], "json") == crash_stacks.HARNESS

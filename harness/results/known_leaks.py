@@ -38,7 +38,7 @@ else:  # pragma: no cover - 3.10
 
 _FIELDS = {"module", "python", "mode", "backend", "verdicts", "debug", "triggered_by", "reason",
            "link"}
-_COUNTERS = ("blocks", "bytes", "refs")
+_COUNTERS = ("blocks", "bytes", "refs", "native_blocks", "native_bytes")
 
 
 class KnownLeaksError(HarnessError):

@@ -39,6 +39,20 @@ SIGNATURE_FRAMES = 3
 _HOST_BINARY = re.compile(r"^host-\d+\.\d+")
 #: `module` of a crash in the host's own code
 HARNESS = "leak-harness"
+#: the host's allocator wrappers only pass a call through to the allocator
+#: they wrap (host.c's PyMem hook, native_alloc.c's malloc & co.): a crash
+#: inside the allocator under them (glibc's "free(): invalid pointer") is the
+#: caller's, so they are left out of the signature and of the blame
+_FORWARDERS = frozenset({
+    "hook_malloc", "hook_calloc", "hook_realloc", "hook_free",
+    "malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
+    "aligned_alloc", "memalign", "valloc", "pvalloc",
+})
+
+
+def _forwarding(frame: Frame) -> bool:
+    return (frame.function in _FORWARDERS
+            and bool(_HOST_BINARY.match(object_name(frame.object_path) or "")))
 
 
 @dataclass
@@ -163,7 +177,7 @@ def signature(frames: list[Frame], signal_name: str | None, phase: str | None) -
     runs, address layouts and the module that happened to trigger the bug."""
     names = []
     for frame in frames:
-        if is_system_object(frame.object_path):
+        if is_system_object(frame.object_path) or _forwarding(frame):
             continue
         names.append(frame.function or f"?({object_name(frame.object_path) or '?'})")
         if len(names) == SIGNATURE_FRAMES:
@@ -179,6 +193,7 @@ def blamed_module(frames: list[Frame], python_stacks: list[dict[str, Any]],
     the first frame in an extension's shared object (or a PyInit_X), else
     the case's module, else the innermost Python file of the crashing
     thread, else cpython."""
+    frames = [f for f in frames if not _forwarding(f)]
     innermost = next((f for f in frames if not is_system_object(f.object_path)), None)
     if innermost is not None and _HOST_BINARY.match(object_name(innermost.object_path)):
         return HARNESS  # the host's own code crashed: never CPython's or the case's
