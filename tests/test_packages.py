@@ -250,7 +250,12 @@ def test_doctor_says_per_target_whether_memray_is_importable_there(target_for, t
 
 @pytest.mark.slow
 def test_a_real_pypi_extension_package_in_a_venv_is_found(target_for, tmp_path):
-    """msgpack (a Cython extension) from the package index, in a fresh venv."""
+    """msgpack (a Cython extension) from the package index, in a fresh venv.
+
+    Found without --site; and because Cython refuses a second interpreter in
+    one process ("Interpreter change detected") and msgpack then swallows the
+    ImportError and falls back to pure Python, the result is `unsupported`
+    naming the extension, not a measurement of the fallback."""
     base = target_for("3.12").executable
     try:
         python = make_venv(base, tmp_path / "v", "msgpack")
@@ -258,5 +263,7 @@ def test_a_real_pypi_extension_package_in_a_venv_is_found(target_for, tmp_path):
         missing(f"cannot install msgpack from the package index: {str(exc)[-200:]}")
     result = checked(run_json("-c", "import msgpack", "--module", "msgpack",
                               "--python", str(python), "--mode", "legacy-subinterpreter"))
-    assert result["verdict"] in ("leak", "clean"), result["message"]
+    assert result["verdict"] == "unsupported", result["message"]
+    assert "msgpack._cmsgpack in cycle 1 only" in result["message"]
+    assert "Interpreter change detected" in result["message"]
     assert result["distribution"]["name"] == "msgpack"

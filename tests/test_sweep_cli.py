@@ -135,9 +135,9 @@ def test_measured_durations_balance_shards_that_a_name_split_does_not():
 
 
 def test_durations_come_from_a_results_file(tmp_path):
-    lines = [{"schema": 1, "case": "import json", "verdict": "clean", "mode": "finalize", "wall_s": 0.4, "role": "case"},
-             {"schema": 1, "case": "import json", "verdict": "clean", "mode": "finalize", "wall_s": 0.6, "role": "case"},
-             {"schema": 1, "case": "(control: pass)", "verdict": "clean", "mode": "finalize", "wall_s": 9.0, "role": "control"}]
+    lines = [{"schema": 1, "case": "import json", "verdict": "clean", "python": {"version": "3.12.1"}, "mode": "finalize", "wall_s": 0.4, "role": "case"},
+             {"schema": 1, "case": "import json", "verdict": "clean", "python": {"version": "3.12.1"}, "mode": "finalize", "wall_s": 0.6, "role": "case"},
+             {"schema": 1, "case": "(control: pass)", "verdict": "clean", "python": {"version": "3.12.1"}, "mode": "finalize", "wall_s": 9.0, "role": "control"}]
     path = tmp_path / "results.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert durations_from([path]) == {("import json", "finalize"): 0.6}
