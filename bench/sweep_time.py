@@ -1,7 +1,7 @@
 """Wall time of a stdlib sweep (both default modes), against the bare-host floor.
 
     python bench/sweep_time.py [--python PY] [--jobs 2] [--cycles 20] [--warmup 5]
-                               [--quick | --modules N | --module NAME ...] [--json]
+                               [--quick | --modules N | --module NAME ...] [--explain B] [--json]
 
 The floor is the same `import NAME` cases run on the bare host (`bare-*`
 modes: no allocator hook, no counters, no controls, no probes, no result
@@ -79,7 +79,8 @@ def pass_reference_s(host: Path, modes: list[str], cycles: int, program: str,
     return sum(per_mode) * n_cases / jobs
 
 
-def sweep_s(target, cases: list[Case], modes: list[str], args) -> tuple[float, list[dict]]:
+def sweep_s(target, cases: list[Case], modes: list[str], args,
+            extra: tuple[str, ...] = ()) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "sweep.jsonl")
         argv = [sys.executable, "-m", "harness", "sweep", "--python", target.executable,
@@ -89,7 +90,7 @@ def sweep_s(target, cases: list[Case], modes: list[str], args) -> tuple[float, l
             argv += ["--mode", m]
         for case in cases:
             argv += ["--module", case.module]
-        argv += args.sweep_arg
+        argv += extra
         start = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        cwd=Path(__file__).resolve().parent.parent)
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="only N modules spread over the sorted names")
     parser.add_argument("--quick", action="store_true", help=f"--modules {QUICK_MODULES}")
     parser.add_argument("--module", action="append", default=[], help="only these modules")
-    parser.add_argument("--sweep-arg", action="append", default=[], metavar="ARG",
-                        help="passed on to `leak-harness sweep` (repeatable), e.g. --explain")
+    parser.add_argument("--explain", default=None, metavar="BACKEND",
+                        help="also run the sweep with --explain BACKEND and print its cost "
+                             "against the sweep alone")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
     target = target_python(args.python)
@@ -125,13 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     pass_ref_s = pass_reference_s(host, modes, total_cycles, target.sys_executable,
                                   len(cases), args.jobs)
     wall_s, rows = sweep_s(target, cases, modes, args)
+    explain_wall_s, explain_rows = (sweep_s(target, cases, modes, args, ("--explain", args.explain))
+                                    if args.explain else (None, []))
     case_rows = [r for r in rows if r.get("role") == "case"]
     verdicts = Counter((r["mode"], r["verdict"]) for r in case_rows)
     slowest = sorted(case_rows, key=lambda r: -r["wall_s"])[:5]
     figures = {
         "python": target.label, "modules": len(cases), "modes": modes,
         "cycles": args.cycles, "warmup": args.warmup, "jobs": args.jobs,
-        "sweep_args": args.sweep_arg,
         "sweep_wall_s": round(wall_s, 2), "floor_wall_s": round(floor_wall_s, 2),
         "overhead_ratio": round(wall_s / floor_wall_s, 3) if floor_wall_s else None,
         "overhead_target": TARGET_OVERHEAD,
@@ -142,17 +145,30 @@ def main(argv: list[str] | None = None) -> int:
         "slowest": [{"module": r["module"], "mode": r["mode"], "wall_s": r["wall_s"]} for r in slowest],
         "verdicts": {f"{m} {v}": n for (m, v), n in sorted(verdicts.items())},
     }
+    if args.explain:
+        explained = [r for r in explain_rows if "explained_by" in r.get("evidence", {})]
+        figures.update(
+            explain=args.explain, explain_wall_s=round(explain_wall_s, 2),
+            explain_ratio=round(explain_wall_s / wall_s, 3) if wall_s else None,
+            explained=len(explained),
+            same_verdicts=sorted((r["module"], r["mode"], r["verdict"]) for r in case_rows)
+            == sorted((r["module"], r["mode"], r["verdict"]) for r in explain_rows
+                      if r.get("role") == "case"))
     if args.json:
         print(json.dumps(figures, indent=1))
         return 0
     print(f"Python {target.label}: {len(cases)} modules x {len(modes)} modes "
           f"({', '.join(modes)}), {args.warmup}+{args.cycles} cycles, --jobs {args.jobs}"
-          + (f", sweep {' '.join(args.sweep_arg)}" if args.sweep_arg else ""))
+)
     ratio = figures["overhead_ratio"]
     print(f"sweep / bare-host floor   {ratio:.2f}x  (target <= {TARGET_OVERHEAD}: "
           f"{'met' if ratio is not None and ratio <= TARGET_OVERHEAD else 'NOT met'}); "
           f"sweep {wall_s:.1f} s, floor {floor_wall_s:.1f} s")
     print(f"sweep / `pass` reference  {figures['pass_reference_ratio']:.2f}x  ({pass_ref_s:.1f} s)")
+    if args.explain:
+        print(f"sweep --explain {args.explain} / sweep  {figures['explain_ratio']:.2f}x  "
+              f"({figures['explained']} leaks explained; verdicts "
+              f"{'equal' if figures['same_verdicts'] else 'DIFFER'})")
     if case_rows:
         print(f"median case               {figures['median_case_s']:.2f} s")
         print("slowest cases             " + ", ".join(

@@ -35,13 +35,15 @@ from ..verdict.ending import where_hint
 
 EXPLAIN_BACKENDS = ("memray", "valgrind", "tracemalloc", "auto")
 
-#: (warm-up, measured cycles) of an explaining run.  Measured on the
-#: fixtures (lh_mallocleak, lh_callleak, lh_pymemleak; 3.12.1, 3.13.0): the
-#: sites' module, top frame and per-cycle bytes at these counts equal a run
-#: of 5 + 20 cycles.  A tracing backend counts every block itself, so the
-#: series is exact and few cycles suffice; one warm-up keeps first-import
-#: caches out.  valgrind: its per-cycle leak checks are exact too, and each
-#: cycle costs ~40x a counted one.
+#: (warm-up, measured cycles) of an explaining run: the fewest cycles a run
+#: may have (4) after one warm-up.  Measured on the fixtures (lh_mallocleak,
+#: lh_callleak, lh_pymemleak): memray on 3.12.1 subinterpreters and
+#: tracemalloc on 3.13.0 give at 1+4 the same sites (module, top frame,
+#: excess bytes and blocks per cycle) as at 5+20; valgrind on 3.12.1
+#: finalize the same as at 3+10.  Without the warm-up valgrind called
+#: lh_mallocleak clean at 0+4: the first cycle's import is where its
+#: block is first kept.  A tracing backend counts each block itself, so the
+#: series is exact and a few cycles suffice.
 EXPLAIN_CYCLES: dict[str, tuple[int, int]] = {
     "memray": (1, 4),
     "tracemalloc": (1, 4),
@@ -73,6 +75,8 @@ def choose_backend(wanted: str, settings: RunSettings) -> tuple[str, str]:
     refusals: list[str] = []
     order = _AUTO_FINALIZE if settings.mode == "finalize" else _AUTO_SUBINTERPRETER
     candidates = order if wanted == "auto" else (wanted, *[b for b in order if b != wanted])
+    # the deciding backend's sites are already in the result
+    candidates = tuple(name for name in candidates if name != settings.backend)
     for name in candidates:
         try:
             get_backend(name).check(target, _explain_settings(settings, name))
