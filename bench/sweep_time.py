@@ -14,13 +14,16 @@ cost out, so its ratio says how much of the sweep is the modules plus
 counting.  `--modules N` (or `--quick`: 16) takes N modules spread evenly
 over the sorted names, so a short run still mixes small and large modules.
 Both sides run in the same invocation, floor first, so quote their ratio,
-not the seconds.  A benchmark, not a test: it always exits 0 when it ran.
+not the seconds; the CPU-time ratio (every host and the harness itself, from
+RUSAGE_CHILDREN) is the one a loaded machine disturbs least.  A benchmark, not a test: it always exits 0 when it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +42,15 @@ from harness.host.target import target_python  # noqa: E402
 
 QUICK_MODULES = 16
 TARGET_OVERHEAD = 1.15
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of every waited-for descendant so far: hosts and sweeps.
+
+    Other work on a shared machine inflates wall time at random, not the
+    CPU time the runs themselves use, so the CPU ratio is the steadier one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def spread(cases: list[Case], n: int | None) -> list[Case]:
@@ -123,10 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         cases = spread(all_cases, QUICK_MODULES if args.quick and args.modules is None else args.modules)
     host = build_host(target, native=False)
     total_cycles = args.cycles + args.warmup
+    cpu_before = children_cpu_s()
     floor_wall_s = floor_s(host, cases, modes, total_cycles, args.jobs, target.sys_executable)
+    floor_cpu_s = children_cpu_s() - cpu_before
     pass_ref_s = pass_reference_s(host, modes, total_cycles, target.sys_executable,
                                   len(cases), args.jobs)
+    cpu_before = children_cpu_s()
     wall_s, rows = sweep_s(target, cases, modes, args)
+    sweep_cpu_s = children_cpu_s() - cpu_before
     explain_wall_s, explain_rows = (sweep_s(target, cases, modes, args, ("--explain", args.explain))
                                     if args.explain else (None, []))
     case_rows = [r for r in rows if r.get("role") == "case"]
@@ -137,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         "cycles": args.cycles, "warmup": args.warmup, "jobs": args.jobs,
         "sweep_wall_s": round(wall_s, 2), "floor_wall_s": round(floor_wall_s, 2),
         "overhead_ratio": round(wall_s / floor_wall_s, 3) if floor_wall_s else None,
+        "sweep_cpu_s": round(sweep_cpu_s, 2), "floor_cpu_s": round(floor_cpu_s, 2),
+        "overhead_cpu_ratio": round(sweep_cpu_s / floor_cpu_s, 3) if floor_cpu_s else None,
         "overhead_target": TARGET_OVERHEAD,
+        "load_average": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count(),
         "pass_reference_s": round(pass_ref_s, 2),
         "pass_reference_ratio": round(wall_s / pass_ref_s, 3) if pass_ref_s else None,
         "results": len(case_rows),
@@ -164,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sweep / bare-host floor   {ratio:.2f}x  (target <= {TARGET_OVERHEAD}: "
           f"{'met' if ratio is not None and ratio <= TARGET_OVERHEAD else 'NOT met'}); "
           f"sweep {wall_s:.1f} s, floor {floor_wall_s:.1f} s")
+    print(f"  in CPU time             {figures['overhead_cpu_ratio']:.2f}x  "
+          f"(sweep {sweep_cpu_s:.1f} s, floor {floor_cpu_s:.1f} s; load {figures['load_average']})")
     print(f"sweep / `pass` reference  {figures['pass_reference_ratio']:.2f}x  ({pass_ref_s:.1f} s)")
     if args.explain:
         print(f"sweep --explain {args.explain} / sweep  {figures['explain_ratio']:.2f}x  "
