@@ -1,6 +1,6 @@
 """Cost of the tracemalloc and memray backends against counters, same case, one run.
 
-    python bench/backends.py [--python PY ...] [--case CODE] [--cycles N] [--warmup W] [--repeats R]
+    python bench/backends.py [--python PY ...] [--case CODE] [--cycles N] [--warmup W] [--repeats R] [--json]
 
 For each target Python, runs one case (default `import json`) through a whole
 `leak-harness run` — the case, its `pass` control and the extension-import
@@ -18,6 +18,7 @@ always exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 from pathlib import Path
@@ -69,7 +70,9 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
+    rows: list[dict] = []
     for python in args.python or default_pythons():
         target = target_python(python)
         mode = "subinterpreter" if target.version_info[:2] >= (3, 13) else "legacy-subinterpreter"
@@ -80,7 +83,14 @@ def main() -> int:
                     spent = one_run(python, mode, backend, args.case, args.cycles, args.warmup)
                     best[backend] = min(best.get(backend, spent), spent)
         except HarnessError as exc:
-            print(f"Python {target.version} {mode}: skipped: {exc}")
+            rows.append({"python": target.version, "mode": mode, "skipped": str(exc)})
+            if not args.json:
+                print(f"Python {target.version} {mode}: skipped: {exc}")
+            continue
+        rows.append({"python": target.version, "mode": mode,
+                     "cpu_s": {b: round(best[b], 3) for b in BACKENDS},
+                     "ratio_to_counters": {b: round(best[b] / best["counters"], 3) for b in BACKENDS}})
+        if args.json:
             continue
         print(f"Python {target.version}  {mode}  case {args.case!r}  "
               f"{args.warmup} warm-up + {args.cycles} cycles, case + control (+ the import probe for counters), "
@@ -91,6 +101,10 @@ def main() -> int:
                            f"{'met' if ratio <= TARGET_RATIO[backend] else 'NOT met'})"
                            if backend in TARGET_RATIO else "")
             print(f"  {backend:12s} {best[backend]:7.2f} s  {ratio:5.2f}x{target_note}")
+    if args.json:
+        print(json.dumps({"case": args.case, "cycles": args.cycles, "warmup": args.warmup,
+                          "repeats": args.repeats, "statistic": "minimum CPU s of the host processes",
+                          "target_ratio": TARGET_RATIO, "rows": rows}, indent=1))
     return 0
 
 

@@ -1,62 +1,98 @@
-"""Wall time of a full stdlib sweep (both default modes), against a bare loop.
+"""Wall time of a stdlib sweep (both default modes), against the bare-host floor.
 
-    python bench/sweep_time.py [--python PY] [--jobs 2] [--cycles 20]
+    python bench/sweep_time.py [--python PY] [--jobs 2] [--cycles 20] [--warmup 5]
+                               [--quick | --modules N | --module NAME ...] [--explain B] [--json]
 
-The bare reference is the host's `bare-*` loop of `pass` for the same number
-of cycles, once per case and mode, divided by the jobs: what the sweep would
-cost if every module were free to import and nothing were counted. The
-ratio says how much of the sweep is the modules themselves plus counting.
-Target (foundation issue): the sweep <= 3 minutes on a 2-core machine.
+The floor is the same `import NAME` cases run on the bare host (`bare-*`
+modes: no allocator hook, no counters, no controls, no probes, no result
+parsing), for the same warm-up + cycles, with the same number of jobs in
+parallel.  sweep / floor is then the harness's own overhead: orchestration,
+controls, probes, parsing and the hook; what the modules cost to import is
+in both.  The older `pass` reference (the bare loop of `pass` once per case
+and mode, divided by the jobs) is printed too: it leaves the modules' import
+cost out, so its ratio says how much of the sweep is the modules plus
+counting.  `--modules N` (or `--quick`: 16) takes N modules spread evenly
+over the sorted names, so a short run still mixes small and large modules.
+Both sides run in the same invocation, floor first, so quote their ratio,
+not the seconds; the CPU-time ratio (every host and the harness itself, from
+RUSAGE_CHILDREN) is the one a loaded machine disturbs least.  A benchmark, not a test: it always exits 0 when it ran.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.cases.model import stdlib_import_cases  # noqa: E402
+from harness.cases.model import Case, stdlib_import_cases  # noqa: E402
 from harness.host.build import build_host  # noqa: E402
 from harness.host.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
 from harness.host.target import target_python  # noqa: E402
 
+QUICK_MODULES = 16
+TARGET_OVERHEAD = 1.15
 
-def bare_cycle_s(host: Path, mode: str, cycles: int, program: str) -> float:
+
+def children_cpu_s() -> float:
+    """CPU seconds of every waited-for descendant so far: hosts and sweeps.
+
+    Other work on a shared machine inflates wall time at random, not the
+    CPU time the runs themselves use, so the CPU ratio is the steadier one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def spread(cases: list[Case], n: int | None) -> list[Case]:
+    """n cases evenly spaced over the sorted names (all of them for None)."""
+    ordered = sorted(cases, key=lambda c: c.name)
+    if n is None or n >= len(ordered):
+        return ordered
+    step = len(ordered) / n
+    return [ordered[int(i * step)] for i in range(n)]
+
+
+def bare_run_s(host: Path, mode: str, cycles: int, source: str, program: str) -> float:
+    """Wall seconds of one bare host run of `source`; its counters are thrown away."""
     with tempfile.NamedTemporaryFile("w", suffix=".py") as case:
-        case.write("pass\n")
+        case.write(source)
         case.flush()
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            subprocess.run([str(host), f"bare-{mode}", str(cycles), case.name, "2", program],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            best = min(best, time.perf_counter() - start)
-    return best
+        start = time.perf_counter()
+        subprocess.run([str(host), f"bare-{mode}", str(cycles), case.name, "2", program],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        return time.perf_counter() - start
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=None)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
-    target = target_python(args.python)
-    modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
-    cases, _ = stdlib_import_cases(target)
-    host = build_host(target)
-    total_cycles = args.cycles + args.warmup
-    bare_s = sum(bare_cycle_s(host, m, total_cycles, target.sys_executable) for m in modes)
-    bare_total_s = bare_s * len(cases) / args.jobs
+def floor_s(host: Path, cases: list[Case], modes: list[str], cycles: int, jobs: int,
+            program: str) -> float:
+    """Wall seconds of every (case, mode) on the bare host, `jobs` at a time."""
+    runs = [(case, mode) for mode in modes for case in cases]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(lambda r: bare_run_s(host, r[1], cycles, r[0].source_code, program), runs))
+    return time.perf_counter() - start
 
+
+def pass_reference_s(host: Path, modes: list[str], cycles: int, program: str,
+                     n_cases: int, jobs: int) -> float:
+    """The `pass` loop per mode (best of 3), times the cases, over the jobs."""
+    per_mode = [min(bare_run_s(host, m, cycles, "pass\n", program) for _ in range(3)) for m in modes]
+    return sum(per_mode) * n_cases / jobs
+
+
+def sweep_s(target, cases: list[Case], modes: list[str], args,
+            extra: tuple[str, ...] = ()) -> tuple[float, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp, "sweep.jsonl")
         argv = [sys.executable, "-m", "harness", "sweep", "--python", target.executable,
@@ -64,22 +100,100 @@ def main() -> int:
                 str(args.warmup), "--out", str(out)]
         for m in modes:
             argv += ["--mode", m]
+        for case in cases:
+            argv += ["--module", case.module]
+        argv += extra
         start = time.perf_counter()
         subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        cwd=Path(__file__).resolve().parent.parent)
         wall_s = time.perf_counter() - start
-        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return wall_s, rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", default=None)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--cycles", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--modules", type=int, default=None, metavar="N",
+                        help="only N modules spread over the sorted names")
+    parser.add_argument("--quick", action="store_true", help=f"--modules {QUICK_MODULES}")
+    parser.add_argument("--module", action="append", default=[], help="only these modules")
+    parser.add_argument("--explain", default=None, metavar="BACKEND",
+                        help="also run the sweep with --explain BACKEND and print its cost "
+                             "against the sweep alone")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    target = target_python(args.python)
+    modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
+    all_cases, _ = stdlib_import_cases(target)
+    if args.module:
+        cases = [c for c in all_cases if c.module in args.module]
+    else:
+        cases = spread(all_cases, QUICK_MODULES if args.quick and args.modules is None else args.modules)
+    host = build_host(target, native=False)
+    total_cycles = args.cycles + args.warmup
+    cpu_before = children_cpu_s()
+    floor_wall_s = floor_s(host, cases, modes, total_cycles, args.jobs, target.sys_executable)
+    floor_cpu_s = children_cpu_s() - cpu_before
+    pass_ref_s = pass_reference_s(host, modes, total_cycles, target.sys_executable,
+                                  len(cases), args.jobs)
+    cpu_before = children_cpu_s()
+    wall_s, rows = sweep_s(target, cases, modes, args)
+    sweep_cpu_s = children_cpu_s() - cpu_before
+    explain_wall_s, explain_rows = (sweep_s(target, cases, modes, args, ("--explain", args.explain))
+                                    if args.explain else (None, []))
     case_rows = [r for r in rows if r.get("role") == "case"]
     verdicts = Counter((r["mode"], r["verdict"]) for r in case_rows)
     slowest = sorted(case_rows, key=lambda r: -r["wall_s"])[:5]
+    figures = {
+        "python": target.label, "modules": len(cases), "modes": modes,
+        "cycles": args.cycles, "warmup": args.warmup, "jobs": args.jobs,
+        "sweep_wall_s": round(wall_s, 2), "floor_wall_s": round(floor_wall_s, 2),
+        "overhead_ratio": round(wall_s / floor_wall_s, 3) if floor_wall_s else None,
+        "sweep_cpu_s": round(sweep_cpu_s, 2), "floor_cpu_s": round(floor_cpu_s, 2),
+        "overhead_cpu_ratio": round(sweep_cpu_s / floor_cpu_s, 3) if floor_cpu_s else None,
+        "overhead_target": TARGET_OVERHEAD,
+        "load_average": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count(),
+        "pass_reference_s": round(pass_ref_s, 2),
+        "pass_reference_ratio": round(wall_s / pass_ref_s, 3) if pass_ref_s else None,
+        "results": len(case_rows),
+        "median_case_s": round(statistics.median(r["wall_s"] for r in case_rows), 3) if case_rows else None,
+        "slowest": [{"module": r["module"], "mode": r["mode"], "wall_s": r["wall_s"]} for r in slowest],
+        "verdicts": {f"{m} {v}": n for (m, v), n in sorted(verdicts.items())},
+    }
+    if args.explain:
+        explained = [r for r in explain_rows if "explained_by" in r.get("evidence", {})]
+        figures.update(
+            explain=args.explain, explain_wall_s=round(explain_wall_s, 2),
+            explain_ratio=round(explain_wall_s / wall_s, 3) if wall_s else None,
+            explained=len(explained),
+            same_verdicts=sorted((r["module"], r["mode"], r["verdict"]) for r in case_rows)
+            == sorted((r["module"], r["mode"], r["verdict"]) for r in explain_rows
+                      if r.get("role") == "case"))
+    if args.json:
+        print(json.dumps(figures, indent=1))
+        return 0
     print(f"Python {target.label}: {len(cases)} modules x {len(modes)} modes "
-          f"({', '.join(modes)}), {args.warmup}+{args.cycles} cycles, --jobs {args.jobs}")
-    print(f"sweep wall time      {wall_s:8.1f} s   (target <= 180 s: "
-          f"{'met' if wall_s <= 180 else 'NOT met'})")
-    print(f"bare-loop reference  {bare_total_s:8.1f} s   ratio {wall_s / bare_total_s:.2f}x")
-    print(f"median case          {statistics.median(r['wall_s'] for r in case_rows):8.2f} s")
-    print("slowest cases        " + ", ".join(
-        f"{r['module']}[{r['mode']}] {r['wall_s']:.1f}s" for r in slowest))
+          f"({', '.join(modes)}), {args.warmup}+{args.cycles} cycles, --jobs {args.jobs}"
+)
+    ratio = figures["overhead_ratio"]
+    print(f"sweep / bare-host floor   {ratio:.2f}x  (target <= {TARGET_OVERHEAD}: "
+          f"{'met' if ratio is not None and ratio <= TARGET_OVERHEAD else 'NOT met'}); "
+          f"sweep {wall_s:.1f} s, floor {floor_wall_s:.1f} s")
+    print(f"  in CPU time             {figures['overhead_cpu_ratio']:.2f}x  "
+          f"(sweep {sweep_cpu_s:.1f} s, floor {floor_cpu_s:.1f} s; load {figures['load_average']})")
+    print(f"sweep / `pass` reference  {figures['pass_reference_ratio']:.2f}x  ({pass_ref_s:.1f} s)")
+    if args.explain:
+        print(f"sweep --explain {args.explain} / sweep  {figures['explain_ratio']:.2f}x  "
+              f"({figures['explained']} leaks explained; verdicts "
+              f"{'equal' if figures['same_verdicts'] else 'DIFFER'})")
+    if case_rows:
+        print(f"median case               {figures['median_case_s']:.2f} s")
+        print("slowest cases             " + ", ".join(
+            f"{r['module']}[{r['mode']}] {r['wall_s']:.1f}s" for r in slowest))
     for (mode, verdict), n in sorted(verdicts.items()):
         print(f"  {mode:16s} {verdict:12s} {n}")
     return 0

@@ -1,6 +1,6 @@
 """Cost of the valgrind backend, and what CPython loses per finalize cycle under memcheck.
 
-    python bench/valgrind.py [--python PY ...] [--cycles N] [--module NAME]
+    python bench/valgrind.py [--python PY ...] [--cycles N] [--module NAME] [--json]
 
 For each target Python (default: the installed 3.12 and 3.13):
 
@@ -88,10 +88,12 @@ def per_cycle_ms(argv_for, cycles: int) -> float:
     return (full - base) / cycles
 
 
-def bench_python(python: str, cycles: int, module: str) -> None:
+def bench_python(python: str, cycles: int, module: str, say=print) -> dict:
+    """The figures of one Python (also printed through `say`)."""
     target = target_python(python)
     host = str(build_host(target))
-    print(f"Python {target.version} ({python})")
+    figures: dict = {"python": target.version, "module": module, "cycles": cycles}
+    say(f"Python {target.version} ({python})")
     with tempfile.TemporaryDirectory() as tmp:
         case_file = str(Path(tmp, "case.py"))
         Path(case_file).write_text("pass\n")
@@ -105,7 +107,9 @@ def bench_python(python: str, cycles: int, module: str) -> None:
         bare_ms = per_cycle_ms(bare, cycles * 4)
         vg_ms = per_cycle_ms(under_valgrind, cycles)
         ratio = vg_ms / bare_ms if bare_ms > 0 else float("nan")
-        print(f"  pass, finalize: bare host {bare_ms:.1f} ms/cycle, under memcheck {vg_ms:.0f} ms/cycle"
+        figures.update(bare_ms_per_cycle=round(bare_ms, 2), memcheck_ms_per_cycle=round(vg_ms, 1),
+                       slowdown=round(ratio, 2), slowdown_target=TARGET_SLOWDOWN)
+        say(f"  pass, finalize: bare host {bare_ms:.1f} ms/cycle, under memcheck {vg_ms:.0f} ms/cycle"
               f" -> slowdown {ratio:.1f}x (target <= {TARGET_SLOWDOWN:.0f}x)"
               f" {'ok' if ratio <= TARGET_SLOWDOWN else 'ABOVE TARGET'}")
 
@@ -113,7 +117,9 @@ def bench_python(python: str, cycles: int, module: str) -> None:
         _, samples = run_host(argv, env)
         lost = [float(s.get("vg_lost_bytes", 0)) for s in samples[1:]]
         blocks = [float(s.get("vg_lost_blocks", 0)) for s in samples[1:]]
-        print(f"  CPython's own loss per finalize cycle (`pass`, base suppressions only): "
+        figures.update(cpython_lost_bytes_per_cycle=theil_sen_slope(lost),
+                       cpython_lost_blocks_per_cycle=theil_sen_slope(blocks))
+        say(f"  CPython's own loss per finalize cycle (`pass`, base suppressions only): "
               f"{theil_sen_slope(lost):,.0f} bytes definitely lost (incl. indirect) in "
               f"{theil_sen_slope(blocks):,.0f} blocks")
 
@@ -125,9 +131,12 @@ def bench_python(python: str, cycles: int, module: str) -> None:
                                           cycles=4, warmup=1, timeout=1800))
         wall = time.monotonic() - started
         runs = "1 + 4 cycles" if method == "client-requests" else "2 and 1 + 4 cycles"
-        print(f"  one module (import {module}), {method} ({runs}; case, control, probe): "
+        figures[f"module_wall_s_{method.replace('-', '_')}"] = round(wall, 2)
+        figures[f"module_verdict_{method.replace('-', '_')}"] = result.verdict
+        say(f"  one module (import {module}), {method} ({runs}; case, control, probe): "
               f"{wall:.1f} s wall, verdict {result.verdict}")
     os.environ.pop(METHOD_ENV, None)
+    return figures
 
 
 def main() -> int:
@@ -135,12 +144,18 @@ def main() -> int:
     parser.add_argument("--python", action="append", default=[])
     parser.add_argument("--cycles", type=int, default=6, help="cycles under valgrind (default 6)")
     parser.add_argument("--module", default="json")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
+    say = (lambda *a, **k: None) if args.json else print
+    rows: list[dict] = []
     for python in args.python or release_pythons():
         try:
-            bench_python(python, args.cycles, args.module)
+            rows.append(bench_python(python, args.cycles, args.module, say))
         except Exception as exc:  # a benchmark reports, never fails
-            print(f"  {python}: {exc}")
+            rows.append({"python": python, "failed": str(exc)})
+            say(f"  {python}: {exc}")
+    if args.json:
+        print(json.dumps({"unit": "CPU ms per cycle, 1-cycle run subtracted", "rows": rows}, indent=1))
     return 0
 
 

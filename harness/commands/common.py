@@ -14,6 +14,7 @@ from ..cases.model import Case, check_control_code
 from ..settings import RunSettings
 from ..errors import HarnessError
 from ..host.modes import MODES
+from ..tools.explain import EXPLAIN_BACKENDS
 
 
 def make_console() -> Console:
@@ -59,6 +60,25 @@ def add_control_option(p: argparse.ArgumentParser) -> None:
                         "cycles), so the verdict is on what the case adds beyond it, e.g. "
                         "--control 'import ujson' to judge the calls, not the import; "
                         "beats a case file's `control`")
+
+
+def add_explain_option(p: argparse.ArgumentParser) -> None:
+    """--explain BACKEND: each leak is rerun with a tracing backend for its sites."""
+    p.add_argument("--explain", default=None, choices=EXPLAIN_BACKENDS,
+                   help="counters (or --backend) decide; each leak is then rerun briefly with "
+                        "this tracing backend and its sites join the result "
+                        "(evidence.explained_by); auto: valgrind for finalize, memray otherwise")
+
+
+def explaining(engine, args: argparse.Namespace):
+    """The engine, or one that explains each leak when --explain was given."""
+    wanted = getattr(args, "explain", None)
+    if wanted is None:
+        return engine
+    from ..tools.explain import ExplainingEngine, check_explain
+
+    check_explain(wanted, args.backend)
+    return ExplainingEngine(engine, wanted)
 
 
 def with_control(case: Case, args: argparse.Namespace) -> Case:

@@ -11,7 +11,8 @@ from ..cases.model import Case, code_case, import_case, read_source
 from ..host.target import target_python
 from ..engine import Engine
 from ..errors import CaseError
-from .common import add_control_option, add_run_options, make_console, settings_from_args, with_control
+from .common import (add_control_option, add_explain_option, add_run_options, explaining, make_console,
+                     settings_from_args, with_control)
 
 HELP = "run one case in one mode and judge it"
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--module", help="the module the case targets (for reports)")
     add_run_options(p)
     add_control_option(p)
+    add_explain_option(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(func=run)
 
@@ -65,7 +67,8 @@ def _checked(case_file: CaseFile, args: argparse.Namespace) -> Case:
 
 def run(args: argparse.Namespace) -> int:
     case = with_control(case_from_args(args), args)
-    result = Engine().run(case, settings_from_args(args, args.python, args.mode, case.cycles))
+    settings = settings_from_args(args, args.python, args.mode, case.cycles)
+    result = explaining(Engine(), args).run(case, settings)
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:

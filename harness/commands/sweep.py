@@ -13,7 +13,8 @@ from ..cases.packages import package_import_cases
 from ..errors import HarnessError
 from ..engine import Engine
 from ..host.modes import DEFAULT_SWEEP_MODES, MODES
-from .common import add_control_option, add_run_options, make_console, settings_from_args, with_control
+from .common import (add_control_option, add_explain_option, add_run_options, explaining, make_console,
+                     settings_from_args, with_control)
 
 HELP = "import every stdlib module (--scope packages: installed ones; --package DIST) in each mode"
 
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an earlier run's results (repeatable): --shard splits by their measured cost")
     add_run_options(p, sweep=True)
     add_control_option(p)
+    add_explain_option(p)
     p.set_defaults(func=run)
 
 
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for name in args.module:
         check_module_name(name)
     modes = args.mode or list(DEFAULT_SWEEP_MODES)
+    explaining(None, args)   # a bad --explain is refused before any work
     base = settings_from_args(args, None, modes[0])
     # --out next: a file that cannot be written is found before any work
     out = append_path(args.out)
@@ -84,7 +87,7 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
     jobs, skipped = plan(cases_for, pythons, modes, base, shard, durations)
     for line in skipped:
         console.print(f"[yellow]skipped[/] {line}", highlight=False)
-    engine = Engine()
+    engine = explaining(Engine(), args)
     with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"),
                   console=console, transient=True) as progress:

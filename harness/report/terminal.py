@@ -61,12 +61,23 @@ def render_result(result: Result, console: Console) -> None:
         console.print(table)
     if result.sites:
         console.print(sites_table(result.sites))
+    explained = result.evidence.get("explained_by")
+    if explained:
+        console.print(_explained_line(explained), markup=False, highlight=False)
     for error in getattr(result, "errors", None) or []:
         console.print(Text.assemble(("memcheck error ", "bold red"),
                                     f"{error.get('kind')} x{error.get('count', 1)} in "
                                     f"{error.get('module')}: {error.get('what', '')}"))
     if result.message:
         console.print(result.message, markup=False, highlight=False)
+
+
+def _explained_line(explained: dict) -> str:
+    """Who named the sites of a counters verdict (--explain), or why nobody could."""
+    if explained.get("error"):
+        return f"not explained ({explained.get('backend') or explained.get('wanted')}): {explained['error']}"
+    return (f"sites by {explained['backend']} ({explained['warmup']}+{explained['cycles']} cycles, "
+            f"{explained['wall_s']:.1f} s; {explained['why']}); the verdict is the counters'")
 
 
 def sites_table(sites: list[dict], limit: int = 8) -> Table:

@@ -1,0 +1,158 @@
+"""Explain only what leaks: counters decide, a tracing backend names the sites.
+
+`run`/`sweep --explain BACKEND`: every case is judged by its own backend
+(counters by default) at its own cycles.  Each `leak` is then run once more
+with the tracing backend (memray, valgrind or tracemalloc) at the fewest
+cycles that still give the same sites as a full tracing run (EXPLAIN_CYCLES,
+measured on the fixtures, see below), and that run's sites replace the
+counters' in the same result, with `evidence.explained_by` saying which
+backend, how many cycles, how long it took and why that backend.  The
+verdict is never changed: the explaining run's own verdict is evidence
+only, since it is judged at fewer cycles on other numbers.  Clean cases
+(and crashes, hangs, refusals) are not rerun, so a sweep where nothing
+leaks costs what the sweep alone costs.
+
+A backend that refuses the case's mode (memray and tracemalloc cannot
+measure finalize; tracemalloc aborts isolated subinterpreters on 3.12) is
+replaced by the one `auto` would choose there: valgrind for finalize,
+memray (else tracemalloc, else valgrind) for the subinterpreter modes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from ..backends import get_backend
+from ..cases.model import Case
+from ..engine import Engine
+from ..errors import HarnessError
+from ..host.target import target_python
+from ..result import Result
+from ..settings import RunSettings
+from ..verdict.ending import where_hint
+
+EXPLAIN_BACKENDS = ("memray", "valgrind", "tracemalloc", "auto")
+
+#: (warm-up, measured cycles) of an explaining run: the fewest cycles a run
+#: may have (4) after one warm-up.  Measured on the fixtures (lh_mallocleak,
+#: lh_callleak, lh_pymemleak): memray on 3.12.1 subinterpreters and
+#: tracemalloc on 3.13.0 give at 1+4 the same sites (module, top frame,
+#: excess bytes and blocks per cycle) as at 5+20; valgrind on 3.12.1
+#: finalize the same as at 3+10.  Without the warm-up valgrind called
+#: lh_mallocleak clean at 0+4: the first cycle's import is where its
+#: block is first kept.  A tracing backend counts each block itself, so the
+#: series is exact and a few cycles suffice.
+EXPLAIN_CYCLES: dict[str, tuple[int, int]] = {
+    "memray": (1, 4),
+    "tracemalloc": (1, 4),
+    "valgrind": (1, 4),
+}
+
+#: what `auto` tries, in order, per mode family
+_AUTO_FINALIZE = ("valgrind",)
+_AUTO_SUBINTERPRETER = ("memray", "tracemalloc", "valgrind")
+
+
+def check_explain(name: str | None, backend: str) -> None:
+    """--explain must name a tracing backend, other than the deciding one."""
+    if name is None:
+        return
+    if name not in EXPLAIN_BACKENDS:
+        raise HarnessError(f"--explain must be one of {', '.join(EXPLAIN_BACKENDS)} (got {name!r})")
+    if name == backend:
+        raise HarnessError(f"--explain {name} with --backend {name}: the run already has its sites")
+
+
+def choose_backend(wanted: str, settings: RunSettings) -> tuple[str, str]:
+    """(backend, why) for explaining a leak found under `settings`.
+
+    The wanted backend when it can measure this mode and target, else the
+    first of auto's list that can; HarnessError when none can.
+    """
+    target = target_python(settings.python)
+    refusals: list[str] = []
+    order = _AUTO_FINALIZE if settings.mode == "finalize" else _AUTO_SUBINTERPRETER
+    candidates = order if wanted == "auto" else (wanted, *[b for b in order if b != wanted])
+    # the deciding backend's sites are already in the result
+    candidates = tuple(name for name in candidates if name != settings.backend)
+    for name in candidates:
+        try:
+            get_backend(name).check(target, _explain_settings(settings, name))
+        except HarnessError as exc:
+            refusals.append(f"{name}: {exc}")
+            continue
+        if name == wanted:
+            why = f"--explain {wanted}"
+        elif wanted == "auto":
+            why = f"auto: {name} for {settings.mode} mode" + (
+                " (memray and tracemalloc cannot measure finalize)" if settings.mode == "finalize" else "")
+        else:
+            why = f"--explain {wanted} cannot measure this case; {name} instead"
+        if refusals:
+            why += " (refused: " + "; ".join(refusals) + ")"
+        return name, why
+    raise HarnessError("no tracing backend can explain this case: " + "; ".join(refusals))
+
+
+def _explain_settings(settings: RunSettings, backend: str) -> RunSettings:
+    warmup, cycles = EXPLAIN_CYCLES[backend]
+    # valgrind runs ~40x slower: the deciding run's timeout would kill it
+    timeout = settings.timeout * (20 if backend == "valgrind" else 2)
+    return replace(settings, backend=backend, warmup=warmup, cycles=cycles, timeout=timeout)
+
+
+def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
+            wanted: str) -> Result:
+    """`result` with the sites of a tracing run when its verdict is `leak`.
+
+    Adds evidence.explained_by; a tracing run that fails (no memray in the
+    target, a crash under valgrind) is said there and leaves the sites as
+    they were.  Never touches the verdict.
+    """
+    if result.verdict != "leak":
+        return result
+    start = time.monotonic()
+    explained: dict[str, Any] = {"wanted": wanted}
+    try:
+        backend, why = choose_backend(wanted, settings)
+        explained.update(backend=backend, why=why)
+        traced_settings = _explain_settings(settings, backend)
+        explained.update(warmup=traced_settings.warmup, cycles=traced_settings.cycles)
+        traced = engine.run(case, traced_settings)
+    except HarnessError as exc:
+        explained.update(error=str(exc), wall_s=round(time.monotonic() - start, 3))
+        result.evidence["explained_by"] = explained
+        return result
+    explained.update(wall_s=round(time.monotonic() - start, 3), verdict=traced.verdict)
+    if traced.sites:
+        if result.sites:
+            explained["replaced_sites"] = result.sites
+        result.sites = traced.sites
+        # the hint says how to find the sites: they are found
+        if result.message:
+            result.message = result.message.replace("; " + where_hint(result), "")
+    else:
+        explained["error"] = (f"the {backend} run gave no sites "
+                              f"({traced.verdict}: {traced.message or 'no message'})")
+    result.evidence["explained_by"] = explained
+    return result
+
+
+class ExplainingEngine:
+    """An Engine whose `run` explains each leak; everything else is the Engine's.
+
+    So the sweep's scheduler, which knows nothing of explaining, runs the
+    explaining pass inside the same job as the case it explains.
+    """
+
+    def __init__(self, engine: Engine, wanted: str) -> None:
+        self._engine = engine
+        self._wanted = wanted
+
+    def run(self, case: Case, settings: RunSettings) -> Result:
+        return explain(self._engine, case, self._engine.run(case, settings), settings, self._wanted)
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        return getattr(self._engine, name)

@@ -1,0 +1,207 @@
+"""--explain: counters decide, a short tracing run names the sites of each leak.
+
+Real hosts, real memray/valgrind, the fixture extensions: lh_mallocleak
+(4,096 bytes malloc'd into module state per cycle, from `exec_module`) and
+lh_callleak (10 calls a cycle, each stranding a tuple and 8 ints), each
+with its clean twin beside it.  The explained sites must equal those of a
+full tracing run of the same case (same module, same top frame / `at`), the
+verdict must be the deciding backend's, and a clean case must not be rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from fixtures.targets import REPO_ROOT, missing
+from harness.backends.memray_ import memray_location
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.errors import HarnessError
+from harness.settings import RunSettings
+from harness.tools.explain import EXPLAIN_CYCLES, ExplainingEngine, choose_backend
+
+CHECKER = next((d / "shared" / "contract" / "check_run_json.py" for d in REPO_ROOT.parents
+                if (d / "shared" / "contract" / "check_run_json.py").exists()),
+               REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
+CALLS = "for _ in range(10):\n    {m}.f()\n"
+
+
+@pytest.fixture(scope="module")
+def memray_target(target_for):
+    def get(python_id: str):
+        target = target_for(python_id)
+        try:
+            memray_location(target)
+        except HarnessError as exc:
+            missing(str(exc))
+        return target
+    return get
+
+
+def case_for(module: str, calls: bool) -> Case:
+    return Case(name=module, code=f"import {module}\n" + (CALLS.format(m=module) if calls else ""),
+                module=module)
+
+
+def top_frame(site: dict) -> tuple:
+    frame = site["top_stacks"][0]["frames"][0]
+    return site["module"], frame["function"], frame["where"]
+
+
+def sweep_json(target, fixtures, tmp_path, modules, mode, explain) -> dict[str, dict]:
+    """`leak-harness sweep --explain` through the CLI: {module: its case row}."""
+    out = tmp_path / f"sweep-{mode}.jsonl"
+    argv = [sys.executable, "-m", "harness", "sweep", "--python", target.executable, "--mode", mode,
+            "--jobs", "2", "--explain", explain, "--out", str(out)]
+    for module in modules:
+        argv += ["--module", module]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=1800, cwd=REPO_ROOT,
+                          env={**os.environ, "PYTHONPATH": str(fixtures.directory)})
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return {r["module"]: r for r in rows if r.get("role") == "case"}
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+def test_explained_malloc_leak_has_the_sites_of_a_full_memray_run(memray_target, fixture_modules_for,
+                                                                  tmp_path, python_id):
+    target = memray_target(python_id)
+    fixtures = fixture_modules_for(python_id)
+    rows = sweep_json(target, fixtures, tmp_path, ["lh_mallocleak", "lh_mallocclean"],
+                      "subinterpreter", "memray")
+    leak, clean = rows["lh_mallocleak"], rows["lh_mallocclean"]
+    assert leak["verdict"] == "leak" and leak["backend"] == "counters"
+    explained = leak["evidence"]["explained_by"]
+    assert explained["backend"] == "memray" and "error" not in explained, explained
+    assert (explained["warmup"], explained["cycles"]) == EXPLAIN_CYCLES["memray"]
+    assert explained["wall_s"] > 0
+    # a full memray run of the same case, at the default 5 + 20 cycles
+    full = Engine().run(case_for("lh_mallocleak", False), RunSettings(
+        python=target.executable, mode="subinterpreter", backend="memray",
+        pythonpath=(str(fixtures.directory),)))
+    assert full.verdict == "leak", full.message
+    assert top_frame(leak["sites"][0]) == top_frame(full.sites[0])
+    assert top_frame(leak["sites"][0])[:2] == ("lh_mallocleak", "exec_module")
+    assert leak["sites"][0]["excess_bytes_per_cycle"] == full.sites[0]["excess_bytes_per_cycle"] == 4096
+    # the clean twin: judged, never rerun
+    assert clean["verdict"] == "clean" and "explained_by" not in clean["evidence"]
+    # the counters' own hint to rerun under memray is gone: the sites are here
+    assert "rerun with --backend memray" not in (leak["message"] or "")
+
+
+def test_explained_call_leak_matches_full_memray_run_and_keeps_the_verdict(memray_target,
+                                                                            fixture_modules_for):
+    target = memray_target("3.12")
+    fixtures = fixture_modules_for("3.12")
+    settings = RunSettings(python=target.executable, mode="subinterpreter",
+                           pythonpath=(str(fixtures.directory),))
+    plain = Engine()
+    engine = ExplainingEngine(Engine(), "memray")
+    for module, verdict in (("lh_callleak", "leak"), ("lh_callclean", "clean")):
+        case = case_for(module, True)
+        decided = plain.run(case, settings)
+        explained = engine.run(case, settings)
+        assert decided.verdict == explained.verdict == verdict, explained.message
+        if verdict == "clean":
+            assert "explained_by" not in explained.evidence
+            continue
+        assert explained.evidence["explained_by"]["backend"] == "memray"
+        full = plain.run(case, RunSettings(python=target.executable, mode="subinterpreter",
+                                           backend="memray", pythonpath=(str(fixtures.directory),)))
+        assert [s["module"] for s in explained.sites][:1] == [s["module"] for s in full.sites][:1] \
+            == ["lh_callleak"]
+        assert top_frame(explained.sites[0]) == top_frame(full.sites[0])
+        assert explained.sites[0]["excess_blocks_per_cycle"] == full.sites[0]["excess_blocks_per_cycle"]
+
+
+def test_nothing_leaks_nothing_is_traced(fixture_modules_for, target_for):
+    """A clean case costs the sweep alone: no tracing control, no tracing run."""
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    inner = Engine()
+    engine = ExplainingEngine(inner, "memray")
+    settings = RunSettings(python=target.executable, mode="subinterpreter",
+                           pythonpath=(str(fixtures.directory),))
+    result = engine.run(case_for("lh_mallocclean", False), settings)
+    assert result.verdict == "clean" and "explained_by" not in result.evidence
+    # only the counters' own `pass` control was measured
+    assert inner.controls_measured == 1
+
+
+def test_finalize_is_explained_by_valgrind_with_the_reason(target_for):
+    if shutil.which("valgrind") is None:
+        missing("valgrind not installed (apt-get install valgrind)")
+    target = target_for("3.12")
+    finalize = RunSettings(python=target.executable, mode="finalize")
+    for wanted in ("memray", "tracemalloc", "auto"):
+        backend, why = choose_backend(wanted, finalize)
+        assert backend == "valgrind"
+        assert "finalize" in why
+    # tracemalloc aborts isolated subinterpreters on 3.12: auto's next choice, said why
+    isolated = RunSettings(python=target.executable, mode="subinterpreter")
+    backend, why = choose_backend("tracemalloc", isolated)
+    assert backend in ("memray", "valgrind") and "tracemalloc" in why
+    legacy = RunSettings(python=target.executable, mode="legacy-subinterpreter")
+    assert choose_backend("tracemalloc", legacy) == ("tracemalloc", "--explain tracemalloc")
+
+
+@pytest.mark.slow
+def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_modules_for, target_for,
+                                                                     tmp_path):
+    if shutil.which("valgrind") is None:
+        missing("valgrind not installed (apt-get install valgrind)")
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    rows = sweep_json(target, fixtures, tmp_path, ["lh_mallocleak", "lh_mallocclean"],
+                      "finalize", "auto")
+    leak, clean = rows["lh_mallocleak"], rows["lh_mallocclean"]
+    assert leak["verdict"] == "leak" and clean["verdict"] == "clean"
+    assert "explained_by" not in clean["evidence"]
+    explained = leak["evidence"]["explained_by"]
+    assert explained["backend"] == "valgrind" and "finalize" in explained["why"]
+    full = Engine().run(case_for("lh_mallocleak", False), RunSettings(
+        python=target.executable, mode="finalize", backend="valgrind", cycles=8, warmup=2,
+        timeout=1800, pythonpath=(str(fixtures.directory),)))
+    assert full.verdict == "leak", full.message
+    site, full_site = leak["sites"][0], full.sites[0]
+    assert (site["module"], site["at"]) == (full_site["module"], full_site["at"]) == \
+        ("lh_mallocleak", full_site["at"])
+    assert site["at"].startswith("mallocleak.c:")
+    assert site["bytes_per_cycle"] == full_site["bytes_per_cycle"] == 4096
+
+
+def test_explain_with_the_deciding_backend_is_one_line_exit_2(target_for):
+    target = target_for("3.12")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-c", "pass", "--python", target.executable,
+         "--mode", "subinterpreter", "--backend", "memray", "--explain", "memray"],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "--explain memray" in proc.stderr + proc.stdout
+
+
+def test_explained_result_follows_the_run_json_contract(memray_target, fixture_modules_for):
+    target = memray_target("3.13")
+    fixtures = fixture_modules_for("3.13")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "-c", "import lh_mallocleak", "--module",
+         "lh_mallocleak", "--python", target.executable, "--mode", "subinterpreter",
+         "--cycles", "8", "--warmup", "2", "--explain", "memray", "--json"],
+        capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(fixtures.directory)})
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["verdict"] == "leak" and result["backend"] == "counters"
+    assert result["evidence"]["explained_by"]["backend"] == "memray"
+    assert result["sites"][0]["module"] == "lh_mallocleak"
+    if not CHECKER.exists():
+        missing(f"the contract checker {CHECKER} is not present")
+    check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout
