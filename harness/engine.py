@@ -37,6 +37,7 @@ from .result import Result
 from .host.runner import TOKEN_FD, HostRun, run_host
 from .settings import RunSettings
 from .verdict.rule import judge
+from .verdict.deltas import per_cycle_deltas
 
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"
@@ -286,6 +287,8 @@ class Engine:
             "blocks": _round(interned["blocks"]), "bytes": _round(interned["bytes"]),
             "measured": interned["measured"]}
         result.tolerance = {k: _round(v) for k, v in judgement.tolerance.items()}
+        result.evidence["per_cycle_deltas"] = per_cycle_deltas(
+            case_series, control_series, case_run.samples, control.passed.samples, settings.warmup)
         result.evidence.update({
             "triggered_by": judgement.triggered_by,
             "excess_halves": {k: [_round(a), _round(b)] for k, (a, b) in judgement.halves.items()},

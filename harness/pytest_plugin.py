@@ -36,7 +36,9 @@ from .host.modes import MODES, mode_problem
 from .host.target import target_python
 from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
-from .report.pytest_text import failure_text, summary_lines
+from .report.pytest_text import failure_text, summary_lines, top_site
+from .pytest_cycles import CyclesPlugin, leaked
+from .pytest_cycles import _leak_cycles_target  # noqa: F401  (a fixture: found by name)
 
 WORKER_KEY = "leak_harness"
 DEFAULT_CASE_GLOBS = ("leak_*.toml", "cases/*.toml")
@@ -52,7 +54,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="lifecycle mode(s) to run (repeatable; default: each case's own, "
                          "finalize for leak_check)")
     group.addoption("--leak-backend", help="backend (default counters)")
-    group.addoption("--leak-cycles", help="measured cycles per case (default 20, or the case's)")
+    group.addoption("--leak-cycles", action="store_true", default=None,
+                    help="run each test function inside the host, in each --leak-mode (default "
+                         "finalize and subinterpreter), judged against importing its module")
+    group.addoption("--leak-cycle-count", help="measured cycles per case (default 20, or the case's)")
     group.addoption("--leak-warmup", help="warm-up cycles dropped first (default 5)")
     group.addoption("--leak-timeout", help="seconds per host process (default 120)")
     group.addoption("--no-leaks", action="store_true", default=None,
@@ -62,7 +67,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leak_python", "target interpreters (one per line)", type="linelist", default=[])
     parser.addini("leak_mode", "lifecycle modes (one per line)", type="linelist", default=[])
     parser.addini("leak_backend", "backend (default counters)", default="counters")
-    parser.addini("leak_cycles", "measured cycles per case", default="")
+    parser.addini("leak_cycles", "run every test inside interpreter cycles (true/false; "
+                  "a number is read as leak_cycle_count, its old meaning)", default="")
+    parser.addini("leak_cycle_count", "measured cycles per case", default="")
     parser.addini("leak_warmup", "warm-up cycles", default="5")
     parser.addini("leak_timeout", "seconds per host process", default="120")
     parser.addini("no_leaks", "apply no_leaks to every test", type="bool", default=False)
@@ -79,6 +86,7 @@ class LeakOptions:
     modes: tuple[str, ...]
     backend: str
     cycles: int | None
+    cycles_switch: bool
     warmup: int
     timeout: float
     no_leaks: bool
@@ -106,8 +114,11 @@ class LeakOptions:
             repeats = parse_repeats(str(pick("no_leaks_repeats")))
         except ValueError as exc:
             raise pytest.UsageError(f"--no-leaks-repeats: {exc}") from None
+        cycles_switch, count = _cycles_option(config)
+        if count is None:
+            count = number("leak_cycle_count", int)
         return cls(pythons=tuple(pick("leak_python")) or (None,), modes=modes,
-                   backend=str(pick("leak_backend")), cycles=number("leak_cycles", int),
+                   backend=str(pick("leak_backend")), cycles=count, cycles_switch=cycles_switch,
                    warmup=number("leak_warmup", int), timeout=number("leak_timeout", float),
                    no_leaks=bool(pick("no_leaks")), repeats=repeats,
                    case_globs=tuple(config.getini("leak_case_files")))
@@ -119,6 +130,20 @@ class LeakOptions:
                       pythonpath=import_dirs())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return RunSettings(**values)
+
+
+def _cycles_option(config: pytest.Config) -> tuple[bool, int | None]:
+    """(the --leak-cycles switch, a cycle count from the old numeric ini `leak_cycles`)."""
+    if config.getoption("leak_cycles"):
+        return True, None
+    text = str(config.getini("leak_cycles")).strip().lower()
+    if text.isdigit():
+        return False, int(text)
+    if text in ("", "0", "false", "no", "off"):
+        return False, None
+    if text in ("true", "yes", "on"):
+        return True, None
+    raise pytest.UsageError(f"leak_cycles: {text!r} is neither true/false nor a cycle count")
 
 
 def import_dirs() -> tuple[str, ...]:
@@ -178,9 +203,16 @@ class LeakSession:
                            ("-debug" if result.python.get("debug") else ""),
                            "mode": result.mode, "cycles": result.cycles, "verdict": result.verdict,
                            "blocks": excess.get("blocks"), "bytes": excess.get("bytes"),
-                           "refs": excess.get("refs")})
+                           "refs": excess.get("refs"), "site": top_site(result)})
 
     # -- hooks ----------------------------------------------------------------
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        # a leak stays a failure (counted, exit 1) but reads as one: L / LEAKED
+        if report.when == "call" and report.failed and not hasattr(report, "wasxfail") \
+                and leaked(report):
+            return "failed", "L", "LEAKED"
+        return None
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:   # an xdist worker: hand the rows to the controller
@@ -273,9 +305,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0, max_fds=0): "
         "run the test body warmup+repeats times in-process and fail it when refs (debug "
         "builds), allocated blocks or fds grow beyond the limits in every repetition")
+    config.addinivalue_line(
+        "markers", "leak_cycles(mode=None, cycles=None, control=None): run this test inside "
+        "interpreter cycles (as --leak-cycles does for every test); mode: one or a list")
+    config.addinivalue_line(
+        "markers", "known_leak(reason, link=None): under leak cycles a leak of this test is an "
+        "expected failure (xfail); one that stopped leaking fails as XPASS(strict)")
     session = LeakSession(config, LeakOptions.from_config(config))
     config.stash[STATE] = session
     config.pluginmanager.register(session, "leak_harness_session")
+    config.pluginmanager.register(CyclesPlugin(session), "leak_harness_cycles")
 
 
 # -- the fixture --------------------------------------------------------------
