@@ -9,6 +9,9 @@ JUnit properties and one summary table.  It holds no measuring logic.
 - marker `@pytest.mark.no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0,
   max_fds=0)` and `--no-leaks` (every test), `--no-leaks-repeats W:R`
 - case files (`cases/*.toml`, `leak_*.toml`) -> one item per (case, mode)
+  (pytest_casefiles.py)
+- `--leak-cycles` / `@pytest.mark.leak_cycles`: the project's own tests inside
+  interpreter cycles; `known_leak` (pytest_cycles.py)
 - pytest-xdist: one Engine (so one `pass` control per setting) per worker;
   each worker hands its rows to the controller through `workeroutput`.
 
@@ -17,23 +20,19 @@ JUnit properties and one summary table.  It holds no measuring logic.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .cases.catalog import CaseFile, load_case_file
 from .cases.model import Case, check_control_code, code_case
 from .engine import Engine
 from .settings import RunSettings
 from .errors import HarnessError, ModeUnavailableError
-from .host.modes import MODES, mode_problem
-from .host.target import target_python
+from .host.modes import MODES
 from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
 from .report.pytest_text import failure_text, summary_lines, top_site
@@ -407,88 +406,5 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-# -- case files ---------------------------------------------------------------
-def _is_case_file(path: Path, config: pytest.Config, globs: tuple[str, ...]) -> bool:
-    try:
-        relative = path.relative_to(config.rootpath).as_posix()
-    except ValueError:
-        relative = path.as_posix()
-    return any(fnmatch.fnmatch(path.name, g) if "/" not in g else fnmatch.fnmatch(relative, g)
-               for g in globs)
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix != ".toml":
-        return None
-    session = parent.config.stash[STATE]
-    if not _is_case_file(file_path, parent.config, session.options.case_globs):
-        return None
-    return CaseFileCollector.from_parent(parent, path=file_path)
-
-
-class CaseFileCollector(pytest.File):
-    """One case file: an item per (python, mode)."""
-
-    def collect(self):
-        try:
-            case_file = load_case_file(self.path)
-        except HarnessError as exc:
-            raise self.CollectError(str(exc)) from None
-        options = self.config.stash[STATE].options
-        for python in options.pythons:
-            label = ""
-            if len(options.pythons) > 1:
-                try:
-                    label = target_python(python).label + "-"
-                except HarnessError as exc:
-                    raise self.CollectError(f"--leak-python: {exc}") from None
-            for mode in case_file.modes_for(options.modes):
-                yield CaseItem.from_parent(self, name=f"{case_file.name}[{label}{mode}]",
-                                           case_file=case_file, python=python, mode=mode)
-
-
-class CaseRunError(Exception):
-    """The host crashed, timed out or the case raised: reported as an error, not a failure."""
-
-
-class CaseItem(pytest.Item):
-    """One case in one mode on one Python: fail on leak, error on crash, skip on unsupported."""
-
-    def __init__(self, *, case_file: CaseFile, python: str | None, mode: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.case_file = case_file
-        self.python = python
-        self.mode = mode
-        self.result: Result | None = None
-        # tags select with -k (as keywords, not markers: --strict-markers
-        # would reject every tag nobody registered)
-        self.extra_keyword_matches.update(case_file.case.tags)
-
-    def setup(self) -> None:
-        # Measuring happens here, so that a crash or an error is a setup ERROR
-        # and only a leak is a FAILED test.
-        session = self.config.stash[STATE]
-        try:
-            target = target_python(self.python)
-        except HarnessError as exc:
-            pytest.fail(f"leak-harness: {exc}", pytrace=False)
-        problem = mode_problem(self.mode, target) or self.case_file.requires.problem(target)
-        if problem:
-            pytest.skip(problem)
-        try:
-            settings = session.options.settings(self.python, self.mode, cycles=self.case_file.case.cycles)
-            self.result = session.engine.run(self.case_file.case, settings)
-        except HarnessError as exc:
-            pytest.fail(f"leak-harness: {exc}", pytrace=False)
-        session.record_result(self, self.result)
-        if self.result.verdict == "unsupported":
-            pytest.skip(self.result.message or "unsupported")
-        if self.result.verdict in ("crash", "timeout", "error"):
-            pytest.fail(failure_text(self.result), pytrace=False)
-
-    def runtest(self) -> None:
-        if self.result is not None and self.result.verdict == "leak":
-            pytest.fail(failure_text(self.result), pytrace=False)
-
-    def reportinfo(self):
-        return self.path, None, f"leak case {self.name}"
+# case files (cases/*.toml, leak_*.toml) -> one item per (python, mode)
+from .pytest_casefiles import pytest_collect_file  # noqa: E402,F401  (a hook: found by name)

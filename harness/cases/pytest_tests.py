@@ -75,8 +75,9 @@ def _import_code(call: TestCall) -> str:
         f"sys.modules[{call.module!r}] = _lh_module",
         "_lh_spec.loader.exec_module(_lh_module)",
     ]
-    if "tmp_path" in call.fixtures:   # imported by the control too: their cost cancels
-        lines.append("import pathlib, shutil, tempfile")
+    # what tmp_path needs, in every test's control: one control per module, not
+    # per fixture set (pytest imports them anyway, so this costs nothing)
+    lines.append("import pathlib, shutil, tempfile")
     return "\n".join(lines) + "\n"
 
 

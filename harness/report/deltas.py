@@ -25,12 +25,19 @@ def excess_per_cycle(result: Result, key: str = "blocks") -> str:
 
 
 def delta_lines(result: Result) -> list[str]:
-    """case / control / excess per cycle for blocks and bytes, and what CPython keeps (interned)."""
+    """Blocks of the case, the control and the excess per cycle (and what CPython keeps:
+    interned strings, discounted by the verdict, when any); the bytes' excess."""
+    found = result.evidence.get("per_cycle_deltas") or {}
     lines: list[str] = []
-    for key, entry in (result.evidence.get("per_cycle_deltas") or {}).items():
-        lines.append(f"{key} per cycle after the warm-up:")
-        for row in ("case", "control", "excess", "interned"):
-            if entry.get(row) is not None:
-                label = "interned (CPython keeps)" if row == "interned" else row
-                lines.append(f"  {label:24} {series_text(entry[row])}")
+    blocks, size = found.get("blocks"), found.get("bytes")
+    if blocks:
+        lines += ["per cycle after the warm-up, blocks:",
+                  f"  case     {series_text(blocks['case'])}",
+                  f"  control  {series_text(blocks['control'])}",
+                  f"  excess per cycle: {series_text(blocks['excess'])}"]
+        if any(blocks.get("interned") or ()):
+            lines.append(f"  of which interned strings CPython keeps (discounted): "
+                         f"{series_text(blocks['interned'])}")
+    if size:
+        lines.append(f"  bytes excess per cycle: {series_text(size['excess'])}")
     return lines

@@ -34,7 +34,8 @@ def summary_lines(rows: list[dict], controls_by_worker: dict[str, int]) -> list[
         lines.append("in-process rows: growth per repetition of the test body (no control)")
     if controls_by_worker:
         per = ", ".join(f"{w}: {n}" for w, n in sorted(controls_by_worker.items()))
-        lines.append(f"pass controls measured: {sum(controls_by_worker.values())} ({per})")
+        lines.append(f"controls measured (`pass`, and a chosen one such as a test module's import): "
+                     f"{sum(controls_by_worker.values())} ({per})")
     return lines
 
 
