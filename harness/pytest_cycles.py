@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from .cases.model import check_control_code
-from .cases.pytest_tests import TestCall, test_case, unsupported_reason
+from .cases.pytest_tests import TestCall, case_for_test, unsupported_reason
 from .errors import HarnessError
 from .host.modes import MODES, mode_problem
 from .host.target import target_python
@@ -128,7 +128,7 @@ class CyclesPlugin:
         try:
             if control is not None:
                 check_control_code(control, f"{item.nodeid}: leak_cycles(control=...)")
-            case = test_case(call, module=_module_under_test(item), control=control)
+            case = case_for_test(call, module=_module_under_test(item), control=control)
             settings = session.options.settings(python, mode, cycles=marked.get("cycles"))
             result = session.engine.run(case, settings)
         except HarnessError as exc:

@@ -26,6 +26,8 @@ _PLAIN_SCALARS = (type(None), bool, int, float, complex, str, bytes)
 class TestCall:
     """One test function (or method of a plain class) with its parameters."""
 
+    __test__ = False   # a name pytest would otherwise collect
+
     nodeid: str
     module: str                 # the name pytest imported the file under
     path: str                   # the file itself
@@ -92,7 +94,7 @@ def _call_code(call: TestCall) -> str:
             f"finally:\n    shutil.rmtree(_lh_tmp, ignore_errors=True)\n")
 
 
-def test_case(call: TestCall, module: str | None = None, control: str | None = None) -> Case:
+def case_for_test(call: TestCall, module: str | None = None, control: str | None = None) -> Case:
     """The case (import + call) with its control (import alone, or `control` after it)."""
     imported = _import_code(call)
     chosen = imported + (control.strip() + "\n" if control and control.strip() else "")
