@@ -113,9 +113,9 @@ class LeakOptions:
             repeats = parse_repeats(str(pick("no_leaks_repeats")))
         except ValueError as exc:
             raise pytest.UsageError(f"--no-leaks-repeats: {exc}") from None
-        cycles_switch, count = _cycles_option(config)
-        if count is None:
-            count = number("leak_cycle_count", int)
+        cycles_switch, old_count = _cycles_option(config)
+        count = number("leak_cycle_count", int)
+        count = old_count if count is None else count
         return cls(pythons=tuple(pick("leak_python")) or (None,), modes=modes,
                    backend=str(pick("leak_backend")), cycles=count, cycles_switch=cycles_switch,
                    warmup=number("leak_warmup", int), timeout=number("leak_timeout", float),
