@@ -20,6 +20,7 @@ import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from .backends import get_backend
@@ -37,6 +38,7 @@ from .result import Result
 from .host.runner import TOKEN_FD, HostRun, run_host
 from .settings import RunSettings
 from .verdict.rule import judge
+from .verdict.deltas import per_cycle_deltas
 
 PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
 _FD = "{out_fd}"
@@ -66,18 +68,22 @@ class Engine:
         self._guard = threading.Lock()
 
     # -- public -------------------------------------------------------------
-    def run(self, case: Case, settings: RunSettings) -> Result:
+    def run(self, case: Case, settings: RunSettings,
+            on_sample: Callable[[str, dict], None] | None = None) -> Result:
+        """`on_sample(role, sample)` sees each sample of the case ("case") and of
+        controls measured now ("control") as it arrives: the live cycle line."""
         target, backend = self._prepare(settings)
+        watch = (lambda role: (lambda sample: on_sample(role, sample))) if on_sample else (lambda role: None)
         host_kind, launcher = self._launcher(target, settings, backend)
         key = self._key(target, host_kind, settings)
         chosen = chosen_control(case)
 
         def controls() -> ControlRun:
-            passed = self._control(key, launcher, backend, settings)
+            passed = self._control(key, launcher, backend, settings, on_sample=watch("pass"))
             if chosen is None:
                 return passed
             own = self._control(self._key(target, host_kind, settings, chosen.code),
-                                launcher, backend, settings, chosen)
+                                launcher, backend, settings, chosen, on_sample=watch("control"))
             # the probe measures extension-import machinery over `pass`;
             # a chosen control that imports an extension already holds it
             return ControlRun(passed=own.passed, probe=passed.probe, case=chosen,
@@ -85,7 +91,7 @@ class Engine:
 
         with ThreadPoolExecutor(max_workers=1) as pool:
             control_future = pool.submit(controls)
-            case_run = launcher(case, settings, "case")
+            case_run = launcher(case, settings, "case", on_sample=watch("case"))
             control = control_future.result()
         result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
         if result.verdict in ("leak", "clean"):
@@ -165,7 +171,8 @@ class Engine:
 
         dumper = crash_stacks.traceback_dumper_offset(crash_stacks.libpython_of(target))
 
-        def launch(case: Case, s: RunSettings, role: str, total_cycles: int | None = None) -> HostRun:
+        def launch(case: Case, s: RunSettings, role: str, total_cycles: int | None = None,
+                   on_sample=None) -> HostRun:
             def argv_for(launch_spec, total_cycles: int) -> list[str]:
                 # role "bare": the same case without the hook (whose crash is it?)
                 mode = f"bare-{s.mode}" if role == "bare" else s.mode
@@ -186,7 +193,7 @@ class Engine:
                 argv += ["--warmup", str(s.warmup)]
                 return argv + launch_spec.host_args
             return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir],
-                                     total_cycles)
+                                     total_cycles, on_sample)
 
         return "c", launch
 
@@ -199,24 +206,24 @@ class Engine:
         if "python" not in backend.hosts:
             raise HarnessError(f"the {backend.name} backend needs the C host")
 
-        def launch(case: Case, s: RunSettings, role: str) -> HostRun:
+        def launch(case: Case, s: RunSettings, role: str, on_sample=None) -> HostRun:
             def argv_for(launch_spec, total_cycles: int) -> list[str]:
                 # -S -P, not -I: PYTHONPATH must reach the subinterpreters
                 return [*launch_spec.prefix, target.sys_executable, "-S", "-P", str(PYHOST_DRIVER),
                         "{case_file}", str(total_cycles), _FD, TOKEN_FD]
-            run = _run_backend_host(case, s, role, backend, target, argv_for, [])
+            run = _run_backend_host(case, s, role, backend, target, argv_for, [], None, on_sample)
             run.fallback_reason = why
             return run
 
         return launch
 
     def _control(self, key, launcher, backend: Backend, settings: RunSettings,
-                 control_case: Case = CONTROL) -> ControlRun:
+                 control_case: Case = CONTROL, on_sample=None) -> ControlRun:
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._controls:
-                passed = launcher(control_case, settings, "control")
+                passed = launcher(control_case, settings, "control", on_sample=on_sample)
                 probe = None
                 if (control_case is CONTROL and key[3] == "c"
                         and backend.wants_extension_probe):
@@ -286,6 +293,8 @@ class Engine:
             "blocks": _round(interned["blocks"]), "bytes": _round(interned["bytes"]),
             "measured": interned["measured"]}
         result.tolerance = {k: _round(v) for k, v in judgement.tolerance.items()}
+        result.evidence["per_cycle_deltas"] = per_cycle_deltas(
+            case_series, control_series, case_run.samples, control.passed.samples, settings.warmup)
         result.evidence.update({
             "triggered_by": judgement.triggered_by,
             "excess_halves": {k: [_round(a), _round(b)] for k, (a, b) in judgement.halves.items()},
@@ -406,7 +415,7 @@ def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:
 
 def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,
                       target: TargetPython, argv_for, extra_path: list[str],
-                      total_cycles: int | None = None) -> HostRun:
+                      total_cycles: int | None = None, on_sample=None) -> HostRun:
     """Write the case file, ask the backend how to launch, run, let it collect, clean up.
 
     A backend that measures by difference (valgrind without per-cycle leak
@@ -427,7 +436,7 @@ def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Bac
         env.update(spec.env)
         if not settings.site:
             argv = _give_search_path(argv, env, target, workdir)
-        run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor)
+        run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor, on_sample)
         run.artifacts = backend.collect(run, workdir, role, settings)
         if crash_file.exists() and crash_file.stat().st_size:
             run.crash_report = crash_file.read_text(errors="replace")

@@ -9,6 +9,9 @@ JUnit properties and one summary table.  It holds no measuring logic.
 - marker `@pytest.mark.no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0,
   max_fds=0)` and `--no-leaks` (every test), `--no-leaks-repeats W:R`
 - case files (`cases/*.toml`, `leak_*.toml`) -> one item per (case, mode)
+  (pytest_casefiles.py)
+- `--leak-cycles` / `@pytest.mark.leak_cycles`: the project's own tests inside
+  interpreter cycles; `known_leak` (pytest_cycles.py)
 - pytest-xdist: one Engine (so one `pass` control per setting) per worker;
   each worker hands its rows to the controller through `workeroutput`.
 
@@ -17,26 +20,24 @@ JUnit properties and one summary table.  It holds no measuring logic.
 
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .cases.catalog import CaseFile, load_case_file
 from .cases.model import Case, check_control_code, code_case
 from .engine import Engine
 from .settings import RunSettings
 from .errors import HarnessError, ModeUnavailableError
-from .host.modes import MODES, mode_problem
-from .host.target import target_python
+from .host.modes import MODES
 from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
-from .report.pytest_text import failure_text, summary_lines
+from .report.pytest_text import failure_text, summary_lines, top_site
+from .pytest_cycles import CyclesPlugin, leaked
+from .pytest_cycles import _leak_cycles_target  # noqa: F401  (a fixture: found by name)
 
 WORKER_KEY = "leak_harness"
 DEFAULT_CASE_GLOBS = ("leak_*.toml", "cases/*.toml")
@@ -52,7 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="lifecycle mode(s) to run (repeatable; default: each case's own, "
                          "finalize for leak_check)")
     group.addoption("--leak-backend", help="backend (default counters)")
-    group.addoption("--leak-cycles", help="measured cycles per case (default 20, or the case's)")
+    group.addoption("--leak-cycles", action="store_true", default=None,
+                    help="run each test function inside the host, in each --leak-mode (default "
+                         "finalize and subinterpreter), judged against importing its module")
+    group.addoption("--leak-cycle-count", help="measured cycles per case (default 20, or the case's)")
     group.addoption("--leak-warmup", help="warm-up cycles dropped first (default 5)")
     group.addoption("--leak-timeout", help="seconds per host process (default 120)")
     group.addoption("--no-leaks", action="store_true", default=None,
@@ -62,7 +66,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leak_python", "target interpreters (one per line)", type="linelist", default=[])
     parser.addini("leak_mode", "lifecycle modes (one per line)", type="linelist", default=[])
     parser.addini("leak_backend", "backend (default counters)", default="counters")
-    parser.addini("leak_cycles", "measured cycles per case", default="")
+    parser.addini("leak_cycles", "run every test inside interpreter cycles (true/false; "
+                  "a number is read as leak_cycle_count, its old meaning)", default="")
+    parser.addini("leak_cycle_count", "measured cycles per case", default="")
     parser.addini("leak_warmup", "warm-up cycles", default="5")
     parser.addini("leak_timeout", "seconds per host process", default="120")
     parser.addini("no_leaks", "apply no_leaks to every test", type="bool", default=False)
@@ -79,6 +85,7 @@ class LeakOptions:
     modes: tuple[str, ...]
     backend: str
     cycles: int | None
+    cycles_switch: bool
     warmup: int
     timeout: float
     no_leaks: bool
@@ -106,8 +113,11 @@ class LeakOptions:
             repeats = parse_repeats(str(pick("no_leaks_repeats")))
         except ValueError as exc:
             raise pytest.UsageError(f"--no-leaks-repeats: {exc}") from None
+        cycles_switch, old_count = _cycles_option(config)
+        count = number("leak_cycle_count", int)
+        count = old_count if count is None else count
         return cls(pythons=tuple(pick("leak_python")) or (None,), modes=modes,
-                   backend=str(pick("leak_backend")), cycles=number("leak_cycles", int),
+                   backend=str(pick("leak_backend")), cycles=count, cycles_switch=cycles_switch,
                    warmup=number("leak_warmup", int), timeout=number("leak_timeout", float),
                    no_leaks=bool(pick("no_leaks")), repeats=repeats,
                    case_globs=tuple(config.getini("leak_case_files")))
@@ -119,6 +129,20 @@ class LeakOptions:
                       pythonpath=import_dirs())
         values.update({k: v for k, v in overrides.items() if v is not None})
         return RunSettings(**values)
+
+
+def _cycles_option(config: pytest.Config) -> tuple[bool, int | None]:
+    """(the --leak-cycles switch, a cycle count from the old numeric ini `leak_cycles`)."""
+    if config.getoption("leak_cycles"):
+        return True, None
+    text = str(config.getini("leak_cycles")).strip().lower()
+    if text.isdigit():
+        return False, int(text)
+    if text in ("", "0", "false", "no", "off"):
+        return False, None
+    if text in ("true", "yes", "on"):
+        return True, None
+    raise pytest.UsageError(f"leak_cycles: {text!r} is neither true/false nor a cycle count")
 
 
 def import_dirs() -> tuple[str, ...]:
@@ -178,9 +202,16 @@ class LeakSession:
                            ("-debug" if result.python.get("debug") else ""),
                            "mode": result.mode, "cycles": result.cycles, "verdict": result.verdict,
                            "blocks": excess.get("blocks"), "bytes": excess.get("bytes"),
-                           "refs": excess.get("refs")})
+                           "refs": excess.get("refs"), "site": top_site(result)})
 
     # -- hooks ----------------------------------------------------------------
+    def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config):
+        # a leak stays a failure (counted, exit 1) but reads as one: L / LEAKED
+        if report.when == "call" and report.failed and not hasattr(report, "wasxfail") \
+                and leaked(report):
+            return "failed", "L", "LEAKED"
+        return None
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         workeroutput = getattr(self.config, "workeroutput", None)
         if workeroutput is not None:   # an xdist worker: hand the rows to the controller
@@ -273,9 +304,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0, max_fds=0): "
         "run the test body warmup+repeats times in-process and fail it when refs (debug "
         "builds), allocated blocks or fds grow beyond the limits in every repetition")
+    config.addinivalue_line(
+        "markers", "leak_cycles(mode=None, cycles=None, control=None): run this test inside "
+        "interpreter cycles (as --leak-cycles does for every test); mode: one or a list")
+    config.addinivalue_line(
+        "markers", "known_leak(reason, link=None): under leak cycles a leak of this test is an "
+        "expected failure (xfail); one that stopped leaking fails as XPASS(strict)")
     session = LeakSession(config, LeakOptions.from_config(config))
     config.stash[STATE] = session
     config.pluginmanager.register(session, "leak_harness_session")
+    config.pluginmanager.register(CyclesPlugin(session), "leak_harness_cycles")
 
 
 # -- the fixture --------------------------------------------------------------
@@ -368,88 +406,5 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
-# -- case files ---------------------------------------------------------------
-def _is_case_file(path: Path, config: pytest.Config, globs: tuple[str, ...]) -> bool:
-    try:
-        relative = path.relative_to(config.rootpath).as_posix()
-    except ValueError:
-        relative = path.as_posix()
-    return any(fnmatch.fnmatch(path.name, g) if "/" not in g else fnmatch.fnmatch(relative, g)
-               for g in globs)
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix != ".toml":
-        return None
-    session = parent.config.stash[STATE]
-    if not _is_case_file(file_path, parent.config, session.options.case_globs):
-        return None
-    return CaseFileCollector.from_parent(parent, path=file_path)
-
-
-class CaseFileCollector(pytest.File):
-    """One case file: an item per (python, mode)."""
-
-    def collect(self):
-        try:
-            case_file = load_case_file(self.path)
-        except HarnessError as exc:
-            raise self.CollectError(str(exc)) from None
-        options = self.config.stash[STATE].options
-        for python in options.pythons:
-            label = ""
-            if len(options.pythons) > 1:
-                try:
-                    label = target_python(python).label + "-"
-                except HarnessError as exc:
-                    raise self.CollectError(f"--leak-python: {exc}") from None
-            for mode in case_file.modes_for(options.modes):
-                yield CaseItem.from_parent(self, name=f"{case_file.name}[{label}{mode}]",
-                                           case_file=case_file, python=python, mode=mode)
-
-
-class CaseRunError(Exception):
-    """The host crashed, timed out or the case raised: reported as an error, not a failure."""
-
-
-class CaseItem(pytest.Item):
-    """One case in one mode on one Python: fail on leak, error on crash, skip on unsupported."""
-
-    def __init__(self, *, case_file: CaseFile, python: str | None, mode: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.case_file = case_file
-        self.python = python
-        self.mode = mode
-        self.result: Result | None = None
-        # tags select with -k (as keywords, not markers: --strict-markers
-        # would reject every tag nobody registered)
-        self.extra_keyword_matches.update(case_file.case.tags)
-
-    def setup(self) -> None:
-        # Measuring happens here, so that a crash or an error is a setup ERROR
-        # and only a leak is a FAILED test.
-        session = self.config.stash[STATE]
-        try:
-            target = target_python(self.python)
-        except HarnessError as exc:
-            pytest.fail(f"leak-harness: {exc}", pytrace=False)
-        problem = mode_problem(self.mode, target) or self.case_file.requires.problem(target)
-        if problem:
-            pytest.skip(problem)
-        try:
-            settings = session.options.settings(self.python, self.mode, cycles=self.case_file.case.cycles)
-            self.result = session.engine.run(self.case_file.case, settings)
-        except HarnessError as exc:
-            pytest.fail(f"leak-harness: {exc}", pytrace=False)
-        session.record_result(self, self.result)
-        if self.result.verdict == "unsupported":
-            pytest.skip(self.result.message or "unsupported")
-        if self.result.verdict in ("crash", "timeout", "error"):
-            pytest.fail(failure_text(self.result), pytrace=False)
-
-    def runtest(self) -> None:
-        if self.result is not None and self.result.verdict == "leak":
-            pytest.fail(failure_text(self.result), pytrace=False)
-
-    def reportinfo(self):
-        return self.path, None, f"leak case {self.name}"
+# case files (cases/*.toml, leak_*.toml) -> one item per (python, mode)
+from .pytest_casefiles import pytest_collect_file  # noqa: E402,F401  (a hook: found by name)

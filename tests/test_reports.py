@@ -160,8 +160,10 @@ def test_html_report_renders_tables_and_plots_in_chromium(reports, tmp_path):
     assert {row[0][1] for row in table_rows(dom, "problems-table")} == {"lh_crash"}
     assert "lh_singlephase" in {row[0][1] for row in table_rows(dom, "unsupported-table")}
     # a growth plot per leak (lh_initleak finalize; lh_stateleak in both modes), each an inline SVG
-    plots = re.findall(r'<figure class="growth-plot" data-module="([^"]+)"><svg', dom)
-    assert sorted(plots) == ["lh_initleak", "lh_stateleak", "lh_stateleak"]
+    plots = re.findall(r'<figure class="growth-plot" id="growth-(\d)" data-module="([^"]+)"><svg', dom)
+    assert sorted(module for _, module in plots) == ["lh_initleak", "lh_stateleak", "lh_stateleak"]
+    # each leak's verdict in the module table links to its plot
+    assert sorted(re.findall(r'<a href="#growth-(\d)"', dom)) == sorted(n for n, _ in plots)
     assert re.search(r'<figure class="bar-chart"><svg', dom)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "report-screenshot.png"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cases.catalog import CATALOG_DIR, CaseFile, find_case, load_case_file
@@ -68,7 +69,16 @@ def _checked(case_file: CaseFile, args: argparse.Namespace) -> Case:
 def run(args: argparse.Namespace) -> int:
     case = with_control(case_from_args(args), args)
     settings = settings_from_args(args, args.python, args.mode, case.cycles)
-    result = explaining(Engine(), args).run(case, settings)
+    live = None
+    if not args.json:
+        from ..report.live import CycleLine
+        chosen = case.control is not None and case.control.strip() not in ("", "pass")
+        live = CycleLine(sys.stdout, settings.warmup, settings.cycles, "control" if chosen else "pass")
+    try:
+        result = explaining(Engine(), args).run(case, settings, on_sample=live)
+    finally:
+        if live is not None:
+            live.finish()
     if args.json:
         print(json.dumps(result.to_json(), indent=1))
     else:

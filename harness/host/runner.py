@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import HarnessError
 
@@ -145,6 +145,7 @@ def run_host(
     out_fd_placeholder: str,
     env: dict[str, str],
     timeout_s: float,
+    on_sample: Callable[[dict], None] | None = None,
 ) -> HostRun:
     """Run `argv` (where `out_fd_placeholder` is replaced by the pipe's fd number).
 
@@ -159,6 +160,9 @@ def run_host(
     and puts in every line it writes: the case can write to the sample pipe
     (its fd is in argv) but cannot know the token, so its lines are dropped
     and counted (`forged_lines`).
+
+    `on_sample`, when given, sees each sample as it arrives (a live cycle
+    line); it must not raise.
     """
     read_fd, write_fd = os.pipe()
     output_read, output_write = os.pipe()
@@ -195,7 +199,7 @@ def run_host(
         os.close(output_write)
     tail = bytearray()
     try:
-        _read_events(proc, read_fd, output_read, run, started + timeout_s, tail)
+        _read_events(proc, read_fd, output_read, run, started + timeout_s, tail, on_sample)
     finally:
         exited_alone = (proc.poll() is not None and not run.stray_processes
                         and not _stopping.is_set())
@@ -245,7 +249,8 @@ def _drain(fd: int, tail: bytearray, limit_bytes: int = 1 << 24) -> None:
 
 
 def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: HostRun,
-                 deadline: float, tail: bytearray) -> None:
+                 deadline: float, tail: bytearray,
+                 on_sample: Callable[[dict], None] | None = None) -> None:
     selector = selectors.DefaultSelector()
     selector.register(read_fd, selectors.EVENT_READ, "events")
     selector.register(output_fd, selectors.EVENT_READ, "output")
@@ -276,7 +281,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: Host
                     pending += chunk
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
-                        _take_event(line, run)
+                        _take_event(line, run, on_sample)
             if run.stray_pids and _kill_strays(proc, run):
                 return
             if proc.poll() is not None:
@@ -288,7 +293,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: Host
                 except (BlockingIOError, OSError):
                     pass
                 for line in pending.split(b"\n"):
-                    _take_event(line, run)
+                    _take_event(line, run, on_sample)
                 return
     finally:
         selector.close()
@@ -374,7 +379,7 @@ def _kill_session(session: int) -> list[str]:
     return described
 
 
-def _take_event(line: bytes, run: HostRun) -> None:
+def _take_event(line: bytes, run: HostRun, on_sample: Callable[[dict], None] | None = None) -> None:
     if not line.strip():
         return
     try:
@@ -400,6 +405,8 @@ def _take_event(line: bytes, run: HostRun) -> None:
             run.extensions.setdefault(cycle, set()).update(m for m in modules if isinstance(m, str))
     elif kind == "sample":
         run.samples.append(event)
+        if on_sample is not None:
+            on_sample(event)
     elif kind == "error":
         run.error = event
     elif kind == "hook-error":

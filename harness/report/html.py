@@ -126,14 +126,18 @@ def _summary_table(cases: list[dict[str, Any]]) -> str:
     return _table("summary-table", columns, rows)
 
 
-def _module_table(cases: list[dict[str, Any]]) -> str:
+def _module_table(cases: list[dict[str, Any]], plotted: dict[int, int] | None = None) -> str:
+    """`plotted`: id(line) -> its growth plot's number, for the verdict to link to it."""
     rows = []
+    plotted = plotted or {}
     for line in ranked(cases):
         interned = (line.get("evidence") or {}).get("interned_strings_per_cycle")
         rows.append(
             f'<tr data-module="{escape(module_name(line))}">' + _text(row_label(line))
             + _text(python_label(line["python"])) + _text(line["mode"]) + _text(line["backend"])
-            + _verdict(line["verdict"])
+            + (_verdict(line["verdict"]) if id(line) not in plotted else
+               f'<td class="v-{escape(line["verdict"])}"><a href="#growth-{plotted[id(line)]}" '
+               f'title="per-cycle series">{escape(line["verdict"])}</a></td>')
             + _num(excess_of(line, "blocks"), fmt_number(excess_of(line, "blocks")))
             + _num(excess_of(line, "bytes"), fmt_bytes(excess_of(line, "bytes")))
             + _num(excess_of(line, "refs"), fmt_number(excess_of(line, "refs")))
@@ -194,7 +198,8 @@ def _growth_plots(results: ResultSet, leaking: list[dict[str, Any]]) -> list[str
                 f"{line['backend']}: {fmt_number(excess_of(line, 'blocks'))} blocks, "
                 f"{fmt_bytes(excess_of(line, 'bytes'))} per cycle over the control")
         body = svg if svg else "<p>(no per-cycle samples in these results)</p>"
-        parts.append(f'<figure class="growth-plot" data-module="{escape(module_name(line))}">'
+        parts.append(f'<figure class="growth-plot" id="growth-{number}" '
+                     f'data-module="{escape(module_name(line))}">'
                      f"{body}<figcaption>{escape(what)}</figcaption></figure>")
     if len(leaking) > MAX_GROWTH_PLOTS:
         parts.append(f"<p>{len(leaking) - MAX_GROWTH_PLOTS} smaller leaks not plotted.</p>")
@@ -217,7 +222,8 @@ def render_html(results: ResultSet, title: str = "leak-harness report") -> str:
     body.append(f'<figure class="bar-chart">{chart}</figure>' if chart else "<p>No leaks.</p>")
     body.append("</section>")
     body += ['<section id="modules"><h2>Per module: excess over the pass control, per cycle</h2>',
-             _module_table(cases), "</section>"]
+             _module_table(cases, {id(line): n for n, line in
+                                   enumerate(leaking[:MAX_GROWTH_PLOTS], 1)}), "</section>"]
     body += ["<section id=\"cpython\"><h2>CPython's own growth per cycle (pass control)</h2>",
              _control_table(results.control_lines()), "</section>"]
     if leaking:

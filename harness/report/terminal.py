@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..result import Result
+from .deltas import delta_lines
 from .numbers import fmt_bytes, fmt_number  # noqa: F401  (re-exported for old imports)
 
 VERDICT_STYLE = {
@@ -59,6 +60,8 @@ def render_result(result: Result, console: Console) -> None:
                 *([show(passed.get(key))] if chosen else []),
             )
         console.print(table)
+        for line in delta_lines(result):
+            console.print(line, markup=False, highlight=False)
     if result.sites:
         console.print(sites_table(result.sites))
     explained = result.evidence.get("explained_by")

@@ -151,8 +151,9 @@ class ExplainingEngine:
         self._engine = engine
         self._wanted = wanted
 
-    def run(self, case: Case, settings: RunSettings) -> Result:
-        return explain(self._engine, case, self._engine.run(case, settings), settings, self._wanted)
+    def run(self, case: Case, settings: RunSettings, on_sample=None) -> Result:
+        return explain(self._engine, case, self._engine.run(case, settings, on_sample=on_sample),
+                       settings, self._wanted)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         return getattr(self._engine, name)
