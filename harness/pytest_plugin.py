@@ -9,9 +9,9 @@ JUnit properties and one summary table.  It holds no measuring logic.
 - marker `@pytest.mark.no_leaks(warmup=3, repeats=6, max_blocks=0, max_refs=0,
   max_fds=0)` and `--no-leaks` (every test), `--no-leaks-repeats W:R`
 - case files (`cases/*.toml`, `leak_*.toml`) -> one item per (case, mode)
-  (pytest_casefiles.py)
+  (plugin/casefiles.py)
 - `--leak-cycles` / `@pytest.mark.leak_cycles`: the project's own tests inside
-  interpreter cycles; `known_leak` (pytest_cycles.py)
+  interpreter cycles; `known_leak` (plugin/cycles.py)
 - pytest-xdist: one Engine (so one `pass` control per setting) per worker;
   each worker hands its rows to the controller through `workeroutput`.
 
@@ -36,8 +36,8 @@ from .host.modes import MODES
 from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
 from .report.pytest_text import failure_text, summary_lines, top_site
-from .pytest_cycles import CyclesPlugin, leaked
-from .pytest_cycles import _leak_cycles_target  # noqa: F401  (a fixture: found by name)
+from .plugin.cycles import CyclesPlugin, leaked
+from .plugin.cycles import _leak_cycles_target  # noqa: F401  (a fixture: found by name)
 
 WORKER_KEY = "leak_harness"
 DEFAULT_CASE_GLOBS = ("leak_*.toml", "cases/*.toml")
@@ -407,4 +407,4 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 # case files (cases/*.toml, leak_*.toml) -> one item per (python, mode)
-from .pytest_casefiles import pytest_collect_file  # noqa: E402,F401  (a hook: found by name)
+from .plugin.casefiles import pytest_collect_file  # noqa: E402,F401  (a hook: found by name)

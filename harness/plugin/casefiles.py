@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from .cases.catalog import CaseFile, load_case_file
-from .errors import HarnessError
-from .host.modes import mode_problem
-from .host.target import target_python
-from .report.pytest_text import failure_text
-from .result import Result
+from ..cases.catalog import CaseFile, load_case_file
+from ..errors import HarnessError
+from ..host.modes import mode_problem
+from ..host.target import target_python
+from ..report.pytest_text import failure_text
+from ..result import Result
 
 
 def _session(config: pytest.Config) -> Any:

@@ -26,13 +26,13 @@ from typing import Any
 
 import pytest
 
-from .cases.model import check_control_code
-from .cases.pytest_tests import TestCall, case_for_test, unsupported_reason
-from .errors import HarnessError
-from .host.modes import MODES, mode_problem
-from .host.target import target_python
-from .report.pytest_text import failure_text
-from .result import Result
+from ..cases.model import check_control_code
+from ..cases.pytest_tests import TestCall, case_for_test, unsupported_reason
+from ..errors import HarnessError
+from ..host.modes import MODES, mode_problem
+from ..host.target import target_python
+from ..report.pytest_text import failure_text
+from ..result import Result
 
 #: the parameter that carries (python, mode) of one leak-cycles item
 PARAM = "_leak_cycles_target"
