@@ -164,3 +164,17 @@ def test_threadsanitizer_finds_no_race_of_the_hosts_own_in_parallel_mode(target_
         summary = run_tsan(target_for(python_id), cycles=3, threads=2)
         assert summary.samples == 4, (python_id, summary.returncode)  # cycle 0 to 3: it ran
         assert summary.clean, (python_id, HOST_FILES, summary.host_reports)
+
+
+@pytest.mark.parametrize("offset", ["0x1000junk", "-4096", ""])
+def test_a_malformed_traceback_dumper_offset_is_refused(target_for, tmp_path, offset):
+    """strtoul read "0x1000junk" as 0x1000 and "-4096" as a huge offset: on
+    a crash the handler would have called whatever code lies there."""
+    case = tmp_path / "case.py"
+    case.write_text("pass\n")
+    target = target_for("3.12")
+    proc = subprocess.run([str(build_host(target)), "finalize", "1", str(case), "1", target.sys_executable,
+                           "--crash-file", str(tmp_path / "crash"), "--traceback-dumper", offset],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--traceback-dumper must be an offset" in proc.stderr
