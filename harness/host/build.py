@@ -35,6 +35,15 @@ INTERPOSED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_mema
               "aligned_alloc", "memalign", "valloc", "pvalloc")
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
 PROBE_EXT_MODULE = "_leak_harness_probe"
+#: after the target's own flags: the host and the probe are kept free of
+#: these (tests/test_host_standard.py builds them with -Werror on every target)
+WARNING_FLAGS = ("-Wall", "-Wextra")
+#: a ThreadSanitizer build of the plain host, for bench/tsan.py and its slow
+#: test only, never for a measurement: it checks the host's own threads
+#: (the parallel mode's shadow-map and crash-report state).  Not for the
+#: counting host: TSan learns of heap blocks through its own malloc, which
+#: native_alloc.c's malloc would bypass.
+TSAN_FLAGS = ("-fsanitize=thread", "-g", "-O1")
 
 
 def cache_root() -> Path:
@@ -116,7 +125,7 @@ def embed_flags(target: TargetPython) -> tuple[list[str], list[str]]:
     if target.libdir:
         rpaths.append(f"-Wl,-rpath,{target.libdir}")
     # -O2 and our warnings after the target's flags, which may carry -Og
-    return cflags + ["-O2"], ldflags + rpaths + ["-ldl"]
+    return cflags + ["-O2", *WARNING_FLAGS], ldflags + rpaths + ["-ldl"]
 
 
 def _digest(*parts: str | bytes) -> str:
@@ -273,16 +282,22 @@ def _trusted(binary: Path, built_for: dict) -> bool:
     return True
 
 
-def build_host(target: TargetPython, native: bool = True) -> Path:
+def build_host(target: TargetPython, native: bool = True,
+               extra_flags: tuple[str, ...] = ()) -> Path:
     """Path of a host binary for `target`, compiling it on first use.
 
     `native`: with the C allocator counted (native_alloc.c interposes malloc
     & co. in the executable); False for the backends that replace malloc
     themselves (valgrind, memray), which must see the program's calls alone.
+    `extra_flags`: compiler flags after ours, for checking the host itself
+    (-Werror, TSAN_FLAGS); a host built with them has a cache slot of its own.
     A cached host needs no compiler: the key is what the binary depends on
     (interpreter, version, sources, flags), checked before looking for one.
     """
+    if native and "-fsanitize=thread" in extra_flags:
+        raise HostBuildError("a ThreadSanitizer host cannot count native blocks: build it with native=False")
     cflags, ldflags = embed_flags(target)
+    cflags = cflags + list(extra_flags)
     sources = [HOST_SOURCE, CRASH_REPORT_SOURCES[0]]
     if native:
         cflags = cflags + ["-DLH_NATIVE_COUNTING=1"]
@@ -319,7 +334,8 @@ def build_probe_extension(target: TargetPython) -> Path:
     with _slot_lock(library):
         if not _trusted(library, built_for):
             compiler = find_compiler()
-            argv = shlex.split(compiler) + cflags + ["-O2", "-shared", "-fPIC", str(PROBE_EXT_SOURCE)]
+            argv = (shlex.split(compiler) + cflags + ["-O2", *WARNING_FLAGS, "-shared", "-fPIC",
+                                                      str(PROBE_EXT_SOURCE)])
             compile_atomically(argv, library, f"probe extension for Python {target.label}", built_for)
     return directory
 

@@ -48,8 +48,13 @@ typedef const char *(*dump_threads_fn)(int fd, PyInterpreterState *interp,
 
 static int report_fd = -1;
 static dump_threads_fn dump_threads;
-static volatile sig_atomic_t current_phase = PHASE_START;
-static volatile sig_atomic_t current_cycle = 0;
+/* Written by every parallel worker, read by the handler: atomics (a
+   volatile sig_atomic_t is only safe for one thread and its handler, and
+   ThreadSanitizer reports the workers' stores as races), lock free so the
+   handler may read them, relaxed as nothing else is ordered by them. */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the signal handler reads these");
+static atomic_int current_phase = PHASE_START;
+static atomic_int current_cycle = 0;
 static atomic_flag writing = ATOMIC_FLAG_INIT; /* one crash record at a time */
 static int crash_in_hook; /* the test-only switch */
 
@@ -59,8 +64,10 @@ static const char *const PHASE_NAMES[] = {
     "start", "initialize", "run", "sample", "finalize", "end-interpreter",
 };
 
-void crash_report_phase(enum crash_phase phase) { current_phase = phase; }
-void crash_report_cycle(int cycle) { current_cycle = cycle; }
+void crash_report_phase(enum crash_phase phase) {
+    atomic_store_explicit(&current_phase, (int)phase, memory_order_relaxed);
+}
+void crash_report_cycle(int cycle) { atomic_store_explicit(&current_cycle, cycle, memory_order_relaxed); }
 
 void crash_report_hook_installed(void) {
     if (crash_in_hook) {
@@ -148,8 +155,8 @@ static void write_record(const char *event, int sig, siginfo_t *info, void *cont
     puts_(" ");
     puts_(signal_name(sig));
     puts_("\n");
-    put_line("cycle", (unsigned long)current_cycle, 10);
-    int phase = current_phase;
+    put_line("cycle", (unsigned long)atomic_load_explicit(&current_cycle, memory_order_relaxed), 10);
+    int phase = atomic_load_explicit(&current_phase, memory_order_relaxed);
     puts_("phase ");
     puts_(phase >= 0 && phase <= PHASE_END_INTERPRETER ? PHASE_NAMES[phase] : "?");
     puts_("\n");

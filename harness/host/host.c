@@ -14,24 +14,23 @@
  *         skip the allocator hook and the counters; bench/overhead.py compares
  *         against them)
  *
- * Cost of the hook (bench/overhead.py, CPU ms per cycle of `pass`, 2-CPU
- * machine shared with other jobs): 1.09-1.16x the bare loop on 3.10-3.13 in
- * every mode, down from 1.15-1.39x with the former hash table; the 1.05
- * target was not reached while counting MEM and OBJ exactly.  What is left:
- *   - the hook's call through alone, with no counting, 1.01-1.04x: one more
- *     indirect call on each of ~40k allocations and frees a cycle;
- *   - page faults on the shadow map below: 3.12 leaks its obmalloc arenas at
- *     each finalization and maps fresh ones, ~155 extra faults a cycle (perf
- *     stat, 11.2k vs 7.2k faults for 25 cycles), 2-3%;
- *   - a cache miss on the entry at each free, ~2-3% (perf annotate);
- *   - atomic adds to shared counters were ~1-2%; per-thread counters took it.
- * The spin lock of the hash table was not measurable; a bigger initial table
- * was slower (1<<20 slots: 1.6x), as every cache miss costs more.
+ * Where the hook's cost goes (bench/overhead.py, CPU time of a `pass` cycle
+ * against the bare-* loop: 1.09-1.16x on 3.10-3.13 in every mode):
+ *   - the indirect call through the hook on each of ~40k allocations and
+ *     frees a cycle, 1-4% with no counting at all;
+ *   - page faults on the shadow map: 3.12 leaks its obmalloc arenas at each
+ *     finalization and maps fresh ones, ~155 more faults a cycle, 2-3%;
+ *   - a cache miss on the block's entry at each free, 2-3% (perf annotate).
+ * Counts are per thread because atomic adds to shared counters cost 1-2%.
  *
  * Native counting (native_alloc.c, the counters' host only) adds about 3% of
  * a `pass` cycle on 3.12 (perf, cpu-clock samples): the shadow-map lookup at
  * each free (~1%), the unwinder for mallocs made inside libc (~0.8%: opendir,
  * fopen, setlocale by CPython at each initialization), the call through.
+ *
+ * Every CPython call is checked and every owned reference released: a leak
+ * of the host's own would be measured as the control's and hide a case's.
+ * Deprecated APIs are replaced per version behind PY_VERSION_HEX.
  */
 #define PY_SSIZE_T_CLEAN
 /* 3.12+ keep interned strings after an interpreter ends; the host reads the
@@ -93,11 +92,17 @@
  * resident, a quarter of the heap range in use.  3.12 leaks its arenas at
  * every finalization and maps new ones, so there this grows rss by about
  * 0.2 MB a cycle and page faults are much of what the hook costs.
+ * A direct map rather than a hash table: a hash's random index misses the
+ * cache on every lookup, and growing a table while blocks are live must
+ * not count them twice.
  * No lock: an address belongs to one thread from the allocator's return
- * to the free, so only that thread touches its entry.  The hash table
- * this replaced cost more in cache misses on its random index, and
- * double-counted every live block each time it grew (a jump of ~130k
- * obj_blocks in one cycle).
+ * to the free, so one thread at a time writes its entry.  But an entry
+ * outlives its block when an arena goes back wholesale (an interpreter's
+ * end frees its obmalloc arenas without freeing their blocks), and the
+ * next owner of the address may be another thread, ordered after the
+ * first only by munmap/mmap in the kernel: so entries are atomics,
+ * accessed relaxed (a plain mov on x86-64 and arm64; ThreadSanitizer
+ * reported these accesses as races while they were plain).
  */
 #define MAP_ADDRESS_BITS 48 /* user space of x86-64 and arm64 */
 #define LEAF_BITS 22
@@ -106,7 +111,8 @@
 #define HUGE_SIZE 0x3FFFFFFFu /* size field of blocks of 1 GiB or more */
 #define MAX_HUGE 64
 
-static _Atomic(uint32_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
+typedef _Atomic uint32_t entry_t;
+static _Atomic(entry_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
 
 /* Live counts per thread, summed when sampling: two atomic adds per block
    cost about 2% of a cycle.  A thread's record outlives it, so what it
@@ -141,15 +147,15 @@ static void *reserve(size_t bytes) {
 
 /* The entry of p; NULL for addresses no CPython allocator hands out (not
    8-aligned, or beyond MAP_ADDRESS_BITS), which then pass through untracked. */
-static uint32_t *entry_of(void *ptr) {
+static entry_t *entry_of(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     if (__builtin_expect(!p || (p & 7) || (p >> MAP_ADDRESS_BITS), 0)) return NULL;
     size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
-    uint32_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
+    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
     if (__builtin_expect(!leaf, 0)) {
-        uint32_t *fresh = reserve(LEAF_ENTRIES * sizeof(uint32_t));
+        entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
         if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) leaf = fresh;
-        else munmap(fresh, LEAF_ENTRIES * sizeof(uint32_t)); /* another thread's won */
+        else munmap(fresh, LEAF_ENTRIES * sizeof(entry_t)); /* another thread's won */
     }
     return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
 }
@@ -201,26 +207,29 @@ static void count(void *p, uint32_t entry, long long sign) {
 }
 
 static void track_alloc(void *p, size_t size, int domain) {
-    uint32_t *entry = entry_of(p);
+    entry_t *entry = entry_of(p);
     if (!entry) return;
     /* A stale entry: its memory was released wholesale (an arena freed at
        finalization) and handed out again. */
-    if (__builtin_expect(*entry != 0, 0)) count(p, *entry, -1);
+    uint32_t stale = atomic_load_explicit(entry, memory_order_relaxed);
+    if (__builtin_expect(stale != 0, 0)) count(p, stale, -1);
     if (__builtin_expect(size >= HUGE_SIZE, 0)) huge_size(p, size, 0);
-    *entry = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
-    count(p, *entry, +1);
+    uint32_t fresh = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
+    atomic_store_explicit(entry, fresh, memory_order_relaxed);
+    count(p, fresh, +1);
 }
 
 /* Forgets p's block, returning its size (through *size) and entry, 0 if
    untracked.  Called before the memory goes back to its allocator: after
    that another thread may already own the address and its entry. */
 static uint32_t untrack(void *p, size_t *size) {
-    uint32_t *entry = entry_of(p);
-    if (!entry || !*entry) return 0;
-    uint32_t old = *entry;
+    entry_t *entry = entry_of(p);
+    if (!entry) return 0;
+    uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
+    if (!old) return 0;
     *size = old >> 2;
     if (*size == HUGE_SIZE) *size = huge_size(p, 0, 0);
-    *entry = 0;
+    atomic_store_explicit(entry, 0, memory_order_relaxed);
     count(p, old, -1);
     return old;
 }
@@ -255,7 +264,7 @@ static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
 
 static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     hook_ctx_t *h = ctx;
-    size_t old_size;
+    size_t old_size = 0;
     uint32_t old = untrack(ptr, &old_size);
     NATIVE_ENTER_PYMEM();
     void *p = h->wrapped.realloc(h->wrapped.ctx, ptr, size);
@@ -602,38 +611,49 @@ static void write_event(const char *event, int cycle, const char *type, const ch
 
 static char *case_source;
 
-/* Formats the pending exception as CPython's traceback text; the harness
-   reads the type name and the text to tell `unsupported` from `error`. */
-static void report_event_exception(const char *event, int cycle) {
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    const char *type_name = type ? ((PyTypeObject *)type)->tp_name : "?";
-    PyObject *text = NULL;
+/* traceback.format_exception(exc) joined: CPython's own traceback text.
+   NULL (with an exception set) when formatting failed. */
+static PyObject *format_exception(PyObject *exc) {
     PyObject *mod = PyImport_ImportModule("traceback");
-    if (mod) {
-        PyObject *lines = PyObject_CallMethod(mod, "format_exception", "OOO",
-                                              type ? type : Py_None,
-                                              value ? value : Py_None,
-                                              tb ? tb : Py_None);
-        if (lines) {
-            PyObject *sep = PyUnicode_FromString("");
-            if (sep) {
-                text = PyUnicode_Join(sep, lines);
-                Py_DECREF(sep);
-            }
-            Py_DECREF(lines);
-        }
-        Py_DECREF(mod);
+    if (!mod) return NULL;
+    /* the one-argument form exists since 3.10, the oldest target */
+    PyObject *lines = PyObject_CallMethod(mod, "format_exception", "O", exc);
+    Py_DECREF(mod);
+    if (!lines) return NULL;
+    PyObject *sep = PyUnicode_FromString("");
+    PyObject *text = sep ? PyUnicode_Join(sep, lines) : NULL;
+    Py_XDECREF(sep);
+    Py_DECREF(lines);
+    return text;
+}
+
+/* Reports the pending exception (which it clears) as an `event` line with
+   its type name and traceback text; the harness reads both to tell
+   `unsupported` from `error`. */
+static void report_event_exception(const char *event, int cycle) {
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException(); /* normalized since 3.12 */
+#else
+    /* PyErr_Fetch/NormalizeException: deprecated in 3.12, the only way before */
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    /* format_exception(exc) reads exc.__traceback__, which Fetch leaves apart */
+    if (exc && tb && PyException_SetTraceback(exc, tb) < 0) PyErr_Clear();
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    const char *type_name = exc ? Py_TYPE(exc)->tp_name : "?";
+    PyObject *text = exc ? format_exception(exc) : NULL;
+    if (!text && exc) {
+        PyErr_Clear();
+        text = PyObject_Str(exc);
     }
-    if (!text && value) text = PyObject_Str(value);
     const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
     PyErr_Clear();
     write_event(event, cycle, type_name, utf8 ? utf8 : "(exception could not be formatted)");
     Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
+    Py_XDECREF(exc);
 }
 
 /* What CPython keeps of a cycle by design (3.12+): interned strings that
@@ -660,8 +680,8 @@ static uint32_t peek_entry(const void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
     if (!leaves || !p || (p & 7) || (p >> MAP_ADDRESS_BITS)) return 0;
     size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
-    uint32_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
-    return leaf ? __atomic_load_n(&leaf[(p >> 4) & (LEAF_ENTRIES - 1)], __ATOMIC_RELAXED) : 0;
+    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
+    return leaf ? atomic_load_explicit(&leaf[(p >> 4) & (LEAF_ENTRIES - 1)], memory_order_relaxed) : 0;
 }
 #endif
 
@@ -728,6 +748,23 @@ static void store_interned(interned_t before, interned_t after) {
     }
 }
 
+/* dict[key] as a new reference in *result: 1 found, 0 absent, -1 error
+   (set).  PyDict_GetItemString would lend it and swallow the error. */
+static int dict_get_ref(PyObject *dict, const char *key, PyObject **result) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyDict_GetItemStringRef(dict, key, result);
+#else
+    *result = NULL;
+    PyObject *name = PyUnicode_FromString(key);
+    if (!name) return -1;
+    PyObject *item = PyDict_GetItemWithError(dict, name); /* borrowed */
+    Py_DECREF(name);
+    if (!item) return PyErr_Occurred() ? -1 : 0;
+    *result = Py_NewRef(item);
+    return 1;
+#endif
+}
+
 /* One line a cycle naming the extension modules loaded in this
    interpreter, read before it ends: the entries of its module dict
    (PyImport_GetModuleDict, the interpreter's own: rebinding sys.modules
@@ -750,8 +787,10 @@ static void write_extensions(int cycle) {
             continue;
         }
         PyObject *module_dict = PyModule_GetDict(module); /* borrowed */
-        PyObject *file = module_dict ? PyDict_GetItemString(module_dict, "__file__") : NULL;
-        const char *utf8 = file ? PyUnicode_AsUTF8(name) : NULL;
+        PyObject *file = NULL;
+        int has_file = module_dict ? dict_get_ref(module_dict, "__file__", &file) : 0;
+        Py_XDECREF(file);
+        const char *utf8 = has_file > 0 ? PyUnicode_AsUTF8(name) : NULL;
         if (!utf8) {
             PyErr_Clear();
             continue;
@@ -771,23 +810,26 @@ static void report_exception(int cycle) { report_event_exception("error", cycle)
 static int run_case(int cycle) {
     crash_report_cycle(cycle);
     crash_report_phase(PHASE_RUN);
-    PyObject *main_mod = PyImport_AddModule("__main__"); /* borrowed */
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *main_mod = PyImport_AddModuleRef("__main__");
+#else
+    /* borrowed from sys.modules, which a case may clear: held as our own */
+    PyObject *main_mod = Py_XNewRef(PyImport_AddModule("__main__"));
+#endif
     if (!main_mod) {
         report_exception(cycle);
         return -1;
     }
-    PyObject *globals = PyModule_GetDict(main_mod);
+    PyObject *globals = PyModule_GetDict(main_mod); /* borrowed from main_mod */
     interned_t before = measure_interned();
     PyObject *result = PyRun_String(case_source, Py_file_input, globals, globals);
-    if (!result) {
-        report_exception(cycle);
-        write_extensions(cycle);
-        return -1;
-    }
-    Py_DECREF(result);
-    store_interned(before, measure_interned());
+    int failed = !result;
+    if (failed) report_exception(cycle);
+    else store_interned(before, measure_interned());
+    Py_XDECREF(result);
+    Py_DECREF(main_mod);
     write_extensions(cycle);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 static const char *program;
@@ -846,6 +888,10 @@ static int init_main_interpreter(int hooked) {
     /* -X dev and -X utf8 are pre-configuration: they must reach
        Py_PreInitialize, as argv, or PyConfig's copy comes too late */
     char **pre_argv = calloc((size_t)(2 * n_xoptions + 2), sizeof(char *));
+    if (!pre_argv) {
+        fprintf(stderr, "leak-harness host: out of memory for the pre-configuration\n");
+        return -1;
+    }
     int pre_argc = 0;
     pre_argv[pre_argc++] = (char *)program;
     for (int i = 0; i < n_xoptions; i++) {
@@ -982,34 +1028,73 @@ static void end_sub(PyThreadState *sub, PyThreadState *home, int isolated) {
    called with "start" before cycle 1, "after" after each cycle's sample
    and "end" after the last cycle.  What it does is the backend's policy. */
 static const char *main_hook_file;
-static PyObject *main_hook_fn;
+static PyObject *main_hook_fn; /* owned */
+
+/* The whole of `path` in *text, NUL-terminated (malloc'd, the caller frees
+   it): 0, or -1 with errno set.  A file shorter than ftell said (it changed
+   meanwhile) or unreadable is an error, not a shorter program. */
+static int read_whole_file(const char *path, char **text) {
+    *text = NULL;
+    errno = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+    char *buf = len >= 0 && fseek(f, 0, SEEK_SET) == 0 ? malloc((size_t)len + 1) : NULL;
+    int ok = buf && fread(buf, 1, (size_t)len, f) == (size_t)len && !ferror(f);
+    int saved_errno = errno ? errno : EIO; /* a short read sets none */
+    if (fclose(f) != 0) ok = 0;
+    if (!ok) {
+        free(buf);
+        errno = saved_errno;
+        return -1;
+    }
+    buf[len] = 0;
+    *text = buf;
+    return 0;
+}
 
 static int load_main_hook(void) {
     if (!main_hook_file) return 0;
-    FILE *f = fopen(main_hook_file, "rb");
-    if (!f) {
-        write_event("hook-error", 0, "OSError", "cannot open the --main-hook file");
+    char *text;
+    if (read_whole_file(main_hook_file, &text) < 0) {
+        char message[512];
+        snprintf(message, sizeof message, "cannot read the --main-hook file %s: %s",
+                 main_hook_file, strerror(errno));
+        write_event("hook-error", 0, "OSError", message);
         return -1;
     }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)len + 1);
-    size_t got = fread(text, 1, (size_t)len, f);
-    text[got] = 0;
-    fclose(f);
+    /* a namespace of its own, not __main__: the hook's names stay apart
+       from whatever the main interpreter's __main__ holds */
     PyObject *globals = PyDict_New();
-    PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins());
-    PyDict_SetItemString(globals, "__name__", PyUnicode_FromString("__leak_harness_hook__"));
-    PyObject *r = PyRun_String(text, Py_file_input, globals, globals);
+    PyObject *name = PyUnicode_FromString("__leak_harness_hook__");
+    PyObject *result = NULL;
+    if (globals && name && PyDict_SetItemString(globals, "__builtins__", PyEval_GetBuiltins()) == 0
+        && PyDict_SetItemString(globals, "__name__", name) == 0)
+        result = PyRun_String(text, Py_file_input, globals, globals);
     free(text);
-    if (r) main_hook_fn = PyDict_GetItemString(globals, "lh_event");
-    Py_XINCREF(main_hook_fn);
-    Py_XDECREF(r);
-    if (!main_hook_fn) {
+    Py_XDECREF(name);
+    int found = result ? dict_get_ref(globals, "lh_event", &main_hook_fn) : -1;
+    Py_XDECREF(result);
+    /* lh_event keeps its globals alive (its __globals__); ours goes */
+    Py_XDECREF(globals);
+    if (found <= 0) {
         if (PyErr_Occurred()) report_event_exception("hook-error", 0);
         else write_event("hook-error", 0, "NameError", "the --main-hook file defines no lh_event");
         return -1;
+    }
+    return 0;
+}
+
+/* Ends the main interpreter after the last cycle.  Py_FinalizeEx's -1
+   means buffered sys.stdout/stderr data could not be written: reported as
+   in the finalize loop. */
+static int finalize_main(int cycle) {
+    Py_CLEAR(main_hook_fn);
+    crash_report_phase(PHASE_FINALIZE);
+    if (Py_FinalizeEx() < 0) {
+        write_event("error", cycle, "FinalizeError", "Py_FinalizeEx() reported an error");
+        return 3;
     }
     return 0;
 }
@@ -1040,35 +1125,67 @@ static int loop_subinterpreters(int cycles, int hooked, int isolated) {
         if (call_main_hook("after", cycle) < 0) return 2;
     }
     if (call_main_hook("end", cycles) < 0) return 2;
-    Py_XDECREF(main_hook_fn);
-    main_hook_fn = NULL;
-    crash_report_phase(PHASE_FINALIZE);
-    Py_FinalizeEx();
-    return 0;
+    return finalize_main(cycles);
 }
 
 /* ---- parallel: N threads, each an own-GIL subinterpreter per cycle --
    Rounds are fenced by two barriers so the main thread samples while
    every worker is parked: cycle k's sample is taken after all N threads
    ended their k-th interpreter.  Each worker reports its progress, so a
-   hang (killed by the harness's timeout) shows each thread's last cycle. */
+   hang (killed by the harness's timeout) shows each thread's last cycle.
+   Own-GIL interpreters exist from 3.12 on; before, the mode is refused. */
+#if PY_VERSION_HEX >= 0x030C0000
 static pthread_barrier_t round_done, round_go;
 static atomic_int stop_all;
 static int parallel_cycles;
 static PyInterpreterState *main_interp;
 
+/* Workers wait at this gate until all of them exist: the barriers count
+   threads + 1, so one pthread_create failing would leave every started
+   worker, and the main thread, at the first barrier for good.  The gate
+   opens with 1 (go) or -1 (give up: the workers return at once).
+   pthread lock, wait and barrier calls on objects initialized here have
+   no error to report (POSIX lists none for them), so are not checked. */
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t start_cond = PTHREAD_COND_INITIALIZER;
+static int start_state; /* under start_lock */
+
+static int wait_at_gate(void) {
+    pthread_mutex_lock(&start_lock);
+    while (start_state == 0) pthread_cond_wait(&start_cond, &start_lock);
+    int go = start_state > 0;
+    pthread_mutex_unlock(&start_lock);
+    return go;
+}
+
+static void open_gate(int state) {
+    pthread_mutex_lock(&start_lock);
+    start_state = state;
+    pthread_cond_broadcast(&start_cond);
+    pthread_mutex_unlock(&start_lock);
+}
+
 static void *parallel_worker(void *arg) {
     int thread_index = (int)(intptr_t)arg;
+    if (!wait_at_gate()) return NULL;
     PyThreadState *home = PyThreadState_New(main_interp);
+    if (!home) {
+        fprintf(stderr, "leak-harness host: no thread state for parallel thread %d\n", thread_index);
+        atomic_store(&stop_all, 1);
+    }
+    /* a worker that cannot run still meets the others at each barrier of
+       the round, and all leave together after it */
     for (int cycle = 1; cycle <= parallel_cycles; cycle++) {
-        PyEval_RestoreThread(home);
         int failed = 1;
-        PyThreadState *sub = new_sub(cycle, 1);
-        if (sub) {
-            failed = run_case(cycle);
-            end_sub(sub, home, 1);
+        if (home) {
+            PyEval_RestoreThread(home);
+            PyThreadState *sub = new_sub(cycle, 1);
+            if (sub) {
+                failed = run_case(cycle);
+                end_sub(sub, home, 1);
+            }
+            PyEval_SaveThread();
         }
-        PyEval_SaveThread();
         if (failed) atomic_store(&stop_all, 1);
         flockfile(out);
         begin_line("progress");
@@ -1080,33 +1197,53 @@ static void *parallel_worker(void *arg) {
         pthread_barrier_wait(&round_go);
         if (atomic_load(&stop_all)) break;
     }
-    PyEval_RestoreThread(home);
-    PyThreadState_Clear(home);
-    PyThreadState_DeleteCurrent();
+    if (home) {
+        PyEval_RestoreThread(home);
+        PyThreadState_Clear(home);
+        PyThreadState_DeleteCurrent();
+    }
     return NULL;
 }
 
+static int init_barriers(unsigned parties) {
+    int err = pthread_barrier_init(&round_done, NULL, parties);
+    if (!err) {
+        err = pthread_barrier_init(&round_go, NULL, parties);
+        if (err) pthread_barrier_destroy(&round_done);
+    }
+    if (err) fprintf(stderr, "leak-harness host: pthread_barrier_init: %s\n", strerror(err));
+    return err ? -1 : 0;
+}
+
 static int loop_parallel(int cycles, int hooked, int threads) {
-#if PY_VERSION_HEX >= 0x030C0000
     if (threads < 1) threads = 1;
     if (init_main_interpreter(hooked) < 0) return 2;
     PyThreadState *main_tstate = PyThreadState_Get();
-    main_interp = main_tstate->interp;
+    main_interp = PyThreadState_GetInterpreter(main_tstate);
     if (hooked) write_sample(0, 1);
     if (load_main_hook() < 0 || call_main_hook("start", 0) < 0) return 2;
     parallel_cycles = cycles;
-    pthread_barrier_init(&round_done, NULL, (unsigned)threads + 1);
-    pthread_barrier_init(&round_go, NULL, (unsigned)threads + 1);
+    if (init_barriers((unsigned)threads + 1) < 0) return 2;
     pthread_t *workers = calloc((size_t)threads, sizeof(pthread_t));
-    PyEval_SaveThread();
-    for (int i = 0; i < threads; i++) {
-        pthread_create(&workers[i], NULL, parallel_worker, (void *)(intptr_t)i);
+    if (!workers) {
+        fprintf(stderr, "leak-harness host: out of memory for %d threads\n", threads);
+        return 2;
     }
+    PyEval_SaveThread();
+    int started = 0, err = 0;
+    while (started < threads &&
+           !(err = pthread_create(&workers[started], NULL, parallel_worker, (void *)(intptr_t)started)))
+        started++;
+    open_gate(started == threads ? 1 : -1);
     int rc = 0;
-    for (int cycle = 1; cycle <= cycles; cycle++) {
+    if (started < threads) {
+        fprintf(stderr, "leak-harness host: cannot start parallel thread %d of %d: %s\n",
+                started + 1, threads, strerror(err));
+        rc = 2;
+    }
+    for (int cycle = 1; rc == 0 && cycle <= cycles; cycle++) {
         pthread_barrier_wait(&round_done);
-        int failed = atomic_load(&stop_all);
-        if (!failed) {
+        if (!atomic_load(&stop_all)) {
             PyEval_RestoreThread(main_tstate);
             if (hooked) write_sample(cycle, 1);
             if (call_main_hook("after", cycle) < 0) {
@@ -1120,21 +1257,28 @@ static int loop_parallel(int cycles, int hooked, int threads) {
         pthread_barrier_wait(&round_go);
         if (atomic_load(&stop_all)) break;
     }
-    for (int i = 0; i < threads; i++) pthread_join(workers[i], NULL);
+    for (int i = 0; i < started; i++) {
+        err = pthread_join(workers[i], NULL);
+        if (err) fprintf(stderr, "leak-harness host: pthread_join: %s\n", strerror(err));
+    }
     free(workers);
     PyEval_RestoreThread(main_tstate);
     if (rc == 0 && call_main_hook("end", cycles) < 0) rc = 2;
-    Py_XDECREF(main_hook_fn);
-    main_hook_fn = NULL;
-    crash_report_phase(PHASE_FINALIZE);
-    Py_FinalizeEx();
-    return rc;
+    if (rc != 0) {
+        Py_CLEAR(main_hook_fn);
+        crash_report_phase(PHASE_FINALIZE);
+        Py_FinalizeEx();
+        return rc;
+    }
+    return finalize_main(cycles);
+}
 #else
+static int loop_parallel(int cycles, int hooked, int threads) {
     (void)cycles, (void)hooked, (void)threads;
     write_event("error", 0, "NotSupported", "parallel mode needs Python 3.12 or newer");
     return 2;
-#endif
 }
+#endif
 
 /* A whole decimal number in [low, high] from `text`, else a message and
    -1: atoi turned 4294967296 cycles into 0, and a host that ran no cycle
@@ -1149,6 +1293,22 @@ static long parse_count(const char *what, const char *text, long low, long high)
         return -1;
     }
     return value;
+}
+
+/* An address offset (decimal, or hex with 0x) from `text` into *value: 0,
+   else a message and -1.  strtoul alone read "12junk" as 12 and a
+   negative number as a huge one, and the dumper would be called there. */
+static int parse_offset(const char *what, const char *text, unsigned long *value) {
+    char *end = NULL;
+    errno = 0;
+    unsigned long parsed = strtoul(text, &end, 0);
+    if (errno || end == text || *end || text[0] == '-' || text[0] == '+') {
+        fprintf(stderr, "leak-harness host: %s must be an offset, decimal or 0x hex (got %s)\n",
+                what, text);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
 }
 
 /* Reads the run's token from `fd` (a pipe the harness filled and closed)
@@ -1217,28 +1377,19 @@ int main(int argc, char **argv) {
             warmup_cycles = (int)parse_count("--warmup", argv[++i], 0, INT_MAX - 1);
             if (warmup_cycles < 0) return 2;
         }
-        else if (!strcmp(argv[i], "--traceback-dumper") && i + 1 < argc)
-            traceback_dumper = strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "--traceback-dumper") && i + 1 < argc) {
+            if (parse_offset("--traceback-dumper", argv[++i], &traceback_dumper) < 0) return 2;
+        }
         else {
             fprintf(stderr, "leak-harness host: unknown option %s\n", argv[i]);
             return 2;
         }
     }
-    FILE *src = fopen(argv[3], "rb");
-    if (!src) {
-        perror("leak-harness host: case file");
+    if (read_whole_file(argv[3], &case_source) < 0) {
+        fprintf(stderr, "leak-harness host: cannot read the case file %s: %s\n", argv[3],
+                strerror(errno));
         return 2;
     }
-    fseek(src, 0, SEEK_END);
-    long len = ftell(src);
-    fseek(src, 0, SEEK_SET);
-    case_source = malloc((size_t)len + 1);
-    if (fread(case_source, 1, (size_t)len, src) != (size_t)len) {
-        perror("leak-harness host: case file");
-        return 2;
-    }
-    case_source[len] = 0;
-    fclose(src);
     long out_fd = parse_count("OUT_FD", argv[4], 0, INT_MAX);
     if (out_fd < 0) return 2;
     out = fdopen((int)out_fd, "w");
@@ -1246,7 +1397,10 @@ int main(int argc, char **argv) {
         perror("leak-harness host: output fd");
         return 2;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t_start);
+    if (clock_gettime(CLOCK_MONOTONIC, &t_start) != 0) {
+        perror("leak-harness host: clock_gettime");
+        return 2;
+    }
     find_optional_symbols();
     /* memcheck reports a crash itself, with the faulting access */
 #ifdef HOST_HAS_MEMCHECK
@@ -1284,6 +1438,11 @@ int main(int argc, char **argv) {
         fprintf(out, ",\"t_ms\":%.3f}\n", ms_since_start());
         funlockfile(out);
     }
-    fflush(out);
+    /* a write to the sample pipe can fail late (buffered): in the exit status */
+    if ((fflush(out) != 0 || ferror(out)) && rc == 0) {
+        perror("leak-harness host: writing the samples");
+        rc = 2;
+    }
+    free(case_source);
     return rc;
 }
