@@ -31,7 +31,9 @@ from ...engine import Engine
 from ...settings import RunSettings
 from ...errors import HarnessError
 from ...cases.packages import package_modules
+from ...host.launch import host_env
 from ...host.modes import mode_problem
+from ...host.runner import exit_signal_name
 from ...host.target import TargetPython, target_python
 from ...result import Result
 
@@ -169,13 +171,9 @@ def _probe(target: TargetPython, args: list[str], env: dict[str, str]) -> tuple[
                               start_new_session=True)
     except subprocess.TimeoutExpired:
         return None, f"probe timed out after {PROBE_TIMEOUT_S:g} s"
-    if proc.returncode < 0:
-        import signal
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return None, f"probe killed by {name} in PyInit"
+    killed_by = exit_signal_name(proc.returncode)
+    if killed_by:
+        return None, f"probe killed by {killed_by} in PyInit"
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1]), ""
     except (json.JSONDecodeError, IndexError):
@@ -185,10 +183,7 @@ def _probe(target: TargetPython, args: list[str], env: dict[str, str]) -> tuple[
 
 def _probe_env(pythonpath: tuple[str, ...]) -> dict[str, str]:
     # -I ignores PYTHONPATH; the probe re-adds it (what the engine's host sees)
-    env = dict(os.environ)
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])
-    return env
+    return host_env(pythonpath)
 
 
 def discover(target: TargetPython, scope: str, env: dict[str, str]) -> tuple[list[ModuleRow], list[str], dict[str, str]]:
