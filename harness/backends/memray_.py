@@ -101,7 +101,8 @@ class MemrayBackend(MainHookBackend):
         # native unwinding of every allocation, then reading the capture
         return Launch(host_args=["--main-hook", str(hook)], timeout_factor=4.0)
 
-    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> Any:
         out = workdir / "memray.json"
         collected = json.loads(out.read_text()) if out.exists() else None
         capture = workdir / "capture.bin"

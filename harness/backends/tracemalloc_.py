@@ -73,7 +73,8 @@ class TracemallocBackend(MainHookBackend):
         # tracing every allocation with its traceback slows the host down
         return Launch(host_args=["--main-hook", str(hook)], timeout_factor=3.0)
 
-    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> Any:
         series_file = workdir / "tracemalloc-series.txt"
         diffs_file = workdir / "tracemalloc-diffs.json"
         collected: dict[str, Any] = {"blocks": {}, "bytes": {}, "diffs": None, "sys_path": []}

@@ -105,7 +105,7 @@ def run_case_host(case: "Case", settings: "RunSettings", role: str, backend: "Ba
         if not settings.site:
             argv = _give_search_path(argv, env, target, workdir)
         run = run_host(argv, OUT_FD, env, settings.timeout * spec.timeout_factor)
-        run.artifacts = backend.collect(run, workdir, role, settings)
+        run.artifacts = backend.collect(run, workdir, role, settings, spec)
         if crash_file.exists() and crash_file.stat().st_size:
             run.crash_report = crash_file.read_text(errors="replace")
     finally:

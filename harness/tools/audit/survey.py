@@ -281,39 +281,3 @@ def _guarded_run(engine: Engine, module: str, settings: RunSettings) -> Result:
                       mode=settings.mode, backend=settings.backend, host="c",
                       cycles=settings.cycles, warmup=settings.warmup, verdict="error",
                       message=str(exc))
-
-
-def markdown_summary(audit: Audit) -> str:
-    """The headline and counts, then one line per module that is not ready or leaks."""
-    c = audit.counts()
-    version = audit.python["version"]
-    leaking = [r for r in audit.rows if r.leaks]
-    leak_names = ", ".join(f"`{r.module}` ({'/'.join(r.leaks)})" for r in leaking) or "none"
-    lines = [f"## Extension module readiness: Python {version}", ""]
-    if c["ready"] is None:
-        lines.append(f"Python {version} has no per-interpreter GIL (3.12+): "
-                     f"{c['multi_phase']} of {c['extension_modules']} extension modules use "
-                     f"multi-phase init; these {c['leaking']} leak per cycle: {leak_names}.")
-    else:
-        lines.append(f"**{c['ready']} of {c['extension_modules']} extension modules are ready for "
-                     f"per-interpreter GIL; these {c['leaking']} leak per cycle:** {leak_names}.")
-    lines += ["", "| | modules |", "|---|---:|"]
-    labels = {"extension_modules": "extension modules", "multi_phase": "multi-phase init",
-              "single_phase": "single-phase init",
-              "declare_per_interpreter_gil": "declare Py_MOD_PER_INTERPRETER_GIL_SUPPORTED",
-              "load_isolated": "load in an isolated subinterpreter",
-              "ready": "ready (multi-phase, load isolated, no crash)",
-              "leaking": "leak per cycle (any mode)", "crashing": "crash (any mode or the probe)"}
-    lines += [f"| {labels[k]} | {v} |" for k, v in c.items() if v is not None]
-    not_ready = [r for r in audit.rows if r.ready is False]
-    if not_ready:
-        lines += ["", "Not ready:", ""]
-        for r in not_ready:
-            why = r.refusal("subinterpreter") or r.probe_problem or (
-                "; ".join(r.crashes()) or f"{r.init} init")
-            lines.append(f"- `{r.module}` ({r.init}, slot: {r.multiple_interpreters or '-'}): "
-                         f"{why.replace('|', '/')}")
-    if audit.builtins:
-        lines += ["", f"Not audited: {len(audit.builtins)} built-in modules compiled into the "
-                      f"interpreter (pass them with --module to audit them)."]
-    return "\n".join(lines) + "\n"
