@@ -140,7 +140,7 @@ class Engine:
         # the executable too: a venv shares its base's binary, not its sys.path
         return (control_code, target.realpath, target.executable, host_kind, settings.mode, settings.backend,
                 settings.cycles, settings.warmup, settings.thread_count, settings.pythonpath,
-                settings.site, settings.xoptions, settings.suppressions,
+                settings.site, settings.xoptions, settings.backend_options,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------

@@ -144,14 +144,14 @@ class ValgrindBackend(Backend):
         find_valgrind()
         if settings.host == "python":
             raise HarnessError("the valgrind backend needs the C host (--host c or auto)")
-        suppress.files_for(target, settings.suppressions)   # extra files must exist
+        suppress.files_for(target, settings.backend_options.suppressions)   # extra files must exist
 
     # -- running ------------------------------------------------------------
     def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
                workdir: Path) -> Launch:
         valgrind = find_valgrind()
         host = str(build_host(target, native=False))
-        files = suppress.files_for(target, settings.suppressions,
+        files = suppress.files_for(target, settings.backend_options.suppressions,
                                    include_version=self.use_version_suppressions)
         method = self._method(host)
         plan = LaunchPlan(method=method, suppression_files=[str(f) for f in files],
