@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TargetPythonError
+from .strays import kill_group
 
 _PROBE = r"""
 import json, os, sys, sysconfig
@@ -179,10 +180,7 @@ def _ask(argv: list[str]) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=PROBE_TIMEOUT_S)
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)
         proc.communicate()
         raise
     try:   # what it left behind (a daemon holding nothing) goes too
