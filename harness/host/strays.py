@@ -47,12 +47,7 @@ def kill_strays(proc: subprocess.Popen, reported_pids: list[int]) -> list[str]:
         except ProcessLookupError:
             pass
         return []
-    described = [_describe(pid) for pid in pids]
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    described = _kill_described(pids)
     kill_group(proc)
     return described
 
@@ -85,9 +80,13 @@ def _session_members(session: int) -> list[int]:
 
 def kill_session(session: int) -> list[str]:
     """Kill what is left of the host's session; describe what was alive."""
-    left = [pid for pid in _session_members(session) if pid != session]
-    described = [_describe(pid) for pid in left]
-    for pid in left:
+    return _kill_described([pid for pid in _session_members(session) if pid != session])
+
+
+def _kill_described(pids: list[int]) -> list[str]:
+    """SIGKILL each pid; what each was, described before it died."""
+    described = [_describe(pid) for pid in pids]
+    for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
