@@ -128,11 +128,12 @@ for exe in installed_pythons():
     check_sweep "$rc" "stdlib sweep"
 
     if [ "$CASES" != "none" ] && ls "$ROOT"/harness/data/cases/*.toml >/dev/null 2>&1; then
-        case_args=()
-        [ "$CASES" = "all" ] || for name in $CASES; do case_args+=(--case "$name"); done
+        case_names=()
+        [ "$CASES" = "all" ] || read -r -a case_names <<<"$CASES"
         log "sweep: curated cases (harness/data/cases/*.toml: $CASES)"
-        rc=0; "$PY" ci/sweep_cases.py "${targets[@]}" "${case_args[@]}" --backend counters \
-            "${common[@]}" || rc=$?
+        rc=0; "${LH[@]}" sweep "${targets[@]}" --backend counters "${common[@]}" \
+            --catalog "${case_names[@]}" > "$OUT/sweep-catalog.log" || rc=$?
+        grep -E '^[0-9]+ results:' "$OUT/sweep-catalog.log" >&2 || true
         check_sweep "$rc" "catalog sweep"
     fi
 

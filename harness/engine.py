@@ -14,14 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
-import statistics
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
-from pathlib import Path
 
 from .backends import get_backend
 from .backends.base import Backend
@@ -32,17 +28,15 @@ from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
-from .host.target import TargetPython, check_xoptions, search_path, target_python
+from .host.target import TargetPython, check_xoptions, target_python
 from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors
 from .result import Result
-from .host.runner import TOKEN_FD, HostRun, run_host
+from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
+from .host.runner import HostRun
+from .verdict.inputs import add_parallel_evidence, interned_excess, per_interpreter
 from .settings import RunSettings
 from .verdict.rule import judge
 from .verdict.deltas import per_cycle_deltas
-
-PYHOST_DRIVER = Path(__file__).parent / "host" / "pyhost_driver.py"
-_FD = "{out_fd}"
-
 
 
 @dataclass
@@ -152,7 +146,7 @@ class Engine:
         # the executable too: a venv shares its base's binary, not its sys.path
         return (control_code, target.realpath, target.executable, host_kind, settings.mode, settings.backend,
                 settings.cycles, settings.warmup, settings.thread_count, settings.pythonpath,
-                settings.site, settings.xoptions, settings.suppressions,
+                settings.site, settings.xoptions, settings.backend_options,
                 os.environ.get("PYTHONPATH", ""), os.environ.get("PYTHONMALLOC", ""))
 
     # -- hosts --------------------------------------------------------------
@@ -173,27 +167,16 @@ class Engine:
 
         def launch(case: Case, s: RunSettings, role: str, total_cycles: int | None = None,
                    on_sample=None) -> HostRun:
-            def argv_for(launch_spec, total_cycles: int) -> list[str]:
-                # role "bare": the same case without the hook (whose crash is it?)
-                mode = f"bare-{s.mode}" if role == "bare" else s.mode
-                argv = [*launch_spec.prefix, str(binary), mode, str(total_cycles),
-                        "{case_file}", _FD, target.sys_executable, "--token-fd", TOKEN_FD,
-                        "--crash-file", "{crash_file}"]
-                if dumper:
-                    argv += ["--traceback-dumper", hex(dumper)]
-                if s.site:
-                    argv.append("--site")
-                else:
-                    argv += ["--path-file", "{path_file}"]
-                for opt in s.xoptions:
-                    argv += ["-X", opt]
-                if s.thread_count is not None:
-                    argv += ["--threads", str(s.thread_count)]
-                # the host writes its native sites after the warm-up and at the end
-                argv += ["--warmup", str(s.warmup)]
-                return argv + launch_spec.host_args
-            return _run_backend_host(case, s, role, backend, target, argv_for, [probe_dir],
-                                     total_cycles, on_sample)
+            # role "bare": the same case without the hook (whose crash is it?)
+            mode = f"bare-{s.mode}" if role == "bare" else s.mode
+
+            def argv_for(spec, total: int) -> list[str]:
+                return c_host_argv(binary, mode, total, CASE_FILE, target, threads=s.thread_count,
+                                   xoptions=s.xoptions, site=s.site, path_file=PATH_FILE,
+                                   crash_file=CRASH_FILE, warmup=s.warmup, traceback_dumper=dumper,
+                                   prefix=spec.prefix, host_args=spec.host_args)
+            return run_case_host(case, s, role, backend, target, argv_for, [probe_dir], total_cycles,
+                                 on_sample)
 
         return "c", launch
 
@@ -207,11 +190,9 @@ class Engine:
             raise HarnessError(f"the {backend.name} backend needs the C host")
 
         def launch(case: Case, s: RunSettings, role: str, on_sample=None) -> HostRun:
-            def argv_for(launch_spec, total_cycles: int) -> list[str]:
-                # -S -P, not -I: PYTHONPATH must reach the subinterpreters
-                return [*launch_spec.prefix, target.sys_executable, "-S", "-P", str(PYHOST_DRIVER),
-                        "{case_file}", str(total_cycles), _FD, TOKEN_FD]
-            run = _run_backend_host(case, s, role, backend, target, argv_for, [], None, on_sample)
+            def argv_for(spec, total: int) -> list[str]:
+                return pyhost_argv(target, CASE_FILE, total, spec.prefix)
+            run = run_case_host(case, s, role, backend, target, argv_for, [], None, on_sample)
             run.fallback_reason = why
             return run
 
@@ -268,8 +249,8 @@ class Engine:
             result.message = (f"the `{control.case.code.strip()}` control failed on its own: "
                               f"{control_problem[1]}")
             return result
-        case_series = _per_interpreter(backend.series(case_run), settings)
-        control_series = _per_interpreter(backend.series(control.passed), settings)
+        case_series = per_interpreter(backend.series(case_run), settings)
+        control_series = per_interpreter(backend.series(control.passed), settings)
         machinery = self._machinery_share(control, settings, backend)
         interned = interned_excess(case_run.samples, control.passed.samples, settings.warmup)
         allowance = {
@@ -300,7 +281,7 @@ class Engine:
             "excess_halves": {k: [_round(a), _round(b)] for k, (a, b) in judgement.halves.items()},
         })
         if settings.thread_count is not None:
-            _add_parallel_evidence(result, case_run, control.passed, settings)
+            add_parallel_evidence(result, case_run, control.passed, settings)
         result.message = summary_line(result, judgement.triggered_by)
         return result
 
@@ -314,7 +295,7 @@ class Engine:
         elif ending_verdict(control.pass_run, settings):
             return {k: None for k in keys}
         else:
-            series = _per_interpreter(backend.series(control.pass_run), settings)
+            series = per_interpreter(backend.series(control.pass_run), settings)
             per_cycle = judge(series, series, settings.warmup).per_cycle
         return {k: _round(per_cycle.get(k)) for k in keys}
 
@@ -325,75 +306,14 @@ class Engine:
         on 3.12/3.13 the one block it keeps is its interned module name)."""
         if control.probe is None or ending_verdict(control.probe, settings):
             return {}
-        probe = judge(_per_interpreter(backend.series(control.probe), settings),
-                      _per_interpreter(backend.series(control.passed), settings), settings.warmup)
+        probe = judge(per_interpreter(backend.series(control.probe), settings),
+                      per_interpreter(backend.series(control.passed), settings), settings.warmup)
         interned = interned_excess(control.probe.samples, control.passed.samples, settings.warmup)
         share = {k: max(0.0, v) for k, v in probe.excess.items()
                  if k in ("blocks", "bytes", "refs") and v is not None}
         share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned["blocks"])
         share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned["bytes"])
         return share
-
-
-def _per_interpreter(series: dict[str, list[float] | None],
-                     settings: RunSettings) -> dict[str, list[float] | None]:
-    """Parallel mode's samples are process totals after each round of N
-    interpreter cycles (one per thread): divided by N, growth per sample is
-    growth per interpreter cycle, comparable with the sequential modes.  The
-    host's `interned` count is already one interpreter's, so it stays."""
-    threads = settings.thread_count
-    if threads is None or threads == 1:
-        return series
-    return {k: None if v is None else [x / threads for x in v] for k, v in series.items()}
-
-
-def _add_parallel_evidence(result: Result, case_run: HostRun, control_run: HostRun,
-                           settings: RunSettings) -> None:
-    """Thread count and throughput (interpreter cycles per second after the
-    warm-up, counters hook on) of the case and of the `pass` control."""
-    threads = settings.thread_count or 1
-    result.evidence["threads"] = threads
-    result.evidence["per_cycle_is"] = "per interpreter cycle (round growth / threads)"
-    for key, run in (("cycles_per_s", case_run), ("control_cycles_per_s", control_run)):
-        rate = run.cycles_per_s(settings.warmup, threads)
-        result.evidence[key] = None if rate is None else round(rate, 2)
-
-
-def interned_excess(case_samples: list[dict], control_samples: list[dict],
-                    warmup: int) -> dict[str, float | str]:
-    """What CPython itself keeps of the case per cycle beyond the control's (3.12+).
-
-    3.12 and 3.13 keep immortal interned strings after Py_FinalizeEx and
-    Py_EndInterpreter: every identifier a module's code interns stays behind
-    each cycle, whatever the module.  The host reads the interpreter's
-    interned dict at each cycle's end (what the case's run added to it) and
-    takes each string's exact block and size from its allocator hook, so the
-    allowance is a measurement: `blocks`, `bytes` and the string `count`
-    (the median over the window of case minus control).  Without the hook
-    (valgrind) the host reads sizes from each string's layout (what
-    unicode_new asked the allocator for), which under PYTHONMALLOC=malloc
-    are memcheck's blocks; `measured` says which.  A host without either
-    (the pure-Python one) gives only the count, allowed as blocks.
-    """
-    def excess(key: str) -> float | None:
-        case = [s.get(key) for s in case_samples[warmup + 1:]]
-        control = [s.get(key) for s in control_samples[warmup + 1:]]
-        if not case or not control or None in case or None in control:
-            return None
-        n = min(len(case), len(control))
-        return max(0.0, float(statistics.median(a - b for a, b in zip(case[:n], control[:n]))))
-
-    count = excess("interned")
-    blocks, size = excess("interned_blocks"), excess("interned_bytes")
-    if count is None:
-        return {"count": 0.0, "blocks": 0.0, "bytes": 0.0, "measured": "none"}
-    if blocks is None or size is None:
-        return {"count": count, "blocks": count, "bytes": 0.0,
-                "measured": "count only (this host reads no sizes)"}
-    sources = {s.get("interned_from_hook") for s in case_samples[warmup + 1:]}
-    how = ("blocks and bytes from the allocator hook" if sources == {1}
-           else "blocks and bytes from each string's layout (no allocator hook)")
-    return {"count": count, "blocks": blocks, "bytes": size, "measured": how}
 
 
 def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:
@@ -411,64 +331,6 @@ def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:
     error = run.error or {}
     lines = [ln.strip() for ln in (error.get("message") or "").splitlines() if ln.strip()]
     return lines[-1] if lines else None
-
-
-def _run_backend_host(case: Case, settings: RunSettings, role: str, backend: Backend,
-                      target: TargetPython, argv_for, extra_path: list[str],
-                      total_cycles: int | None = None, on_sample=None) -> HostRun:
-    """Write the case file, ask the backend how to launch, run, let it collect, clean up.
-
-    A backend that measures by difference (valgrind without per-cycle leak
-    checks) asks for `companion_cycles`: the same case run again for those
-    total cycle counts, kept in `run.companions` by count, and only after a
-    main run that completed.
-    """
-    total = settings.warmup + settings.cycles if total_cycles is None else total_cycles
-    workdir = Path(tempfile.mkdtemp(prefix=f"leak-harness-{role}-"))
-    try:
-        case_file = workdir / "case.py"
-        case_file.write_text(case.source_code, encoding="utf-8")
-        crash_file = workdir / "crash.txt"
-        spec = backend.launch(target, settings, role, workdir)
-        placeholders = {"{case_file}": str(case_file), "{crash_file}": str(crash_file)}
-        argv = [placeholders.get(a, a) for a in argv_for(spec, total)]
-        env = _env(settings, extra_path)
-        env.update(spec.env)
-        if not settings.site:
-            argv = _give_search_path(argv, env, target, workdir)
-        run = run_host(argv, _FD, env, settings.timeout * spec.timeout_factor, on_sample)
-        run.artifacts = backend.collect(run, workdir, role, settings)
-        if crash_file.exists() and crash_file.stat().st_size:
-            run.crash_report = crash_file.read_text(errors="replace")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    if total_cycles is None and run.completed:
-        for companion_total in spec.companion_cycles:
-            run.companions[companion_total] = _run_backend_host(
-                case, settings, role, backend, target, argv_for, extra_path, companion_total)
-    return run
-
-
-def _give_search_path(argv: list[str], env: dict[str, str], target: TargetPython,
-                      workdir: Path) -> list[str]:
-    """The target's own sys.path (venv and .pth entries; see
-    host.target.search_path) after PYTHONPATH: to the C host as its module search
-    path (--path-file), to the pure-Python host (run with -S) by PYTHONPATH."""
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    entries = list(dict.fromkeys([*inherited, *search_path(target)]))
-    if "{path_file}" not in argv:
-        env["PYTHONPATH"] = os.pathsep.join(entries)
-        return argv
-    path_file = workdir / "sys_path.txt"
-    path_file.write_bytes(b"".join(os.fsencode(e) + b"\n" for e in entries))
-    return [str(path_file) if a == "{path_file}" else a for a in argv]
-
-
-def _env(settings: RunSettings, extra_path: list[str]) -> dict[str, str]:
-    env = dict(os.environ)
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*settings.pythonpath, *inherited, *extra_path])
-    return env
 
 
 def _round(value: float | None) -> float | None:

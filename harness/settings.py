@@ -23,6 +23,24 @@ MAX_TOTAL_CYCLES = 100_000
 
 
 @dataclass(frozen=True)
+class BackendOptions:
+    """Options one backend reads and the others ignore (the CLI flags stay
+    flat: --suppressions, --keep-capture, --trace-depth); grouped so the
+    run's own settings say how to run, not how one backend reports."""
+
+    #: valgrind: extra .supp files
+    suppressions: tuple[str, ...] = ()
+    #: memray: keep the case's capture file in this directory (--keep-capture)
+    keep_capture: str | None = None
+    #: tracemalloc: frames kept per traceback (--trace-depth)
+    trace_depth: int = 10
+
+    def __post_init__(self) -> None:
+        # hashable: the options key the control cache with the settings
+        object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
+
+
+@dataclass(frozen=True)
 class RunSettings:
     """How to run: everything but the case itself."""
 
@@ -36,20 +54,15 @@ class RunSettings:
     site: bool = False
     xoptions: tuple[str, ...] = ()
     host: str = "auto"          # auto | c | python
-    suppressions: tuple[str, ...] = ()   # extra valgrind .supp files
     #: host threads of a threaded mode (parallel), None for the CPU count;
     #: ignored by the other modes (see `thread_count`)
     threads: int | None = None
-    #: memray: keep the case's capture file in this directory (--keep-capture)
-    keep_capture: str | None = None
-    #: tracemalloc: frames kept per traceback (--trace-depth)
-    trace_depth: int = 10
+    backend_options: BackendOptions = BackendOptions()
 
     def __post_init__(self) -> None:
         # hashable: settings key the control cache
         object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
         object.__setattr__(self, "xoptions", tuple(self.xoptions))
-        object.__setattr__(self, "suppressions", tuple(str(p) for p in self.suppressions))
         if self.threads is not None and not 1 <= self.threads <= MAX_THREADS:
             raise HarnessError(f"--threads must be between 1 and {MAX_THREADS} (got {self.threads})")
         for name, value in (("--cycles", self.cycles), ("--warmup", self.warmup)):

@@ -13,7 +13,8 @@ import json
 
 import pytest
 
-from harness.tools.audit.survey import markdown_summary, run_audit
+from harness.report.audit import markdown_summary
+from harness.tools.audit.survey import run_audit
 from harness.cli import main as cli_main
 from harness.engine import Engine
 from harness.settings import RunSettings

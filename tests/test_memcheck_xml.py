@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness.backends.valgrind.backend import ValgrindArtifacts, record_growth
+from harness.backends.valgrind.analysis import ValgrindArtifacts, record_growth
 from harness.backends.valgrind.records import records_by_cycle
 from harness.backends.valgrind.memcheck_xml import parse_file, parse_stream, totals
 from harness.host.runner import HostRun

@@ -160,3 +160,12 @@ def test_doctor_reports_what_works(target_for):
     text = " ".join(proc.stdout.split())
     assert "C compiler" in text and "valgrind" in text
     assert "finalize: ok" in text and "subinterpreter: ok" in text
+
+
+def test_sweep_catalog_refuses_an_unknown_case_and_a_module_list(capsys):
+    """`sweep --catalog NAME` (the nightly's catalog sweep) names what it cannot run, exit 2."""
+    from harness.cli import main as cli_main
+    assert cli_main(["sweep", "--catalog", "no-such-case", "--mode", "finalize"]) == 2
+    assert "no case named no-such-case" in capsys.readouterr().err
+    assert cli_main(["sweep", "--catalog", "--module", "json"]) == 2
+    assert "--catalog runs the curated cases" in capsys.readouterr().err

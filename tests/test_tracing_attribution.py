@@ -24,7 +24,7 @@ import pytest
 from fixtures.targets import missing
 from harness.backends.attribution import CASE_NOTE
 from harness.backends.memray_ import memray_location
-from harness.backends.valgrind.backend import case_errors, error_signature, ValgrindArtifacts
+from harness.backends.valgrind.analysis import case_errors, error_signature, ValgrindArtifacts
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings

@@ -35,6 +35,9 @@ class Launch:
     #: also run the case for these total cycle counts (differential measuring);
     #: the runs land in HostRun.companions by count
     companion_cycles: tuple[int, ...] = ()
+    #: what launch() decided that collect() needs back; the engine passes this
+    #: Launch to collect(), as case and control of one backend run at once
+    state: Any = None
 
 
 class Backend:
@@ -57,8 +60,10 @@ class Backend:
         """role: "case", "control", "probe" or "reinit" (re-importing an extension alone)."""
         return Launch()
 
-    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
-        """Read what the run left in `workdir`; the result lands in run.artifacts."""
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> Any:
+        """Read what the run left in `workdir` (`launched`: what launch() returned
+        for this run); the result lands in run.artifacts."""
         return None
 
     def series(self, run: "HostRun") -> dict[str, list[float] | None]:

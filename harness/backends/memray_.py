@@ -83,8 +83,8 @@ class MemrayBackend(MainHookBackend):
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)
         memray_location(target)
-        if settings.keep_capture is not None:
-            keep = Path(settings.keep_capture)
+        if settings.backend_options.keep_capture is not None:
+            keep = Path(settings.backend_options.keep_capture)
             try:
                 keep.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -101,13 +101,14 @@ class MemrayBackend(MainHookBackend):
         # native unwinding of every allocation, then reading the capture
         return Launch(host_args=["--main-hook", str(hook)], timeout_factor=4.0)
 
-    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> Any:
         out = workdir / "memray.json"
         collected = json.loads(out.read_text()) if out.exists() else None
         capture = workdir / "capture.bin"
-        if collected is not None and role == "case" and settings.keep_capture and capture.exists():
+        if collected is not None and role == "case" and settings.backend_options.keep_capture and capture.exists():
             fd, kept = tempfile.mkstemp(prefix=f"memray-{settings.mode}-", suffix=".bin",
-                                        dir=settings.keep_capture)
+                                        dir=settings.backend_options.keep_capture)
             with open(fd, "wb") as target_file, open(capture, "rb") as source:
                 shutil.copyfileobj(source, target_file)
             collected["capture_file"] = str(Path(kept).resolve())

@@ -52,9 +52,9 @@ class TracemallocBackend(MainHookBackend):
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         refuse_mode(self.name, settings)
-        if not 1 <= settings.trace_depth <= MAX_TRACE_DEPTH:
+        if not 1 <= settings.backend_options.trace_depth <= MAX_TRACE_DEPTH:
             raise HarnessError(f"--trace-depth must be between 1 and {MAX_TRACE_DEPTH} "
-                               f"(got {settings.trace_depth})")
+                               f"(got {settings.backend_options.trace_depth})")
         if settings.mode in ("subinterpreter", "parallel") and target.version_info[:2] == (3, 12):
             raise ModeUnavailableError(
                 f"the tracemalloc backend cannot measure {settings.mode} mode on Python "
@@ -66,14 +66,15 @@ class TracemallocBackend(MainHookBackend):
                workdir: Path) -> Launch:
         hook = workdir / "tracemalloc_hook.py"
         hook.write_text(hook_source("tracemalloc_hook", {
-            "warmup": settings.warmup, "depth": settings.trace_depth,
+            "warmup": settings.warmup, "depth": settings.backend_options.trace_depth,
             "series": str(workdir / "tracemalloc-series.txt"),
             "diffs": str(workdir / "tracemalloc-diffs.json"),
         }))
         # tracing every allocation with its traceback slows the host down
         return Launch(host_args=["--main-hook", str(hook)], timeout_factor=3.0)
 
-    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings") -> Any:
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> Any:
         series_file = workdir / "tracemalloc-series.txt"
         diffs_file = workdir / "tracemalloc-diffs.json"
         collected: dict[str, Any] = {"blocks": {}, "bytes": {}, "diffs": None, "sys_path": []}
@@ -104,7 +105,7 @@ class TracemallocBackend(MainHookBackend):
         case = _groups(case_run.artifacts, case_module)
         control = _groups(control_run.artifacts, case_module)
         result.sites = group_sites(case, control, _interpreter_cycles(settings), kind="python")
-        result.evidence["trace_depth"] = settings.trace_depth
+        result.evidence["trace_depth"] = settings.backend_options.trace_depth
 
 
 def _groups(artifacts: dict | None, case_module: str) -> dict[str, Group]:

@@ -32,7 +32,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -257,3 +257,28 @@ def find_case(name: str, directory: str | Path = CATALOG_DIR) -> CaseFile | None
         if case_file.name == name:
             return case_file
     return None
+
+
+def select_cases(names: Iterable[str] = (), directory: str | Path = CATALOG_DIR) -> list[CaseFile]:
+    """The whole catalog, or only the cases called `names` (an unknown one is a CaseError)."""
+    catalog = load_catalog(directory)
+    wanted = set(names)
+    if not wanted:
+        return catalog
+    unknown = sorted(wanted - {c.name for c in catalog})
+    if unknown:
+        raise CaseError(f"no case named {', '.join(unknown)} in {directory}")
+    return [c for c in catalog if c.name in wanted]
+
+
+def cases_for_target(catalog: list[CaseFile], target: TargetPython) -> tuple[list[Case], dict[str, str]]:
+    """(the catalog's cases `target` can run, {case name: why not} for the rest,
+    from each case's `requires`)."""
+    fitting, skipped = [], {}
+    for case_file in catalog:
+        problem = case_file.requires.problem(target)
+        if problem:
+            skipped[case_file.name] = problem
+        else:
+            fitting.append(case_file.case)
+    return fitting, skipped

@@ -7,13 +7,10 @@ import json
 import os
 import sys
 
-from rich.table import Table
-from rich.text import Text
-
-from ..tools.audit.survey import SCOPES, Audit, ModuleRow, markdown_summary, run_audit
+from ..tools.audit.survey import SCOPES, run_audit
 from ..engine import Engine
 from ..settings import RunSettings
-from ..report.numbers import fmt_bytes, fmt_number
+from ..report.audit import audit_table, markdown_summary
 from .common import make_console
 
 HELP = "readiness of extension modules for one interpreter per thread (init kind, loads, leaks)"
@@ -37,55 +34,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", metavar="FILE",
                    help="write the Markdown summary to FILE ('-': print it instead of the table)")
     p.set_defaults(func=run)
-
-
-def _mark(value: bool | None) -> Text:
-    if value is None:
-        return Text("-", style="dim")
-    return Text("yes", style="green") if value else Text("no", style="bold red")
-
-
-def _leak_cell(leak: dict | None) -> Text:
-    if leak is None:
-        return Text("-", style="dim")
-    text = f"{fmt_number(leak['blocks'])} blk {fmt_bytes(leak['bytes'])}"
-    return Text(text, style="bold red" if leak["verdict"] == "leak" else "")
-
-
-def audit_table(audit: Audit) -> Table:
-    table = Table(title=f"extension module readiness, Python {audit.python['version']}: slot = "
-                        f"Py_mod_multiple_interpreters, leak = excess per cycle over the pass "
-                        f"control after Py_EndInterpreter / Py_FinalizeEx", title_justify="left")
-    for name in ("module", "init", "slot", "ready", "isolated", "legacy",
-                 "leak/End", "leak/Finalize", "crash", "note"):
-        wraps = name in ("note", "crash")
-        # fold, never cut: a piped table must keep every name and reason whole
-        table.add_column(name, no_wrap=not wraps, overflow="fold", min_width=16 if wraps else None)
-
-    def key(row: ModuleRow):
-        return (row.ready is not False, not row.leaks, row.module)
-
-    for row in sorted(audit.rows, key=key):
-        note = "" if row.crashes() else (
-            row.refusal("subinterpreter") or row.probe_problem
-            or row.refusal("legacy-subinterpreter") or row.refusal("finalize") or "")
-        dist = row.distribution
-        table.add_row(
-            row.module + (f" ({dist['name']} {dist['version']})" if dist else ""), row.init, row.multiple_interpreters or "-", _mark(row.ready),
-            _mark(row.loads("subinterpreter")), _mark(row.loads("legacy-subinterpreter")),
-            _leak_cell(row.end_interpreter_leak()), _leak_cell(row.leak("finalize")),
-            Text(row.crash_summary(), style="bold magenta"),
-            Text(_short(note)),
-        )
-    return table
-
-
-def _short(note: str) -> str:
-    """First line, without the verdict and exception type CPython's message repeats."""
-    first = note.splitlines()[0] if note else ""
-    for prefix in ("unsupported: ", "ImportError: "):
-        first = first.removeprefix(prefix)
-    return first
 
 
 def run(args: argparse.Namespace) -> int:

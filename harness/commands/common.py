@@ -11,7 +11,7 @@ from rich.console import Console
 
 from ..backends import backend_names
 from ..cases.model import Case, check_control_code
-from ..settings import RunSettings
+from ..settings import BackendOptions, RunSettings
 from ..errors import HarnessError
 from ..host.modes import MODES
 from ..tools.explain import EXPLAIN_BACKENDS
@@ -102,7 +102,8 @@ def settings_from_args(args: argparse.Namespace, python: str | None, mode: str,
         cycles=args.cycles if args.cycles is not None else (case_cycles or DEFAULT_CYCLES),
         warmup=args.warmup,
         timeout=args.timeout, site=args.site, xoptions=tuple(args.xoptions), host=args.host,
-        threads=threads, suppressions=tuple(getattr(args, "suppressions", None) or ()),
-        keep_capture=getattr(args, "keep_capture", None),
-        trace_depth=getattr(args, "trace_depth", 10),
+        threads=threads, backend_options=BackendOptions(
+            suppressions=tuple(getattr(args, "suppressions", None) or ()),
+            keep_capture=getattr(args, "keep_capture", None),
+            trace_depth=getattr(args, "trace_depth", 10)),
     )

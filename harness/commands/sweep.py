@@ -8,6 +8,7 @@ import os
 from rich.markup import escape
 
 from ..host import interrupts
+from ..cases.catalog import cases_for_target, select_cases
 from ..cases.model import check_module_name, import_case
 from ..cases.packages import package_import_cases
 from ..errors import HarnessError
@@ -31,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--package", action="append", default=[], metavar="DIST",
                    help="every module of this installed distribution (repeatable; "
                         "instead of --scope)")
+    p.add_argument("--catalog", nargs="*", default=None, metavar="NAME",
+                   help="the curated cases (harness/data/cases/*.toml) instead of imports: "
+                        "all of them, or those NAMEs; a case whose `requires` the target "
+                        "does not meet is skipped with its reason")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     p.add_argument("--out", help="append JSON lines here as results arrive")
     p.add_argument("--shard", help="run only shard i of n (i/n)")
@@ -50,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"--jobs must be at least 1 (got {args.jobs})")
     for name in args.module:
         check_module_name(name)
+    if args.catalog is not None and (args.module or args.package):
+        raise HarnessError("--catalog runs the curated cases: give it no --module or --package")
     modes = args.mode or list(DEFAULT_SWEEP_MODES)
     explaining(None, args)   # a bad --explain is refused before any work
     base = settings_from_args(args, None, modes[0])
@@ -74,8 +81,16 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
     pythons = args.python or [None]
     shard = parse_shard(args.shard)
     skipped_modules: dict[str, str] = {}
+    skipped_cases: dict[str, None] = {}   # once each, though asked per mode
+
+    catalog = select_cases(args.catalog) if args.catalog is not None else None
 
     def cases_for(target):
+        if catalog is not None:
+            cases, unfit = cases_for_target(catalog, target)
+            skipped_cases.update(dict.fromkeys(f"{name} on Python {target.label}: {why}"
+                                               for name, why in unfit.items()))
+            return [with_control(case, args) for case in cases]
         if args.module:
             return [with_control(import_case(m), args) for m in args.module]
         cases, skipped = package_import_cases(target, args.scope, args.package)
@@ -85,8 +100,8 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
     base = settings_from_args(args, None, modes[0])
     durations = durations_from(args.durations) if args.durations else None
     jobs, skipped = plan(cases_for, pythons, modes, base, shard, durations)
-    for line in skipped:
-        console.print(f"[yellow]skipped[/] {line}", highlight=False)
+    for line in [*skipped, *skipped_cases]:
+        console.print(f"[yellow]skipped[/] {escape(line)}", highlight=False)
     engine = explaining(Engine(), args)
     with Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TextColumn("{task.description}"),
@@ -103,7 +118,7 @@ def _sweep(args: argparse.Namespace, console, out, modes: list[str], base) -> in
     crashes = crash_groups_table(outcome.results)
     if crashes is not None:
         console.print(crashes)
-    if skipped_modules and not args.module:
+    if skipped_modules and not args.module and catalog is None:
         console.print(f"not swept ({len(skipped_modules)}): " + ", ".join(
             f"{name} ({why})" for name, why in sorted(skipped_modules.items())), highlight=False)
     console.print(totals_line(outcome.results))

@@ -13,7 +13,6 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from ..errors import CompileError, HostBuildError
 from .target import TargetPython
+from .strays import kill_group
 
 HOST_SOURCE = Path(__file__).with_name("host.c")
 #: compiled with host.c into one binary (the crash and hang handlers)
@@ -190,10 +190,7 @@ def _run_compiler(argv: list[str]) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=300)
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)
         proc.wait()
         _wait_until_gone(proc.pid)
         raise

@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import HarnessError
+from .strays import kill_group, kill_session, kill_strays
 
 OUTPUT_TAIL_CHARS = 4000
+#: in a host's argv, replaced by the fd of the pipe the host writes its lines to
+OUT_FD = "{out_fd}"
 #: in a host's argv, replaced by the fd of a pipe holding the run's token
 TOKEN_FD = "{token_fd}"
 
@@ -45,7 +48,7 @@ def kill_all_hosts(stop: bool = False) -> None:
             _stopping.set()
         procs = list(_active)
     for proc in procs:
-        _kill_group(proc)
+        kill_group(proc)
 
 
 @dataclass
@@ -126,14 +129,7 @@ def _dump_stacks_then_kill(proc: subprocess.Popen) -> None:
         proc.wait(timeout=STACK_DUMP_GRACE_S)
     except (ProcessLookupError, subprocess.TimeoutExpired):
         pass
-    _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    kill_group(proc)
 
 
 class HostsStopped(HarnessError):
@@ -204,9 +200,9 @@ def run_host(
         exited_alone = (proc.poll() is not None and not run.stray_processes
                         and not _stopping.is_set())
         if proc.poll() is None:
-            _kill_group(proc)
+            kill_group(proc)
         proc.wait()
-        left = _kill_session(proc.pid)
+        left = kill_session(proc.pid)
         if left and exited_alone and not run.timed_out:
             run.stray_processes.extend(left)
         _drain(output_read, tail)
@@ -217,11 +213,8 @@ def run_host(
     if _stopping.is_set() and not run.completed:
         raise HostsStopped("interrupted: the host was killed")
     run.returncode = proc.returncode
-    if proc.returncode is not None and proc.returncode < 0 and not run.timed_out:
-        try:
-            run.signal_name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            run.signal_name = f"signal {-proc.returncode}"
+    if not run.timed_out:
+        run.signal_name = exit_signal_name(proc.returncode)
     run.output_tail = bytes(tail[-OUTPUT_TAIL_CHARS:]).decode("utf-8", "replace")
     run.wall_s = time.monotonic() - started
     return run
@@ -282,7 +275,7 @@ def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: Host
                     *lines, pending = pending.split(b"\n")
                     for line in lines:
                         _take_event(line, run, on_sample)
-            if run.stray_pids and _kill_strays(proc, run):
+            if run.stray_pids and _stop_for_strays(proc, run):
                 return
             if proc.poll() is not None:
                 # the host ended: what it wrote is in the pipe already
@@ -301,82 +294,26 @@ def _read_events(proc: subprocess.Popen, read_fd: int, output_fd: int, run: Host
             os.close(exit_fd)
 
 
-def _describe(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = f.read().replace(b"\0", b" ").strip().decode("utf-8", "replace")
-    except OSError:
-        command = ""
-    return f"pid {pid}" + (f" ({command[:80]})" if command else "")
-
-
-def _kill_strays(proc: subprocess.Popen, run: HostRun) -> bool:
-    """The host reported children alive at a cycle's end: stop the host (so
-    it cannot reap them and free their pids), then kill them and it.
-
-    Only processes that really are the host's (its children, or of its
-    session) count: the case could name any pid in a forged event.  False
-    (and the host resumed) when none is."""
-    try:
-        os.kill(proc.pid, signal.SIGSTOP)
-    except ProcessLookupError:
-        pass
-    pids = [pid for pid in dict.fromkeys(run.stray_pids)
-            if proc.pid in (_parent_and_session(pid) or ())]
+def _stop_for_strays(proc: subprocess.Popen, run: HostRun) -> bool:
+    """Kill the host and the children it reported (strays.kill_strays); False
+    when none of the reported pids was the host's, and the host runs on."""
+    killed = kill_strays(proc, run.stray_pids)
     run.stray_pids = []
-    if not pids:
-        try:
-            os.kill(proc.pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+    if not killed:
         run.stray_cycle = None
         return False
-    run.stray_processes.extend(_describe(pid) for pid in pids)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    _kill_group(proc)
+    run.stray_processes.extend(killed)
     return True
 
 
-def _parent_and_session(pid: int) -> tuple[int, int] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[1]), int(fields[3])
-    except (OSError, IndexError, ValueError):
+def exit_signal_name(returncode: int | None) -> str | None:
+    """'SIGSEGV' for a process that died of signal 11 (returncode -11), else None."""
+    if returncode is None or returncode >= 0:
         return None
-
-
-def _session_members(session: int) -> list[int]:
-    """Live processes of a session (the host is its leader): /proc, no psutil."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == session:
-            members.append(int(entry))
-    return members
-
-
-def _kill_session(session: int) -> list[str]:
-    """Kill what is left of the host's session; describe what was alive."""
-    left = [pid for pid in _session_members(session) if pid != session]
-    described = [_describe(pid) for pid in left]
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return described
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
 def _take_event(line: bytes, run: HostRun, on_sample: Callable[[dict], None] | None = None) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TargetPythonError
+from .strays import kill_group
 
 _PROBE = r"""
 import json, os, sys, sysconfig
@@ -81,10 +82,17 @@ class TargetPython:
 
     @property
     def label(self) -> str:
-        return self.version + ("-debug" if self.debug else "")
+        return version_label(self.version, self.debug)
 
     def to_json(self) -> dict:
         return {"version": self.version, "executable": self.executable, "debug": self.debug}
+
+
+def version_label(version: str, debug: bool) -> str:
+    """'3.12.1', '3.11.7-debug', '3.12-debug': how a target is named in reports,
+    result keys, cache folders and suppression files (a debug build is
+    another row: it keeps other objects)."""
+    return f"{version}-debug" if debug else version
 
 
 #: what users type for an interpreter, as tox/nox/uv take it: 3.12, 3.12.1, python3.13
@@ -172,10 +180,7 @@ def _ask(argv: list[str]) -> subprocess.CompletedProcess:
     try:
         out, err = proc.communicate(timeout=PROBE_TIMEOUT_S)
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(proc)
         proc.communicate()
         raise
     try:   # what it left behind (a daemon holding nothing) goes too

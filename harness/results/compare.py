@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import HarnessError
+from ..host.target import version_label
 from .known_leaks import KnownLeak, first_match
 from .load import ResultSet
 from .summary import PROBLEM_VERDICTS, excess_of, module_name
@@ -55,7 +56,7 @@ def parse_threshold(text: str) -> float:
 def compare_key(line: dict[str, Any]) -> CompareKey:
     python = line.get("python") or {}
     numbers = re.findall(r"\d+", str(python.get("version", "")))[:2]
-    series = ".".join(numbers) + ("-debug" if python.get("debug") else "")
+    series = version_label(".".join(numbers), bool(python.get("debug")))
     return (series, line.get("mode", "?"), line.get("backend", "?"), line.get("case", "?"))
 
 

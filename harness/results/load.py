@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from .. import SCHEMA_VERSION
 from ..errors import HarnessError
+from ..host.target import version_label
 from ..result import VERDICTS, Result
 
 #: `kind` of the single-document JSON report (report --format json), which
@@ -33,7 +34,7 @@ Key = tuple[str, str, str, str]
 
 def python_label(python: dict[str, Any]) -> str:
     """'3.12.1' or '3.11.7-debug': how a target is named in reports and keys."""
-    return str(python.get("version", "?")) + ("-debug" if python.get("debug") else "")
+    return version_label(str(python.get("version", "?")), bool(python.get("debug")))
 
 
 def result_key(line: dict[str, Any]) -> Key:

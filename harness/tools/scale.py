@@ -19,7 +19,6 @@ runs alternate over thread counts so drift hits every count alike.
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import tempfile
@@ -33,10 +32,10 @@ from ..errors import HarnessError
 from ..host.build import build_host
 from ..host.modes import check_mode
 from ..host.target import TargetPython, target_python
-from ..host.runner import TOKEN_FD, HostRun, run_host
+from ..host.launch import c_host_argv, host_env
+from ..host.runner import OUT_FD, HostRun, run_host
+from ..verdict.ending import how_host_ended, one_line
 from ..verdict.rule import theil_sen_slope
-
-_FD = "{out_fd}"
 
 
 @dataclass
@@ -149,7 +148,7 @@ def measure_scaling(case: Case, python: str | None, thread_counts: list[int], *,
                     on_run(n, repeat)
                 run = _run_parallel(binary, host_mode, target, case_file, n, warmup + cycles,
                                     timeout_s, pythonpath)
-                _take(point, run, warmup, n, hooked)
+                _take(point, run, warmup, n, hooked, warmup + cycles, timeout_s, host_mode)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return ScaleTable(case=case.name, python=target.to_json(), host_mode=host_mode,
@@ -160,26 +159,17 @@ def measure_scaling(case: Case, python: str | None, thread_counts: list[int], *,
 def _run_parallel(binary: Path, host_mode: str, target: TargetPython, case_file: Path,
                   threads: int, total_cycles: int, timeout_s: float,
                   pythonpath: tuple[str, ...]) -> HostRun:
-    argv = [str(binary), host_mode, str(total_cycles), str(case_file), _FD,
-            target.sys_executable, "--threads", str(threads), "--token-fd", TOKEN_FD]
-    env = dict(os.environ)
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])
-    return run_host(argv, _FD, env, timeout_s)
+    argv = c_host_argv(binary, host_mode, total_cycles, str(case_file), target, threads=threads)
+    return run_host(argv, OUT_FD, host_env(pythonpath), timeout_s)
 
 
-def _take(point: ScalePoint, run: HostRun, warmup: int, threads: int, hooked: bool) -> None:
-    """Record one run's rate, or why it has none."""
-    if run.timed_out:
-        point.problem = f"timeout ({run.threads_note(threads)})"
-    elif run.signal_name:
-        point.problem = f"host killed by {run.signal_name} ({run.threads_note(threads)})"
-    elif run.error:
-        lines = [ln for ln in (run.error.get("message") or "").splitlines() if ln.strip()]
-        point.problem = f"the case raised: {lines[-1] if lines else run.error.get('type')}"
-    elif run.returncode != 0 or not run.completed:
-        tail = run.output_tail.strip().splitlines()
-        point.problem = f"host exited with status {run.returncode}" + (f": {tail[-1]}" if tail else "")
+def _take(point: ScalePoint, run: HostRun, warmup: int, threads: int, hooked: bool,
+          total_cycles: int, timeout_s: float, host_mode: str) -> None:
+    """Record one run's rate, or why it has none (verdict.ending reads how it ended)."""
+    ended = how_host_ended(run, total_cycles=total_cycles, threads=threads, timeout_s=timeout_s,
+                           mode=host_mode)
+    if ended:
+        point.problem = f"{ended[0]}: {one_line(ended[1])}"
     if point.problem:
         return
     rate = run.cycles_per_s(warmup, threads)

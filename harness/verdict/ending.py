@@ -100,12 +100,30 @@ def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> s
 
 
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
-    """(verdict, message) when the host did not complete its cycles, else None."""
+    """(verdict, message) when the host did not complete its cycles or its
+    samples are not the ones asked for, else None."""
     total = settings.warmup + settings.cycles
+    ended = how_host_ended(run, total_cycles=total, threads=settings.thread_count,
+                           timeout_s=settings.timeout, mode=settings.mode, backend=settings.backend)
+    if ended:
+        return ended
+    problem = sample_problem(run.samples, total)
+    if problem:
+        return "error", problem
+    return None
+
+
+def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, timeout_s: float,
+                   mode: str, backend: str = "counters") -> tuple[str, str] | None:
+    """(verdict, message) of a host that did not complete its `total_cycles`
+    (stray processes, timeout, signal, forged lines, a raising hook or case,
+    an exit status), else None: the one reading of how a host ended, for the
+    engine and for scale alike."""
+    total = total_cycles
     reached = (f"cycle {run.last_cycle + 1} of {total}" if run.last_cycle < total
                else f"the final shutdown after all {total} cycles")
-    if settings.thread_count is not None:  # parallel: where each thread got to
-        reached += f" ({run.threads_note(settings.thread_count)})"
+    if threads is not None:  # parallel: where each thread got to
+        reached += f" ({run.threads_note(threads)})"
     tail = run.output_tail.strip()
     tail_note = f"\n--- host output (tail) ---\n{tail}" if tail else ""
     if run.stray_processes:  # before crash: the harness killed the host for it
@@ -113,7 +131,7 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
         return "error", (f"the case left {len(run.stray_processes)} process(es) running after "
                          f"{when}, killed: {', '.join(run.stray_processes)}")
     if run.timed_out:
-        return "timeout", f"no end after {settings.timeout:g} s, in {reached}{tail_note}"
+        return "timeout", f"no end after {timeout_s:g} s, in {reached}{tail_note}"
     if run.signal_name:
         return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
     if run.forged_lines:
@@ -123,7 +141,7 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
     if run.hook_error:
         # the backend's code in the main interpreter failed, not the case
         hook = run.hook_error
-        return "error", (f"the {settings.backend} backend's main-interpreter hook raised "
+        return "error", (f"the {backend} backend's main-interpreter hook raised "
                          f"{hook.get('type')} at cycle {hook.get('cycle')}:\n{hook.get('message') or ''}")
     if run.error:
         text = run.error.get("message") or ""
@@ -135,17 +153,23 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
             lost = sorted(run.extensions.get(1, set()) - run.extensions.get(cycle, set()))
             refusal = _last_line(text)
             if lost:
-                return "unsupported", reinit_message(lost[0], settings.mode, cycle, refusal)
+                return "unsupported", reinit_message(lost[0], mode, cycle, refusal)
             return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
-                                   f"({settings.mode} mode): {refusal}; the module refuses "
+                                   f"({mode} mode): {refusal}; the module refuses "
                                    "re-initialisation in one process")
         return "error", f"the case raised {run.error.get('type')} in cycle {run.error.get('cycle')}:\n{text}"
     if run.returncode != 0 or not run.completed:
         return "error", f"host exited with status {run.returncode} in {reached}{tail_note}"
-    problem = sample_problem(run.samples, total)
-    if problem:
-        return "error", problem
     return None
+
+
+def one_line(message: str) -> str:
+    """A verdict's message for a table cell: its first line and, when there is
+    more, its last (the exception a case raised, the host's last output)."""
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else ""
+    return f"{lines[0].rstrip(':')}: {lines[-1]}"
 
 
 def summary_line(result: Result, triggered: list[str]) -> str:

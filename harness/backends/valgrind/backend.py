@@ -30,7 +30,6 @@ errors mean for the verdict is decided in harness.outcome, not here.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
@@ -43,13 +42,14 @@ from . import suppressions as suppress
 from ..attribution import object_name
 from ...errors import HarnessError
 from ...host.build import build_host
-from ..attribution import is_interpreter_object, is_system_object
 from ...report.numbers import fmt_bytes
-from .memcheck_xml import MemcheckError, MemcheckReport, parse_file, totals
-from ..base import Backend, Launch
-from .records import (
-    LossRecord, error_json, exit_records, growth_between, records_by_cycle, sites, snapshot,
+from .analysis import (
+    ValgrindArtifacts, case_errors, differential_series, error_signature, evidence, per_cycle,
+    record_growth,
 )
+from .memcheck_xml import parse_file
+from ..base import Backend, Launch
+from .records import error_json, sites
 from ..counters import series_from_samples
 
 if TYPE_CHECKING:
@@ -68,13 +68,6 @@ MIN_VERSION = (3, 10)
 #: loop, the import machinery and the host (typically 20-35 frames)
 NUM_CALLERS = 50
 XML_NAME = "memcheck.xml"
-LAUNCH_NOTE = "valgrind-launch.json"
-#: the host prints these sample keys only when built with memcheck.h
-_CLIENT_REQUEST_KEYS = ("vg_lost_bytes", "vg_lost_blocks")
-#: frames of an error's signature: enough to tell CPython's own reports
-#: apart (Py_INCREF in ceval.c:1863 vs 1801), few enough that the same
-#: report reached through another caller still matches
-SIGNATURE_FRAMES = 3
 PLAIN_START_TIMEOUT_S = 600.0
 
 
@@ -82,19 +75,17 @@ class ValgrindUnavailable(HarnessError):
     """valgrind is missing or too old."""
 
 
-@dataclass
-class ValgrindArtifacts:
-    """What collect() keeps of one run: the parsed XML and how it was made."""
+@dataclass(frozen=True)
+class LaunchPlan:
+    """What launch() decided for one run and collect() needs back (the engine
+    hands it over in `Launch.state`: the case and the control launch at once,
+    so nothing of a run is kept on the shared backend)."""
 
-    report: MemcheckReport
     method: str
     suppression_files: list[str]
     host_object: str
-    xml_bytes: int = 0
-    kept_xml: str | None = None
-    #: error signatures of a plain `python -c pass` under the same
-    #: suppressions (controls only): CPython's own memcheck reports
-    plain_start_errors: frozenset = frozenset()
+    valgrind: str
+    python: str
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,23 +141,22 @@ class ValgrindBackend(Backend):
     gen_suppressions = False
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
-        self.valgrind = find_valgrind()
+        find_valgrind()
         if settings.host == "python":
             raise HarnessError("the valgrind backend needs the C host (--host c or auto)")
-        suppress.files_for(target, settings.suppressions)   # extra files must exist
+        suppress.files_for(target, settings.backend_options.suppressions)   # extra files must exist
 
     # -- running ------------------------------------------------------------
     def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
                workdir: Path) -> Launch:
-        valgrind = getattr(self, "valgrind", None) or find_valgrind()
+        valgrind = find_valgrind()
         host = str(build_host(target, native=False))
-        files = suppress.files_for(target, settings.suppressions,
+        files = suppress.files_for(target, settings.backend_options.suppressions,
                                    include_version=self.use_version_suppressions)
         method = self._method(host)
-        # collect() reads this back: the case and the control launch concurrently
-        (workdir / LAUNCH_NOTE).write_text(json.dumps(
-            {"method": method, "files": [str(f) for f in files], "host": object_name(host),
-             "valgrind": valgrind, "python": target.sys_executable}))
+        plan = LaunchPlan(method=method, suppression_files=[str(f) for f in files],
+                          host_object=object_name(host), valgrind=valgrind,
+                          python=target.sys_executable)
         prefix = [
             valgrind, "--tool=memcheck", "--leak-check=full",
             f"--show-leak-kinds={self.show_leak_kinds}", "--errors-for-leak-kinds=none",
@@ -178,7 +168,7 @@ class ValgrindBackend(Backend):
             prefix.append("--gen-suppressions=all")
         companions = (settings.warmup + 1,) if method == "differential" else ()
         return Launch(prefix=prefix, env={"PYTHONMALLOC": "malloc"}, timeout_factor=1.0,
-                      companion_cycles=companions)
+                      companion_cycles=companions, state=plan)
 
     @staticmethod
     def _method(host: str) -> str:
@@ -194,18 +184,18 @@ class ValgrindBackend(Backend):
                                "host cache, or use the differential method")
         return wanted
 
-    def collect(self, run: "HostRun", workdir: Path, role: str,
-                settings: "RunSettings") -> ValgrindArtifacts:
+    def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
+                launched: Launch) -> ValgrindArtifacts:
         xml = workdir / XML_NAME
-        note = json.loads((workdir / LAUNCH_NOTE).read_text())
-        method, files, host = note["method"], note["files"], note["host"]
+        plan: LaunchPlan = launched.state
+        method, files, host = plan.method, plan.suppression_files, plan.host_object
         kept = None
         keep_dir = os.environ.get(KEEP_XML_ENV)
         if keep_dir and xml.exists():
             Path(keep_dir).mkdir(parents=True, exist_ok=True)
             kept = str(Path(keep_dir) / f"{role}-{os.getpid()}-{id(run)}.xml")
             shutil.copyfile(xml, kept)
-        plain = (plain_start_errors(note["valgrind"], note["python"], tuple(files), host)
+        plain = (plain_start_errors(plan.valgrind, plan.python, tuple(files), host)
                  if role == "control" else frozenset())
         return ValgrindArtifacts(report=parse_file(xml), method=method, suppression_files=files,
                                  host_object=host, xml_bytes=xml.stat().st_size if xml.exists() else 0,
@@ -223,7 +213,7 @@ class ValgrindBackend(Backend):
             # its host is built without native counting: memcheck owns malloc
             "native_blocks": None, "native_bytes": None,
         }
-        if _per_cycle(run):
+        if per_cycle(run):
             # lost and still reachable: a C static that keeps growing holds
             # memory memcheck never calls lost (older hosts lack the key)
             out["blocks"] = [float(s["vg_lost_blocks"] + s.get("vg_reachable_blocks", 0))
@@ -249,7 +239,9 @@ class ValgrindBackend(Backend):
         own, cpythons = case_errors(case_art, control_art)
         result.errors = [error_json(e, result.module, case_art.host_object, settings.pythonpath)
                          for e in own]
-        result.evidence["valgrind"] = evidence(case_run, control_run, settings)
+        result.evidence["valgrind"] = evidence(
+            case_run, control_run, warmup, num_callers=NUM_CALLERS,
+            version=".".join(map(str, valgrind_version(find_valgrind()) or ())))
         result.evidence["valgrind"]["cpython_errors"] = {
             "count": len(cpythons), "kinds": sorted({e.kind for e in cpythons}),
             "why": "the same error class shows in the control or in a plain `python -c pass`"}
@@ -292,44 +284,6 @@ class ValgrindBackend(Backend):
                 f"{first['kind']} in {first['module']} ({first['at']})")
 
 
-# -- pure helpers (module level: tests call them on recorded runs) ----------
-
-def error_signature(error: MemcheckError, host_object: str = "") -> tuple:
-    """An error class: its kind and its innermost frames, past the allocator
-    shims, up to and including the first frame outside CPython (at most
-    SIGNATURE_FRAMES).  CPython's own reports match across runs whatever
-    Python code led to them; an extension's error keeps its own frame."""
-    frames = []
-    for frame in error.stack:
-        if is_system_object(frame.obj) and not frames:
-            continue
-        frames.append(frame.key())
-        inside = is_interpreter_object(frame.obj) or object_name(frame.obj) == host_object
-        if not inside or len(frames) == SIGNATURE_FRAMES:
-            break
-    return (error.kind, tuple(frames))
-
-
-def case_errors(case_art: ValgrindArtifacts,
-                control_art: ValgrindArtifacts | None) -> tuple[list[MemcheckError], list[MemcheckError]]:
-    """(the case's own memcheck errors, those that are CPython's).
-
-    CPython's: the control has the same error (all frames), or the control
-    or a plain interpreter start has the same error class (error_signature)."""
-    host = case_art.host_object
-    keys: set = set()
-    classes: set = set()
-    if control_art is not None:
-        keys = {e.key() for e in control_art.report.errors}
-        classes = {error_signature(e, host) for e in control_art.report.errors}
-        classes |= control_art.plain_start_errors
-    own, cpythons = [], []
-    for error in case_art.report.errors:
-        theirs = error.key() in keys or error_signature(error, host) in classes
-        (cpythons if theirs else own).append(error)
-    return own, cpythons
-
-
 @functools.lru_cache(maxsize=None)
 def plain_start_errors(valgrind: str, python: str, suppression_files: tuple[str, ...],
                        host_object: str) -> frozenset:
@@ -350,112 +304,3 @@ def plain_start_errors(valgrind: str, python: str, suppression_files: tuple[str,
         except (OSError, subprocess.SubprocessError, ValueError):
             return frozenset()
     return frozenset(error_signature(e, host_object) for e in report.errors)
-
-
-def _has_client_requests(samples: list[dict]) -> bool:
-    return bool(samples) and all(all(k in s for k in _CLIENT_REQUEST_KEYS) for s in samples)
-
-
-def _per_cycle(run: "HostRun") -> bool:
-    """Measured by per-cycle leak checks (else by difference of two runs)."""
-    art: ValgrindArtifacts | None = run.artifacts
-    return (art is None or art.method == "client-requests") and _has_client_requests(run.samples)
-
-
-def lost_at_exit(art: ValgrindArtifacts | None) -> tuple[int, int] | None:
-    """(bytes, blocks) definitely + indirectly lost at valgrind's exit check."""
-    if art is None:
-        return None
-    if art.report.final_check is None:
-        # a finished run whose exit check printed nothing lost nothing unsuppressed
-        return (0, 0) if art.report.complete else None
-    records = {r.key(): r for r in art.report.final_check.records}
-    return totals(records, "definite")
-
-
-def differential_series(run: "HostRun") -> tuple[list[float], list[float]] | None:
-    """A straight line through lost(k1) and lost(k2), sampled at every cycle.
-
-    The verdict then sees the differential per-cycle loss as its slope (and
-    no spread: two points carry none, so the tolerance is the floor)."""
-    if not run.companions or not run.samples:
-        return None
-    (k1, first), = list(run.companions.items())[:1]
-    k2 = run.samples[-1]["cycle"]
-    low, high = lost_at_exit(first.artifacts), lost_at_exit(run.artifacts)
-    if low is None or high is None or k2 <= k1 or not first.completed:
-        return None
-    lines = []
-    for index in (1, 0):   # blocks, bytes
-        slope = (high[index] - low[index]) / (k2 - k1)
-        lines.append([low[index] + slope * (s["cycle"] - k1) for s in run.samples])
-    return lines[0], lines[1]
-
-
-def record_growth(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float, LossRecord]]:
-    """key -> (bytes/cycle, blocks/cycle, record) over the measured window."""
-    art: ValgrindArtifacts | None = run.artifacts
-    if art is None or not run.samples:
-        return {}
-    if _per_cycle(run):
-        history = records_by_cycle(art.report, run.samples)
-        end = run.samples[-1]["cycle"]
-        start = min(warmup, end - 1)
-        before, after = snapshot(history, start), snapshot(history, end)
-        span = end - start
-    else:
-        if not run.companions:
-            return {}
-        k1, first = next(iter(run.companions.items()))
-        if first.artifacts is None:
-            return {}
-        before = exit_records(first.artifacts.report)
-        after = exit_records(art.report)
-        span = run.samples[-1]["cycle"] - k1
-    if span <= 0:
-        return {}
-    return growth_between(before, after, span)
-
-
-def _slope(values: list[float], warmup: int) -> float | None:
-    from ...verdict.rule import growth, measured_window
-    window = measured_window(values, warmup)
-    return growth(window).whole if len(window) >= 2 else None
-
-
-def evidence(case_run: "HostRun", control_run: "HostRun", settings: "RunSettings") -> dict:
-    """How valgrind measured, cross-checks, what the suppressions matched."""
-    art: ValgrindArtifacts = case_run.artifacts
-    out: dict = {
-        "method": art.method, "num_callers": NUM_CALLERS,
-        "version": ".".join(map(str, valgrind_version(find_valgrind()) or ())),
-        "xml_complete": art.report.complete, "xml_bytes": art.xml_bytes,
-        "leak_checks": len(art.report.cycle_checks),
-        "suppressions": suppress.matched_per_file(art.report.suppression_counts,
-                                                  [Path(f) for f in art.suppression_files]),
-    }
-    if art.kept_xml:
-        out["xml"] = art.kept_xml
-    if _per_cycle(case_run) and _per_cycle(control_run):
-        per = {}
-        for key in ("vg_possibly_bytes", "vg_possibly_blocks", "vg_suppressed_bytes"):
-            case = _slope([float(s[key]) for s in case_run.samples], settings.warmup)
-            control = _slope([float(s[key]) for s in control_run.samples], settings.warmup)
-            per[key.removeprefix("vg_")] = {"case": case, "control": control}
-        out["per_cycle_reported_only"] = per
-        out["differential_cross_check"] = _two_point(case_run, control_run, settings.warmup)
-    elif case_run.companions:
-        k1 = next(iter(case_run.companions))
-        out["differential"] = {"k1": k1, "k2": case_run.samples[-1]["cycle"] if case_run.samples else None}
-    return out
-
-
-def _two_point(case_run: "HostRun", control_run: "HostRun", warmup: int) -> dict:
-    """(lost(k2) - lost(k1)) / (k2 - k1), case minus control, from the samples."""
-    def per_cycle(run: "HostRun", key: str) -> float:
-        first, last = run.samples[warmup], run.samples[-1]
-        return (last[key] - first[key]) / max(1, last["cycle"] - first["cycle"])
-    k1, k2 = case_run.samples[warmup]["cycle"], case_run.samples[-1]["cycle"]
-    return {"k1": k1, "k2": k2,
-            "blocks": round(per_cycle(case_run, "vg_lost_blocks") - per_cycle(control_run, "vg_lost_blocks"), 3),
-            "bytes": round(per_cycle(case_run, "vg_lost_bytes") - per_cycle(control_run, "vg_lost_bytes"), 3)}

@@ -28,7 +28,7 @@ from typing import Iterable
 from ...data import suppressions_dir
 from ...errors import HarnessError
 from ...host.build import cache_root
-from ...host.target import TargetPython
+from ...host.target import TargetPython, version_label
 
 SHIPPED_DIR = suppressions_dir()
 BASE_FILE = "base.supp"
@@ -71,7 +71,7 @@ def user_dir() -> Path:
 
 
 def version_file_name(target: TargetPython) -> str:
-    return f"cpython-{target.short_version}{'-debug' if target.debug else ''}.supp"
+    return f"cpython-{version_label(target.short_version, target.debug)}.supp"
 
 
 def files_for(target: TargetPython, extra: Iterable[str] = (), *, include_version: bool = True) -> list[Path]:

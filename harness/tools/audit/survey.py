@@ -31,7 +31,9 @@ from ...engine import Engine
 from ...settings import RunSettings
 from ...errors import HarnessError
 from ...cases.packages import package_modules
+from ...host.launch import host_env
 from ...host.modes import mode_problem
+from ...host.runner import exit_signal_name
 from ...host.target import TargetPython, target_python
 from ...result import Result
 
@@ -169,13 +171,9 @@ def _probe(target: TargetPython, args: list[str], env: dict[str, str]) -> tuple[
                               start_new_session=True)
     except subprocess.TimeoutExpired:
         return None, f"probe timed out after {PROBE_TIMEOUT_S:g} s"
-    if proc.returncode < 0:
-        import signal
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return None, f"probe killed by {name} in PyInit"
+    killed_by = exit_signal_name(proc.returncode)
+    if killed_by:
+        return None, f"probe killed by {killed_by} in PyInit"
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1]), ""
     except (json.JSONDecodeError, IndexError):
@@ -185,10 +183,7 @@ def _probe(target: TargetPython, args: list[str], env: dict[str, str]) -> tuple[
 
 def _probe_env(pythonpath: tuple[str, ...]) -> dict[str, str]:
     # -I ignores PYTHONPATH; the probe re-adds it (what the engine's host sees)
-    env = dict(os.environ)
-    inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([*pythonpath, *inherited])
-    return env
+    return host_env(pythonpath)
 
 
 def discover(target: TargetPython, scope: str, env: dict[str, str]) -> tuple[list[ModuleRow], list[str], dict[str, str]]:
@@ -286,39 +281,3 @@ def _guarded_run(engine: Engine, module: str, settings: RunSettings) -> Result:
                       mode=settings.mode, backend=settings.backend, host="c",
                       cycles=settings.cycles, warmup=settings.warmup, verdict="error",
                       message=str(exc))
-
-
-def markdown_summary(audit: Audit) -> str:
-    """The headline and counts, then one line per module that is not ready or leaks."""
-    c = audit.counts()
-    version = audit.python["version"]
-    leaking = [r for r in audit.rows if r.leaks]
-    leak_names = ", ".join(f"`{r.module}` ({'/'.join(r.leaks)})" for r in leaking) or "none"
-    lines = [f"## Extension module readiness: Python {version}", ""]
-    if c["ready"] is None:
-        lines.append(f"Python {version} has no per-interpreter GIL (3.12+): "
-                     f"{c['multi_phase']} of {c['extension_modules']} extension modules use "
-                     f"multi-phase init; these {c['leaking']} leak per cycle: {leak_names}.")
-    else:
-        lines.append(f"**{c['ready']} of {c['extension_modules']} extension modules are ready for "
-                     f"per-interpreter GIL; these {c['leaking']} leak per cycle:** {leak_names}.")
-    lines += ["", "| | modules |", "|---|---:|"]
-    labels = {"extension_modules": "extension modules", "multi_phase": "multi-phase init",
-              "single_phase": "single-phase init",
-              "declare_per_interpreter_gil": "declare Py_MOD_PER_INTERPRETER_GIL_SUPPORTED",
-              "load_isolated": "load in an isolated subinterpreter",
-              "ready": "ready (multi-phase, load isolated, no crash)",
-              "leaking": "leak per cycle (any mode)", "crashing": "crash (any mode or the probe)"}
-    lines += [f"| {labels[k]} | {v} |" for k, v in c.items() if v is not None]
-    not_ready = [r for r in audit.rows if r.ready is False]
-    if not_ready:
-        lines += ["", "Not ready:", ""]
-        for r in not_ready:
-            why = r.refusal("subinterpreter") or r.probe_problem or (
-                "; ".join(r.crashes()) or f"{r.init} init")
-            lines.append(f"- `{r.module}` ({r.init}, slot: {r.multiple_interpreters or '-'}): "
-                         f"{why.replace('|', '/')}")
-    if audit.builtins:
-        lines += ["", f"Not audited: {len(audit.builtins)} built-in modules compiled into the "
-                      f"interpreter (pass them with --module to audit them)."]
-    return "\n".join(lines) + "\n"
