@@ -12,10 +12,16 @@ SHOWN = 12
 
 def series_text(values: Sequence[float], shown: int = SHOWN) -> str:
     """`[2, 2, 2, …]` (n=20, sum=40): regrtest's list, cut to fit a line."""
-    cells = [f"{v:g}" if isinstance(v, float) else str(v) for v in values[:shown]]
+    cells = [_plain(v) for v in values[:shown]]
     more = ", …" if len(values) > shown else ""
-    total = sum(values)
-    return f"[{', '.join(cells)}{more}] (n={len(values)}, sum={total:g})"
+    return f"[{', '.join(cells)}{more}] (n={len(values)}, sum={_plain(sum(values))})"
+
+
+def _plain(value: float) -> str:
+    """Whole numbers as integers, others with up to 3 decimals: never 1.07554e+06."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def excess_per_cycle(result: Result, key: str = "blocks") -> str:
