@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 from .attribution import module_from_object
 from ..errors import HarnessError
@@ -52,34 +52,40 @@ def read_symbols(path: str) -> ObjectSymbols:
     return _read_symbols(path, stat.st_mtime_ns, stat.st_size)
 
 
-@lru_cache(maxsize=512)
-def _read_symbols(path: str, mtime_ns: int, size: int) -> ObjectSymbols:
+def _elf_symbols(path: str) -> Iterator[Any]:
+    """The symbols of `path`'s .symtab then .dynsym, in table order (STT_FILE
+    entries included: a static function's file is the last one before it).
+    Nothing for a file that is unreadable or not ELF: it owns nothing."""
     try:
         from elftools.elf.elffile import ELFFile
         from elftools.common.exceptions import ELFError
     except ImportError as exc:  # a dependency of the project: only a broken install lacks it
         raise HarnessError("pyelftools is missing: pip install pyelftools") from exc
-    globals_: set[str] = set()
-    locals_: dict[str, set[str]] = {}
     try:
         with open(path, "rb") as stream:
             elf = ELFFile(stream)
             for table_name in (".symtab", ".dynsym"):
                 table = elf.get_section_by_name(table_name)
-                if table is None:
-                    continue
-                current_file = ""
-                for symbol in table.iter_symbols():
-                    kind = symbol["st_info"]["type"]
-                    if kind == "STT_FILE":
-                        current_file = PurePosixPath(symbol.name).name
-                    elif kind == "STT_FUNC" and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
-                        if symbol["st_info"]["bind"] == "STB_LOCAL":
-                            locals_.setdefault(symbol.name, set()).add(current_file)
-                        else:
-                            globals_.add(symbol.name)
+                if table is not None:
+                    yield from table.iter_symbols()
     except (OSError, ELFError):
-        pass  # unreadable or not ELF: it owns nothing
+        return
+
+
+@lru_cache(maxsize=512)
+def _read_symbols(path: str, mtime_ns: int, size: int) -> ObjectSymbols:
+    globals_: set[str] = set()
+    locals_: dict[str, set[str]] = {}
+    current_file = ""
+    for symbol in _elf_symbols(path):
+        kind = symbol["st_info"]["type"]
+        if kind == "STT_FILE":
+            current_file = PurePosixPath(symbol.name).name
+        elif kind == "STT_FUNC" and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
+            if symbol["st_info"]["bind"] == "STB_LOCAL":
+                locals_.setdefault(symbol.name, set()).add(current_file)
+            else:
+                globals_.add(symbol.name)
     return ObjectSymbols(path, frozenset(globals_),
                          {name: frozenset(files) for name, files in locals_.items()})
 
@@ -161,25 +167,11 @@ def function_at(path: str, address: int) -> str | None:
 @lru_cache(maxsize=256)
 def _function_spans(path: str, mtime_ns: int, size: int) -> tuple[list[int], list[tuple[int, int, str]]]:
     """Sorted (start, end, name) of the defined functions of .symtab and .dynsym."""
-    try:
-        from elftools.elf.elffile import ELFFile
-        from elftools.common.exceptions import ELFError
-    except ImportError as exc:
-        raise HarnessError("pyelftools is missing: pip install pyelftools") from exc
     spans: dict[int, tuple[int, int, str]] = {}
-    try:
-        with open(path, "rb") as stream:
-            elf = ELFFile(stream)
-            for table_name in (".symtab", ".dynsym"):
-                table = elf.get_section_by_name(table_name)
-                if table is None:
-                    continue
-                for symbol in table.iter_symbols():
-                    if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
-                            and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_size"]):
-                        start = symbol["st_value"]
-                        spans.setdefault(start, (start, start + symbol["st_size"], symbol.name))
-    except (OSError, ELFError):
-        pass
+    for symbol in _elf_symbols(path):
+        if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
+                and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_size"]):
+            start = symbol["st_value"]
+            spans.setdefault(start, (start, start + symbol["st_size"], symbol.name))
     ordered = sorted(spans.values())
     return [s for s, _, _ in ordered], ordered
