@@ -60,6 +60,9 @@ class RunSettings:
     backend_options: BackendOptions = BackendOptions()
 
     def __post_init__(self) -> None:
+        # a mapping (settings read back from JSON, e.g. a `bisect git` step) becomes the options
+        if isinstance(self.backend_options, dict):
+            object.__setattr__(self, "backend_options", BackendOptions(**self.backend_options))
         # hashable: settings key the control cache
         object.__setattr__(self, "pythonpath", tuple(str(p) for p in self.pythonpath))
         object.__setattr__(self, "xoptions", tuple(self.xoptions))

@@ -21,6 +21,9 @@ from harness.errors import CompileError, HarnessError
 from harness.host.target import TargetPython, installed_pythons, target_python
 
 BUILD_SCRIPT = Path(__file__).with_name("fixtures") / "build.py"
+#: the fixture projects' own suites (tests/fixtures/lhproj/tests) run inside their
+#: venvs from the tests that build them, never as part of this suite
+collect_ignore = ["fixtures"]
 
 
 def _discover() -> dict[str, TargetPython]:

@@ -54,7 +54,7 @@ def test_catalog_subset_runs_through_pytest_collection(pytester, target_for):
     for name in SUBSET:
         shutil.copy(CATALOG_DIR / f"{name}.toml", cases)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-v", "-rs", f"--leak-python={python}",
-                                           "--leak-cycles", "10", "--leak-warmup", "3", timeout=300)
+                                           "--leak-cycle-count", "10", "--leak-warmup", "3", timeout=300)
     out = result.stdout.str()
     result.assert_outcomes(passed=4, skipped=1, errors=2)
     for name, outcomes in SUBSET.items():

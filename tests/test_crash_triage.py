@@ -202,7 +202,9 @@ def test_a_hang_in_a_python_loop_reports_the_python_stack(run_case):
     result = run_case("3.12", code, mode="subinterpreter", timeout=5, module=None)
     assert result.verdict == "timeout"
     frames = current_thread_frames(result.hang)
-    assert [(f["function"], f["line"]) for f in frames[:2]] == [("spin", 2), ("<module>", 4)]
+    # the signal lands on either line of the loop (`while True:` or `pass`)
+    (spin, spin_line), outer = [(f["function"], f["line"]) for f in frames[:2]]
+    assert spin == "spin" and spin_line in (2, 3) and outer == ("<module>", 4)
     assert "_PyEval_EvalFrameDefault" in functions(result.hang)
 
 
