@@ -29,7 +29,7 @@ from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, check_xoptions, target_python
-from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors, with_where_hint
 from .result import Result
 from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
 from .host.runner import HostRun
@@ -91,6 +91,7 @@ class Engine:
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
             with_memcheck_errors(result)
+            with_where_hint(result)
         if result.verdict == "crash":
             backend.crashed(result, case_run, control.passed, settings)
             result.message = crash_stacks.with_crash_stack(result.message, result.crash)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from fixtures.targets import REPO_ROOT, debug_build_version
-from harness.verdict.ending import summary_line
+from harness.verdict.ending import summary_line, with_where_hint
 from harness.report.numbers import fmt_bytes, fmt_count, fmt_number
 from harness.result import Result
 
@@ -31,13 +31,23 @@ def test_formatters():
     assert fmt_count(1068.0) == "1,068" and fmt_number(None) == "-"
 
 
+def _with_hint(result, triggered):
+    result.message = summary_line(result, triggered)
+    with_where_hint(result)
+    return result.message
+
+
 def test_counters_leak_ends_with_the_backend_that_says_where():
-    finalize = summary_line(result_with({"blocks": 9.0, "bytes": 360.0}), ["blocks"])
+    finalize = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}), ["blocks"])
     assert finalize.endswith("rerun with --backend valgrind")
-    sub = summary_line(result_with({"blocks": 9.0, "bytes": 360.0}, mode="subinterpreter"), ["blocks"])
+    sub = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}, mode="subinterpreter"), ["blocks"])
     assert "rerun with --backend memray (memray inside the target: /py -m pip install memray)" in sub
-    traced = summary_line(result_with({"blocks": 9.0, "bytes": 360.0}, backend="valgrind"), ["blocks"])
+    traced = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}, backend="valgrind"), ["blocks"])
     assert "rerun" not in traced
+    # a counters leak whose native sites already say where gets no hint
+    sited = result_with({"blocks": 9.0, "bytes": 360.0})
+    sited.sites = [{"module": "lh_mallocleak", "kind": "native"}]
+    assert "rerun" not in _with_hint(sited, ["native_blocks"])
 
 
 def test_file_reports_and_messages_do_not_load_rich():

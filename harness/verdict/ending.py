@@ -195,9 +195,15 @@ def summary_line(result: Result, triggered: list[str]) -> str:
         discount += (f"; per interpreter cycle, {threads} threads"
                      + (f", {fmt_count(rate)} interpreter cycles/s" if rate else ""))
     if result.verdict == "leak":
-        where = "" if result.sites or result.backend != "counters" else "; " + where_hint(result)
-        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount}){where}"
+        return f"leaks {numbers} (judged on {', '.join(triggered)}{discount})"
     return f"clean: {numbers}{discount}"
+
+
+def with_where_hint(result: Result) -> None:
+    """A counters leak that no site explains ends with the command that would
+    say where; called once the backend has added its sites."""
+    if result.verdict == "leak" and result.backend == "counters" and not result.sites:
+        result.message = f"{result.message}; {where_hint(result)}"
 
 
 def where_hint(result: Result) -> str:
