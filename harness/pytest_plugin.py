@@ -33,6 +33,7 @@ from .engine import Engine
 from .settings import RunSettings
 from .errors import HarnessError, ModeUnavailableError
 from .host.modes import MODES
+from .host.target import version_label
 from .tools.repeat import RepeatLimits, parse_repeats, repeat_check
 from .result import Result
 from .report.pytest_text import failure_text, summary_lines, top_site
@@ -198,8 +199,8 @@ class LeakSession:
     def record_result(self, item: pytest.Item, result: Result) -> None:
         excess = result.excess or {}
         self.record(item, {"case": result.case, "module": result.module or "",
-                           "python": result.python.get("version", "?") +
-                           ("-debug" if result.python.get("debug") else ""),
+                           "python": version_label(result.python.get("version", "?"),
+                                                   bool(result.python.get("debug"))),
                            "mode": result.mode, "cycles": result.cycles, "verdict": result.verdict,
                            "blocks": excess.get("blocks"), "bytes": excess.get("bytes"),
                            "refs": excess.get("refs"), "site": top_site(result)})
@@ -396,7 +397,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     per = outcome.per_repeat
     session.record(pyfuncitem, {
         "case": pyfuncitem.name, "module": "", "mode": f"in-process {limits.warmup}:{limits.repeats}",
-        "python": "%d.%d.%d" % sys.version_info[:3] + ("-debug" if outcome.debug_build else ""),
+        "python": version_label("%d.%d.%d" % sys.version_info[:3], bool(outcome.debug_build)),
         "cycles": limits.repeats, "verdict": outcome.verdict, "blocks": per("blocks"), "bytes": None,
         "refs": per("refs")})
     if outcome.leaked:
