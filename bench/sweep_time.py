@@ -1,7 +1,8 @@
 """Wall time of a stdlib sweep (both default modes), against the bare-host floor.
 
-    python bench/sweep_time.py [--python PY] [--jobs 2] [--cycles 20] [--warmup 5]
-                               [--quick | --modules N | --module NAME ...] [--explain B] [--json]
+    python bench/sweep_time.py [--python PY ...] [--jobs 2] [--cycles 20] [--warmup 5]
+                               [--quick | --modules N | --module NAME ...] [--explain B]
+                               [--adaptive] [--json]
 
 The floor is the same `import NAME` cases run on the bare host (`bare-*`
 modes: no allocator hook, no counters, no controls, no probes, no result
@@ -15,7 +16,16 @@ counting.  `--modules N` (or `--quick`: 16) takes N modules spread evenly
 over the sorted names, so a short run still mixes small and large modules.
 Both sides run in the same invocation, floor first, so quote their ratio,
 not the seconds; the CPU-time ratio (every host and the harness itself, from
-RUSAGE_CHILDREN) is the one a loaded machine disturbs least.  A benchmark, not a test: it always exits 0 when it ran.
+RUSAGE_CHILDREN) is the one a loaded machine disturbs least.
+
+The sweep measured against the floor runs --fixed-cycles: the floor runs
+every cycle, so only that comparison is like for like.  `--adaptive` also
+runs the default sweep (adaptive cycles: a case stops once its `clean` is
+settled) and prints adaptive / fixed wall and CPU time, the cycles each
+ran, and the verdicts that differ (a diff: empty when adaptive cycles
+changed nothing).  --python is repeatable; with several the JSON is
+{"pythons": [one object per Python]}.  A benchmark, not a test: it always
+exits 0 when it ran.
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from harness.host.target import target_python  # noqa: E402
 
 QUICK_MODULES = 16
 TARGET_OVERHEAD = 1.15
+ADAPTIVE_TARGET = 0.5
 
 
 def children_cpu_s() -> float:
@@ -113,7 +124,8 @@ def sweep_s(target, cases: list[Case], modes: list[str], args,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--python", default=None)
+    parser.add_argument("--python", action="append", default=None,
+                        help="target (repeatable; default: this Python)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=5)
@@ -124,9 +136,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explain", default=None, metavar="BACKEND",
                         help="also run the sweep with --explain BACKEND and print its cost "
                              "against the sweep alone")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="also run the default (adaptive-cycles) sweep: its time against the "
+                             "fixed-cycles one and the verdict diff")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
-    target = target_python(args.python)
+    runs = [measure(target_python(p), args) for p in (args.python or [None])]
+    if args.json:
+        print(json.dumps(runs[0] if len(runs) == 1 else {"pythons": runs}, indent=1))
+        return 0
+    for figures in runs:
+        print_figures(figures, args)
+    return 0
+
+
+def verdict_key(row: dict) -> tuple[str, str]:
+    return (row.get("module") or row.get("case"), row["mode"])
+
+
+def adaptive_figures(fixed_wall_s: float, fixed_cpu_s: float, fixed_rows: list[dict],
+                     wall_s: float, cpu_s: float, rows: list[dict]) -> dict:
+    """Adaptive against fixed cycles: time ratios, cycles run, the verdict diff."""
+    fixed = {verdict_key(r): r["verdict"] for r in fixed_rows if r.get("role") == "case"}
+    adaptive = {verdict_key(r): r["verdict"] for r in rows if r.get("role") == "case"}
+    diff = [{"module": m, "mode": mode, "fixed": fixed.get((m, mode)), "adaptive": adaptive.get((m, mode))}
+            for (m, mode) in sorted(set(fixed) | set(adaptive))
+            if fixed.get((m, mode)) != adaptive.get((m, mode))]
+    ran = [r["cycles"] for r in rows if r.get("role") == "case" and r["verdict"] in ("clean", "leak")]
+    stopped = [r for r in rows if r.get("role") == "case" and (r.get("cycle_stop") or {}).get("stopped_early")]
+    return {
+        "adaptive_wall_s": round(wall_s, 2), "adaptive_cpu_s": round(cpu_s, 2),
+        "adaptive_wall_ratio": round(wall_s / fixed_wall_s, 3) if fixed_wall_s else None,
+        "adaptive_cpu_ratio": round(cpu_s / fixed_cpu_s, 3) if fixed_cpu_s else None,
+        "adaptive_target": ADAPTIVE_TARGET,
+        "stopped_early": len(stopped), "measured": len(ran),
+        "mean_cycles_run": round(statistics.mean(ran), 2) if ran else None,
+        "verdict_diff": diff,
+    }
+
+
+def measure(target, args) -> dict:
+    """Every figure of one target Python, measured in this one invocation."""
     modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
     all_cases, _ = stdlib_import_cases(target)
     if args.module:
@@ -141,8 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     pass_ref_s = pass_reference_s(host, modes, total_cycles, target.sys_executable,
                                   len(cases), args.jobs)
     cpu_before = children_cpu_s()
-    wall_s, rows = sweep_s(target, cases, modes, args)
+    wall_s, rows = sweep_s(target, cases, modes, args, ("--fixed-cycles",))
     sweep_cpu_s = children_cpu_s() - cpu_before
+    adaptive = None
+    if args.adaptive:
+        cpu_before = children_cpu_s()
+        adaptive_wall_s, adaptive_rows = sweep_s(target, cases, modes, args)
+        adaptive = adaptive_figures(wall_s, sweep_cpu_s, rows, adaptive_wall_s,
+                                    children_cpu_s() - cpu_before, adaptive_rows)
     explain_wall_s, explain_rows = (sweep_s(target, cases, modes, args, ("--explain", args.explain))
                                     if args.explain else (None, []))
     case_rows = [r for r in rows if r.get("role") == "case"]
@@ -163,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_case_s": round(statistics.median(r["wall_s"] for r in case_rows), 3) if case_rows else None,
         "slowest": [{"module": r["module"], "mode": r["mode"], "wall_s": r["wall_s"]} for r in slowest],
         "verdicts": {f"{m} {v}": n for (m, v), n in sorted(verdicts.items())},
+        **(adaptive or {}),
     }
     if args.explain:
         explained = [r for r in explain_rows if "explained_by" in r.get("evidence", {})]
@@ -173,10 +230,14 @@ def main(argv: list[str] | None = None) -> int:
             same_verdicts=sorted((r["module"], r["mode"], r["verdict"]) for r in case_rows)
             == sorted((r["module"], r["mode"], r["verdict"]) for r in explain_rows
                       if r.get("role") == "case"))
-    if args.json:
-        print(json.dumps(figures, indent=1))
-        return 0
-    print(f"Python {target.label}: {len(cases)} modules x {len(modes)} modes "
+    return figures
+
+
+def print_figures(figures: dict, args) -> None:
+    wall_s, floor_wall_s = figures["sweep_wall_s"], figures["floor_wall_s"]
+    sweep_cpu_s, floor_cpu_s = figures["sweep_cpu_s"], figures["floor_cpu_s"]
+    pass_ref_s, modes = figures["pass_reference_s"], figures["modes"]
+    print(f"Python {figures['python']}: {figures['modules']} modules x {len(modes)} modes "
           f"({', '.join(modes)}), {args.warmup}+{args.cycles} cycles, --jobs {args.jobs}"
 )
     ratio = figures["overhead_ratio"]
@@ -190,13 +251,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sweep --explain {args.explain} / sweep  {figures['explain_ratio']:.2f}x  "
               f"({figures['explained']} leaks explained; verdicts "
               f"{'equal' if figures['same_verdicts'] else 'DIFFER'})")
-    if case_rows:
+    if args.adaptive:
+        met = figures["adaptive_wall_ratio"] is not None and figures["adaptive_wall_ratio"] <= ADAPTIVE_TARGET
+        print(f"adaptive / fixed cycles   {figures['adaptive_wall_ratio']:.2f}x  (target <= "
+              f"{ADAPTIVE_TARGET}: {'met' if met else 'NOT met'}); CPU {figures['adaptive_cpu_ratio']:.2f}x; "
+              f"{figures['stopped_early']} of {figures['measured']} stopped early, "
+              f"{figures['mean_cycles_run']} cycles on average")
+        diff = figures["verdict_diff"]
+        print(f"verdict diff (fixed -> adaptive): {'(empty)' if not diff else ''}")
+        for d in diff:
+            print(f"  {d['module']}[{d['mode']}]: {d['fixed']} -> {d['adaptive']}")
+    if figures["median_case_s"] is not None:
         print(f"median case               {figures['median_case_s']:.2f} s")
         print("slowest cases             " + ", ".join(
-            f"{r['module']}[{r['mode']}] {r['wall_s']:.1f}s" for r in slowest))
-    for (mode, verdict), n in sorted(verdicts.items()):
+            f"{r['module']}[{r['mode']}] {r['wall_s']:.1f}s" for r in figures["slowest"]))
+    for key, n in figures["verdicts"].items():
+        mode, verdict = key.split(" ", 1)
         print(f"  {mode:16s} {verdict:12s} {n}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -32,11 +32,13 @@ from .host.target import TargetPython, check_xoptions, target_python
 from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors, with_where_hint
 from .result import Result
 from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
-from .host.runner import HostRun
+from .host.runner import HostRun, Stopping
+from .host.samples_check import stop_problem
 from .verdict.inputs import add_parallel_evidence, interned_excess, per_interpreter
-from .settings import RunSettings
+from .settings import MIN_CYCLES, RunSettings
 from .verdict.rule import judge
 from .verdict.deltas import per_cycle_deltas
+from .verdict.settled import first_decidable, settled_clean
 
 
 @dataclass
@@ -58,6 +60,8 @@ class Engine:
 
     def __init__(self) -> None:
         self._controls: dict[tuple, ControlRun] = {}
+        #: key -> the samples of that control so far, while it runs (adaptive cycles)
+        self._live: dict[tuple, list[dict]] = {}
         self._locks: dict[tuple, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -72,22 +76,33 @@ class Engine:
         key = self._key(target, host_kind, settings)
         chosen = chosen_control(case)
 
+        judging_key = key if chosen is None else self._key(target, host_kind, settings, chosen.code)
+
         def controls() -> ControlRun:
             passed = self._control(key, launcher, backend, settings, on_sample=watch("pass"))
             if chosen is None:
                 return passed
-            own = self._control(self._key(target, host_kind, settings, chosen.code),
-                                launcher, backend, settings, chosen, on_sample=watch("control"))
+            own = self._control(judging_key, launcher, backend, settings, chosen,
+                                on_sample=watch("control"))
             # the probe measures extension-import machinery over `pass`;
             # a chosen control that imports an extension already holds it
             return ControlRun(passed=own.passed, probe=passed.probe, case=chosen,
                               pass_run=passed.passed)
 
+        stopping = (self._stopping(settings, backend, judging_key, key)
+                    if host_kind == "c" else None)
         with ThreadPoolExecutor(max_workers=1) as pool:
             control_future = pool.submit(controls)
-            case_run = launcher(case, settings, "case", on_sample=watch("case"))
+            if stopping is not None:
+                case_run = launcher(case, settings, "case", on_sample=watch("case"),
+                                    stopping=stopping)
+            else:
+                case_run = launcher(case, settings, "case", on_sample=watch("case"))
             control = control_future.result()
+        full_settings = settings
+        settings, control = _as_stopped(case_run, settings, control)
         result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
+        result.cycle_stop = _cycle_stop(case_run, full_settings, stopping)
         if result.verdict in ("leak", "clean"):
             backend.finish(result, case_run, control.passed, settings)
             with_memcheck_errors(result)
@@ -167,7 +182,7 @@ class Engine:
         dumper = crash_stacks.traceback_dumper_offset(crash_stacks.libpython_of(target))
 
         def launch(case: Case, s: RunSettings, role: str, total_cycles: int | None = None,
-                   on_sample=None) -> HostRun:
+                   on_sample=None, stopping: Stopping | None = None) -> HostRun:
             # role "bare": the same case without the hook (whose crash is it?)
             mode = f"bare-{s.mode}" if role == "bare" else s.mode
 
@@ -175,9 +190,10 @@ class Engine:
                 return c_host_argv(binary, mode, total, CASE_FILE, target, threads=s.thread_count,
                                    xoptions=s.xoptions, site=s.site, path_file=PATH_FILE,
                                    crash_file=CRASH_FILE, warmup=s.warmup, traceback_dumper=dumper,
-                                   prefix=spec.prefix, host_args=spec.host_args)
+                                   prefix=spec.prefix, host_args=spec.host_args,
+                                   ask_from=stopping.ask_from if stopping else None)
             return run_case_host(case, s, role, backend, target, argv_for, [probe_dir], total_cycles,
-                                 on_sample)
+                                 on_sample, stopping)
 
         return "c", launch
 
@@ -205,7 +221,13 @@ class Engine:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._controls:
-                passed = launcher(control_case, settings, "control", on_sample=on_sample)
+                live = self._live.setdefault(key, [])
+
+                def seen(sample: dict) -> None:
+                    live.append(sample)
+                    if on_sample is not None:
+                        on_sample(sample)
+                passed = launcher(control_case, settings, "control", on_sample=seen)
                 probe = None
                 if (control_case is CONTROL and key[3] == "c"
                         and backend.wants_extension_probe):
@@ -213,6 +235,40 @@ class Engine:
                                           code=f"import {PROBE_EXT_MODULE}"), settings, "probe")
                 self._controls[key] = ControlRun(passed=passed, probe=probe)
             return self._controls[key]
+
+    def _stopping(self, settings: RunSettings, backend: Backend, judging_key: tuple,
+                  pass_key: tuple) -> Stopping | None:
+        """The case's answer to its host after each cycle from the fewest that
+        can settle it: stop once verdict.settled says its `clean` is settled,
+        against the control it is judged by (its samples so far, while it
+        still runs).  None where cycles stay fixed: --fixed-cycles, a
+        tracing backend, parallel mode (rounds fenced by barriers)."""
+        if settings.fixed_cycles or not backend.adaptive_cycles or settings.thread_count is not None:
+            return None
+        # never fewer measured cycles than --cycles accepts: a slope needs points
+        min_cycles = max(settings.min_cycles or 1, first_decidable(settings.cycles), MIN_CYCLES)
+        if min_cycles >= settings.cycles:
+            return None
+        machinery: dict[str, float] | None = None
+
+        def should_stop(samples: list[dict]) -> bool:
+            nonlocal machinery
+            cached = self._controls.get(judging_key)
+            control_samples = list(cached.passed.samples if cached else self._live.get(judging_key, ()))
+            if len(control_samples) < len(samples):
+                return False
+            if machinery is None and (pass_control := self._controls.get(pass_key)) is not None:
+                machinery = self._machinery_share(pass_control, settings, backend)
+            interned = interned_excess(samples, control_samples, settings.warmup)
+            share = machinery or {}   # unknown yet: no share, the stricter tolerance
+            allowance = {"blocks": interned["blocks"] + share.get("blocks", 0.0),
+                         "bytes": interned["bytes"] + share.get("bytes", 0.0)}
+            return settled_clean(
+                per_interpreter(backend.series(HostRun(samples=samples)), settings),
+                per_interpreter(backend.series(HostRun(samples=control_samples)), settings),
+                settings.warmup, settings.cycles, min_cycles, allowance) is not None
+
+        return Stopping(ask_from=settings.warmup + min_cycles, should_stop=should_stop)
 
     # -- interpretation -----------------------------------------------------
     def _result(self, case: Case, settings: RunSettings, target: TargetPython, host_kind: str,
@@ -315,6 +371,52 @@ class Engine:
         share["blocks"] = max(0.0, share.get("blocks", 0.0) - interned["blocks"])
         share["bytes"] = max(0.0, share.get("bytes", 0.0) - interned["bytes"])
         return share
+
+
+def _as_stopped(case_run: HostRun, settings: RunSettings,
+                control: ControlRun) -> tuple[RunSettings, ControlRun]:
+    """A case that stopped early (adaptive cycles) is judged on the cycles it
+    ran: the settings say that many cycles and the controls are cut to the
+    same samples, so every stage after this one sees one consistent run.
+    A stop the harness did not ask for changes nothing here; the ending
+    check (stop_problem) makes it an error."""
+    stopped = case_run.stopped_at
+    if stopped is None or stop_problem(case_run.stop_asked_at, stopped, settings.warmup,
+                                       settings.cycles) is not None:
+        return settings, control
+    ran = stopped - settings.warmup
+    keep = stopped + 1
+
+    def cut(run: HostRun | None) -> HostRun | None:
+        return None if run is None else dataclasses.replace(run, samples=run.samples[:keep])
+
+    return (dataclasses.replace(settings, cycles=ran),
+            ControlRun(passed=cut(control.passed), probe=cut(control.probe), case=control.case,
+                       pass_run=cut(control.pass_run)))
+
+
+def _cycle_stop(case_run: HostRun, settings: RunSettings, stopping: Stopping | None) -> dict:
+    """The result's `cycle_stop`: how many cycles ran of how many, and why."""
+    ran = max(0, case_run.last_cycle - settings.warmup)
+    out = {"policy": "adaptive" if stopping else "fixed", "max_cycles": settings.cycles,
+           "min_cycles": (stopping.ask_from - settings.warmup) if stopping else settings.cycles,
+           "cycles_run": ran, "stopped_early": False}
+    if stopping is None:
+        why = ("--fixed-cycles" if settings.fixed_cycles
+               else "this backend or mode runs a fixed number of cycles")
+    elif case_run.stopped_at is not None:
+        out["stopped_early"] = True
+        why = (f"the verdict was settled clean after {ran} of {settings.cycles} measured cycles: "
+               "the first half of the full window could no longer exceed the tolerance")
+    elif case_run.last_cycle < settings.warmup + settings.cycles:
+        why = f"the host ended after cycle {case_run.last_cycle} (see the verdict)"
+    else:
+        why = ("every cycle ran: the growth was not settled clean before the last cycle "
+               "(a leak is judged on the full window, both halves)")
+    if case_run.stop_error:
+        why += f"; the stop decision failed ({case_run.stop_error}), so the host went on"
+    out["why"] = why
+    return out
 
 
 def _refusal_alone(module: str, settings: RunSettings, launcher) -> str | None:

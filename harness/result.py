@@ -45,6 +45,10 @@ class Result:
     crash: dict[str, Any] | None = None
     #: verdict timeout: the stacks of every thread when the timeout fired
     hang: dict[str, Any] | None = None
+    #: how many cycles ran and why they stopped there (adaptive cycles):
+    #: {"policy", "max_cycles", "min_cycles", "cycles_run", "stopped_early", "why"};
+    #: `cycles` is always the measured cycles that ran
+    cycle_stop: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:
@@ -76,6 +80,7 @@ class Result:
             "distribution": self.distribution,
             **({"crash": self.crash} if self.crash is not None else {}),
             **({"hang": self.hang} if self.hang is not None else {}),
+            **({"cycle_stop": self.cycle_stop} if self.cycle_stop is not None else {}),
         }
 
     def to_json_line(self) -> str:

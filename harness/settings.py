@@ -20,6 +20,8 @@ MAX_THREADS = 256
 #: over a week of one core; the host's cycle numbers are C ints, so 2^31 and
 #: up used to wrap to 0 cycles, and no growth read as clean
 MAX_TOTAL_CYCLES = 100_000
+#: the fewest measured cycles: a slope needs points (adaptive cycles stop no earlier)
+MIN_CYCLES = 4
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,12 @@ class RunSettings:
     #: ignored by the other modes (see `thread_count`)
     threads: int | None = None
     backend_options: BackendOptions = BackendOptions()
+    #: adaptive cycles: `cycles` is the most a case runs; it stops once its
+    #: verdict is settled (verdict.settled), never before `min_cycles`
+    #: measured cycles (None: the fewest that can settle it).  True: every
+    #: case runs all `cycles` (the old behaviour, --fixed-cycles).
+    fixed_cycles: bool = False
+    min_cycles: int | None = None
 
     def __post_init__(self) -> None:
         # a mapping (settings read back from JSON, e.g. a `bisect git` step) becomes the options
@@ -74,10 +82,16 @@ class RunSettings:
         if self.cycles + max(self.warmup, 0) > MAX_TOTAL_CYCLES:
             raise HarnessError(f"--cycles + --warmup must be at most {MAX_TOTAL_CYCLES:,} "
                                f"(got {self.cycles} + {self.warmup})")
-        if self.cycles < 4:
-            raise HarnessError(f"--cycles must be at least 4 (got {self.cycles}): a slope needs points")
+        if self.cycles < MIN_CYCLES:
+            raise HarnessError(f"--cycles must be at least {MIN_CYCLES} (got {self.cycles}): "
+                               "a slope needs points")
         if self.warmup < 0:
             raise HarnessError(f"--warmup must be >= 0 (got {self.warmup})")
+        if self.min_cycles is not None and (
+                isinstance(self.min_cycles, bool) or not isinstance(self.min_cycles, int)
+                or not 1 <= self.min_cycles <= self.cycles):
+            raise HarnessError(f"--min-cycles must be a whole number from 1 to --cycles "
+                               f"({self.cycles}) (got {self.min_cycles!r})")
         if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
                 and self.timeout > 0):
             raise HarnessError(f"--timeout must be a positive number of seconds (got {self.timeout})")

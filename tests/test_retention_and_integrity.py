@@ -286,13 +286,14 @@ def test_without_the_hook_interned_sizes_come_from_layout_and_match_memcheck(tar
     assert result.verdict == "clean", explain(result)
     interned = result.evidence["interned_per_cycle"]
     assert interned["measured"].startswith("blocks and bytes from each string's layout")
-    # What memcheck finds lost per cycle is those strings: every cycle's blocks, and the bytes
-    # of most cycles to the byte (3.12.1). One cycle in CI came 3 bytes short of the layout
-    # sum (57,722 of 57,725): a string resized in place by a few bytes between two leak
-    # checks. So the mean may differ by a few bytes, never by one string's worth.
+    # What memcheck finds lost per cycle is those strings, to the block and byte in most
+    # cycles (3.12.1).  Not in every one: in CI one cycle came 3 bytes short (57,722 of
+    # 57,725), in another run one cycle one string short (1,138 blocks, 57,680 bytes): a
+    # string memcheck did not count lost at that check.  So the means may differ by at most
+    # one string, and never upwards: memcheck never finds more than the strings.
     deltas = result.evidence["per_cycle_deltas"]
-    assert deltas["blocks"]["excess"] == deltas["blocks"]["interned"], explain(result)
-    assert interned["blocks"] == result.excess["blocks"], explain(result)
-    exact = [e == i for e, i in zip(deltas["bytes"]["excess"], deltas["bytes"]["interned"])]
-    assert sum(exact) > len(exact) / 2, explain(result)
-    assert abs(interned["bytes"] - result.excess["bytes"]) < 16, explain(result)
+    for key, one_string in (("blocks", 1), ("bytes", 64)):
+        pairs = list(zip(deltas[key]["excess"], deltas[key]["interned"]))
+        assert sum(e == i for e, i in pairs) > len(pairs) / 2, explain(result)
+        assert all(e <= i for e, i in pairs), explain(result)
+        assert 0 <= interned[key] - result.excess[key] <= one_string, explain(result)

@@ -51,6 +51,10 @@ class Backend:
     #: whether the host counts the C allocator (interposes malloc); off for
     #: backends that replace malloc themselves
     native_counting = True
+    #: whether a case may stop once its verdict is settled (adaptive cycles):
+    #: the counters read every cycle's sample as it comes; the tracing
+    #: backends analyse a capture of a fixed length after the run
+    adaptive_cycles = True
 
     def check(self, target: "TargetPython", settings: "RunSettings") -> None:
         """Raise a HarnessError when this backend cannot measure `settings.mode` on `target`."""
@@ -98,3 +102,4 @@ class MainHookBackend(Backend):
     # memray owns malloc; tracemalloc measures PyMem only, and its verdict
     # should not change with a second kind of counter
     native_counting = False
+    adaptive_cycles = False

@@ -119,6 +119,11 @@ def _grouped(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float, dic
     return groups
 
 
+def _span(run: "HostRun", warmup: int) -> int:
+    """Cycles between the first and the last native-sites record of a run."""
+    return max(run.native_sites) - warmup if run.native_sites else 0
+
+
 def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
                  interpreter_cycles: int) -> list[dict]:
     """Callers whose live native memory grew over the window beyond the same
@@ -126,9 +131,13 @@ def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
     if interpreter_cycles <= 0:
         return []
     case, control = _grouped(case_run, warmup), _grouped(control_run, warmup)
+    # a case stopped early (adaptive cycles) spans fewer cycles than its
+    # control: the control's growth is brought to the case's span
+    scale = _span(case_run, warmup) / max(_span(control_run, warmup), 1)
     out = []
     for key, (blocks, size, site) in case.items():
         control_blocks, control_size, _ = control.get(key, (0, 0, None))
+        control_blocks, control_size = control_blocks * scale, control_size * scale
         excess_blocks = (blocks - control_blocks) / interpreter_cycles
         excess_size = (size - control_size) / interpreter_cycles
         if excess_blocks <= 0 and excess_size <= 0:

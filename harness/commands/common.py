@@ -29,7 +29,13 @@ def add_run_options(p: argparse.ArgumentParser, *, sweep: bool = False) -> None:
         p.add_argument("--mode", default="finalize", choices=list(MODES))
     p.add_argument("--backend", default="counters", choices=backend_names())
     p.add_argument("--cycles", type=int, default=None,
-                   help=f"measured cycles (default {DEFAULT_CYCLES}, or the case file's `cycles`)")
+                   help=f"measured cycles at most (default {DEFAULT_CYCLES}, or the case file's "
+                        "`cycles`): a case whose `clean` is settled earlier stops there")
+    p.add_argument("--min-cycles", type=int, default=None, metavar="N",
+                   help="adaptive cycles: never stop before N measured cycles (default: the "
+                        "fewest that can settle a verdict, 7 of 20)")
+    p.add_argument("--fixed-cycles", action="store_true",
+                   help="run every case for all --cycles (no adaptive stop)")
     p.add_argument("--warmup", type=int, default=5, help="cycles discarded first (default 5)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds before a host is killed, per case and mode (default 120)")
@@ -102,7 +108,8 @@ def settings_from_args(args: argparse.Namespace, python: str | None, mode: str,
         cycles=args.cycles if args.cycles is not None else (case_cycles or DEFAULT_CYCLES),
         warmup=args.warmup,
         timeout=args.timeout, site=args.site, xoptions=tuple(args.xoptions), host=args.host,
-        threads=threads, backend_options=BackendOptions(
+        threads=threads, fixed_cycles=getattr(args, "fixed_cycles", False),
+        min_cycles=getattr(args, "min_cycles", None), backend_options=BackendOptions(
             suppressions=tuple(getattr(args, "suppressions", None) or ()),
             keep_capture=getattr(args, "keep_capture", None),
             trace_depth=getattr(args, "trace_depth", 10)),

@@ -8,6 +8,7 @@
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
  *             [--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]
  *             [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W]
+ *             [--stop-fd FD --ask-from K]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
  *         bare-parallel   (the bare-* modes
@@ -52,6 +53,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <link.h>
 #include <malloc.h>
@@ -376,6 +378,12 @@ static _Atomic long long cycle_interned_bytes = -1;
    lines the case wrote to the sample fd itself */
 static char run_token[65];
 static void begin_line(const char *event);
+/* --stop-fd FD --ask-from K (adaptive cycles): after the sample of every
+   cycle >= K the host waits for one byte on FD, 'c' (go on) or 's' (stop
+   here).  The harness decides; the host only obeys and says where it
+   stopped, so a stop the harness did not ask for shows as a mismatch. */
+static int stop_fd = -1;
+static int ask_from = INT_MAX;
 
 static double ms_since_start(void) {
     struct timespec now;
@@ -959,6 +967,38 @@ fail:
     return -1;
 }
 
+/* After cycle `cycle`'s sample: 1 when the harness says stop (the
+   "stopped" line and, when asked for, the native sites of this last cycle
+   are written), 0 to go on, -1 when the stop pipe broke (an error line:
+   EOF, a read error or a byte that is neither 'c' nor 's', as when the
+   case read from or wrote to the pipe itself). */
+static int harness_says_stop(int cycle) {
+    if (stop_fd < 0 || cycle < ask_from) return 0;
+    unsigned char answer = 0;
+    ssize_t n;
+    do n = read(stop_fd, &answer, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1 && answer == 'c') return 0;
+    if (n == 1 && answer == 's') {
+        if (LH_NATIVE_COUNTING && warmup_cycles >= 0 && cycle != total_cycles) {
+            total_cycles = cycle;
+            write_native_sites(cycle);
+        }
+        flockfile(out);
+        begin_line("stopped");
+        fprintf(out, ",\"cycle\":%d}\n", cycle);
+        fflush(out);
+        funlockfile(out);
+        return 1;
+    }
+    char message[160];
+    if (n < 0) snprintf(message, sizeof message, "reading the stop pipe: %s", strerror(errno));
+    else if (n == 0) snprintf(message, sizeof message, "the stop pipe closed before the harness answered");
+    else snprintf(message, sizeof message, "the stop pipe held byte 0x%02x, not the harness's answer", answer);
+    write_event("error", cycle, "HostProtocolError", message);
+    return -1;
+}
+
 static int loop_finalize(int cycles, int hooked) {
     if (hooked) write_sample(0, 0);
     for (int cycle = 1; cycle <= cycles; cycle++) {
@@ -972,6 +1012,9 @@ static int loop_finalize(int cycles, int hooked) {
         }
         if (failed) return 3;
         if (hooked) write_sample(cycle, 0);
+        int stop = hooked ? harness_says_stop(cycle) : 0;
+        if (stop < 0) return 3;
+        if (stop) break;
     }
     return 0;
 }
@@ -1123,6 +1166,12 @@ static int loop_subinterpreters(int cycles, int hooked, int isolated) {
         if (failed) return 3;
         if (hooked) write_sample(cycle, 1);
         if (call_main_hook("after", cycle) < 0) return 2;
+        int stop = hooked ? harness_says_stop(cycle) : 0;
+        if (stop < 0) return 3;
+        if (stop) {
+            cycles = cycle;
+            break;
+        }
     }
     if (call_main_hook("end", cycles) < 0) return 2;
     return finalize_main(cycles);
@@ -1343,7 +1392,8 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
                 "[--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]\n"
-                "       [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W]\n",
+                "       [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W]\n"
+                "       [--stop-fd FD --ask-from K]\n",
                 argv[0]);
         return 2;
     }
@@ -1376,6 +1426,22 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) {
             warmup_cycles = (int)parse_count("--warmup", argv[++i], 0, INT_MAX - 1);
             if (warmup_cycles < 0) return 2;
+        }
+        else if (!strcmp(argv[i], "--stop-fd") && i + 1 < argc) {
+            long fd = parse_count("--stop-fd", argv[++i], 0, INT_MAX);
+            if (fd < 0) return 2;
+            stop_fd = (int)fd;
+            /* processes the case starts must not hold it (nor read its answers) */
+            int flags = fcntl(stop_fd, F_GETFD);
+            if (flags < 0 || fcntl(stop_fd, F_SETFD, flags | FD_CLOEXEC) < 0) {
+                fprintf(stderr, "leak-harness host: --stop-fd %d: %s\n", stop_fd, strerror(errno));
+                return 2;
+            }
+        }
+        else if (!strcmp(argv[i], "--ask-from") && i + 1 < argc) {
+            long from = parse_count("--ask-from", argv[++i], 1, INT_MAX - 1);
+            if (from < 0) return 2;
+            ask_from = (int)from;
         }
         else if (!strcmp(argv[i], "--traceback-dumper") && i + 1 < argc) {
             if (parse_offset("--traceback-dumper", argv[++i], &traceback_dumper) < 0) return 2;
@@ -1416,6 +1482,11 @@ int main(int argc, char **argv) {
     int rc;
     if (main_hook_file && strstr(mode, "finalize")) {
         fprintf(stderr, "leak-harness host: --main-hook needs a mode with a lasting main interpreter\n");
+        return 2;
+    }
+    if (stop_fd >= 0 && (strstr(mode, "parallel") || !strncmp(mode, "bare-", 5))) {
+        /* no sample to answer in bare modes; parallel rounds are fenced by barriers */
+        fprintf(stderr, "leak-harness host: --stop-fd needs a hooked sequential mode, not %s\n", mode);
         return 2;
     }
     int n = (int)cycles, t = (int)threads;

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from .runner import OUT_FD, TOKEN_FD, HostRun, run_host
+from .runner import OUT_FD, STOP_FD, TOKEN_FD, HostRun, Stopping, run_host
 from .target import TargetPython, search_path
 
 if TYPE_CHECKING:
@@ -39,13 +39,15 @@ def c_host_argv(binary: str | os.PathLike, mode: str, total_cycles: int, case_fi
                 xoptions: Iterable[str] = (), site: bool = False, path_file: str | None = None,
                 crash_file: str | None = None, warmup: int | None = None,
                 traceback_dumper: int | None = None, prefix: Sequence[str] = (),
-                host_args: Sequence[str] = ()) -> list[str]:
+                host_args: Sequence[str] = (), ask_from: int | None = None) -> list[str]:
     """The C host's argv: `BINARY MODE CYCLES CASE_FILE OUT_FD PROGRAM` and its options.
 
     Every host line carries the run's token (`--token-fd`).  Without
     `site`, a `path_file` gives the host the target's sys.path; with
     neither the host keeps the interpreter's computed path (scale's bare
-    runs).  `warmup` tells it when to write its native sites."""
+    runs).  `warmup` tells it when to write its native sites.  `ask_from`
+    (adaptive cycles): from that cycle on the host asks the stop pipe
+    whether to go on (runner.Stopping answers)."""
     argv = [*prefix, str(binary), mode, str(total_cycles), case_file, OUT_FD,
             target.sys_executable, "--token-fd", TOKEN_FD]
     if crash_file is not None:
@@ -62,6 +64,8 @@ def c_host_argv(binary: str | os.PathLike, mode: str, total_cycles: int, case_fi
         argv += ["--threads", str(threads)]
     if warmup is not None:
         argv += ["--warmup", str(warmup)]
+    if ask_from is not None:
+        argv += ["--stop-fd", STOP_FD, "--ask-from", str(ask_from)]
     return argv + list(host_args)
 
 
@@ -83,7 +87,8 @@ def host_env(pythonpath: Iterable[str] = (), extra_path: Iterable[str] = ()) -> 
 
 def run_case_host(case: "Case", settings: "RunSettings", role: str, backend: "Backend",
                   target: TargetPython, argv_for: ArgvFor, extra_path: list[str],
-                  total_cycles: int | None = None, on_sample=None) -> HostRun:
+                  total_cycles: int | None = None, on_sample=None,
+                  stopping: Stopping | None = None) -> HostRun:
     """Write the case file, ask the backend how to launch, run, let it collect, clean up.
 
     A backend that measures by difference (valgrind without per-cycle leak
@@ -104,7 +109,8 @@ def run_case_host(case: "Case", settings: "RunSettings", role: str, backend: "Ba
         env.update(spec.env)
         if not settings.site:
             argv = _give_search_path(argv, env, target, workdir)
-        run = run_host(argv, OUT_FD, env, settings.timeout * spec.timeout_factor, on_sample)
+        run = run_host(argv, OUT_FD, env, settings.timeout * spec.timeout_factor, on_sample,
+                       stopping if STOP_FD in argv else None)
         run.artifacts = backend.collect(run, workdir, role, settings, spec)
         if crash_file.exists() and crash_file.stat().st_size:
             run.crash_report = crash_file.read_text(errors="replace")

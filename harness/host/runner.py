@@ -26,6 +26,22 @@ OUTPUT_TAIL_CHARS = 4000
 OUT_FD = "{out_fd}"
 #: in a host's argv, replaced by the fd of a pipe holding the run's token
 TOKEN_FD = "{token_fd}"
+#: in a host's argv, replaced by the fd of the pipe the harness answers go on / stop on
+STOP_FD = "{stop_fd}"
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Adaptive cycles, the harness's side of the host's stop pipe.
+
+    From the sample of cycle `ask_from` on, the host waits after each
+    sample for one answer; `should_stop(samples so far)` gives it (True:
+    stop after this cycle).  The decision is the verdict stage's; the
+    runner only carries it, and always answers (a decider that raises
+    means go on), or the host would wait until the timeout."""
+
+    ask_from: int
+    should_stop: Callable[[list[dict]], bool]
 
 # Hosts run in sessions of their own (so a timeout kills what they started);
 # Ctrl-C at the terminal therefore does not reach them: kill_all_hosts does.
@@ -87,6 +103,12 @@ class HostRun:
     native_sites: dict[int, list] = field(default_factory=dict)
     #: counting host: the loaded objects at the end ({"path", "base", "segments"})
     objects: list[dict] = field(default_factory=list)
+    #: adaptive cycles: the cycle after which the harness told the host to stop
+    stop_asked_at: int | None = None
+    #: the cycle the host's "stopped" line names (the host stopped there)
+    stopped_at: int | None = None
+    #: the adaptive decider raised (the host was told to go on): shown in the result
+    stop_error: str | None = None
 
     @property
     def last_cycle(self) -> int:
@@ -142,6 +164,7 @@ def run_host(
     env: dict[str, str],
     timeout_s: float,
     on_sample: Callable[[dict], None] | None = None,
+    stopping: Stopping | None = None,
 ) -> HostRun:
     """Run `argv` (where `out_fd_placeholder` is replaced by the pipe's fd number).
 
@@ -159,6 +182,9 @@ def run_host(
 
     `on_sample`, when given, sees each sample as it arrives (a live cycle
     line); it must not raise.
+
+    When argv holds STOP_FD, it is replaced by the read end of a pipe on
+    which `stopping` answers each sample from its `ask_from` cycle on.
     """
     read_fd, write_fd = os.pipe()
     output_read, output_write = os.pipe()
@@ -172,6 +198,14 @@ def run_host(
         os.close(token_write)
         fds.append(token_read)
         argv = [str(token_read) if a == TOKEN_FD else a for a in argv]
+    stop_write = None
+    if STOP_FD in argv:
+        if stopping is None:
+            raise ValueError("a host argv with STOP_FD needs a Stopping")
+        stop_read, stop_write = os.pipe()
+        fds.append(stop_read)
+        argv = [str(stop_read) if a == STOP_FD else a for a in argv]
+        on_sample = _answering(run, stopping, stop_write, on_sample)
     started = time.monotonic()
     try:
         with _active_lock:
@@ -186,7 +220,7 @@ def run_host(
                 raise HarnessError(f"cannot start the host {argv[0]}: {exc.strerror or exc}") from None
             _active.add(proc)
     except BaseException:
-        for fd in (read_fd, output_read):
+        for fd in (read_fd, output_read) + ((stop_write,) if stop_write is not None else ()):
             os.close(fd)
         raise
     finally:
@@ -208,6 +242,8 @@ def run_host(
         _drain(output_read, tail)
         os.close(read_fd)
         os.close(output_read)
+        if stop_write is not None:
+            os.close(stop_write)
         with _active_lock:
             _active.discard(proc)
     if _stopping.is_set() and not run.completed:
@@ -218,6 +254,31 @@ def run_host(
     run.output_tail = bytes(tail[-OUTPUT_TAIL_CHARS:]).decode("utf-8", "replace")
     run.wall_s = time.monotonic() - started
     return run
+
+
+def _answering(run: HostRun, stopping: Stopping, stop_write: int,
+               on_sample: Callable[[dict], None] | None) -> Callable[[dict], None]:
+    """on_sample that also answers the host: 's' once the decider says stop,
+    'c' otherwise, for every sample the host waits on (cycle >= ask_from)."""
+    def seen(sample: dict) -> None:
+        if on_sample is not None:
+            on_sample(sample)
+        cycle = sample.get("cycle")
+        if (not isinstance(cycle, int) or cycle < stopping.ask_from
+                or run.stop_asked_at is not None):
+            return
+        try:
+            stop = bool(stopping.should_stop(list(run.samples)))
+        except Exception as exc:   # a decider's bug must not hang the host: go on, say so
+            run.stop_error = f"{type(exc).__name__}: {exc}"
+            stop = False
+        try:
+            os.write(stop_write, b"s" if stop else b"c")
+        except OSError:     # the host is gone (EPIPE): its end says the rest
+            return
+        if stop:
+            run.stop_asked_at = cycle
+    return seen
 
 
 def _keep_tail(tail: bytearray, chunk: bytes) -> None:
@@ -350,6 +411,8 @@ def _take_event(line: bytes, run: HostRun, on_sample: Callable[[dict], None] | N
         run.hook_error = event
     elif kind == "done":
         run.completed = True
+    elif kind == "stopped" and isinstance(event.get("cycle"), int):
+        run.stopped_at = event["cycle"]
     elif kind == "native-sites" and isinstance(event.get("cycle"), int):
         run.native_sites[event["cycle"]] = event.get("sites") or []
     elif kind == "objects":

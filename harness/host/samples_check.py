@@ -56,3 +56,29 @@ def sample_problem(samples: list[dict], total_cycles: int) -> str | None:
         problems.append("cycles out of order")
     return (f"the host's samples are not cycles 0..{total_cycles} in order "
             f"({len(samples)} sample(s): {'; '.join(problems)}); its numbers are not a measurement")
+
+
+def stop_problem(asked_at: int | None, stopped_at: int | None, warmup: int,
+                 cycles: int) -> str | None:
+    """What is wrong with where a host stopped (adaptive cycles), or None.
+
+    The harness answers the host's stop pipe; the host names the cycle it
+    stopped after.  They must agree: a host that stopped where nobody asked,
+    or did not stop where asked, read an answer that was not the harness's
+    (the case can reach the pipe's fd), and what it counted is not the run
+    the harness decided on.  A stop must also fall inside the window."""
+    if asked_at is None and stopped_at is None:
+        return None
+    if asked_at is None:
+        return (f"the host stopped after cycle {stopped_at}, but the harness never told it to stop "
+                "(an answer on the stop pipe came from inside the process); its numbers are not a "
+                "measurement")
+    if stopped_at != asked_at:
+        where = f"after cycle {stopped_at}" if stopped_at is not None else "not at all"
+        return (f"the harness told the host to stop after cycle {asked_at}; it stopped {where} "
+                "(the harness's answer was taken or a forged one read); its numbers are not a "
+                "measurement")
+    if not warmup < stopped_at <= warmup + cycles:
+        return (f"the host stopped after cycle {stopped_at}, outside the measured window "
+                f"({warmup + 1}..{warmup + cycles})")
+    return None

@@ -23,6 +23,14 @@ def verdict_text(verdict: str) -> Text:
     return Text(verdict, style=VERDICT_STYLE.get(verdict, ""))
 
 
+def _cycles_text(result: Result) -> str:
+    """'20 cycles', or '7 of 20 cycles (settled)' for a case adaptive cycles stopped early."""
+    stop = result.cycle_stop or {}
+    if stop.get("stopped_early"):
+        return f"{result.cycles} of {stop.get('max_cycles')} cycles (settled)"
+    return f"{result.cycles} cycles"
+
+
 def render_result(result: Result, console: Console) -> None:
     """The `run` summary: what ran, the verdict, the growth table, the message."""
     py = result.python
@@ -30,7 +38,7 @@ def render_result(result: Result, console: Console) -> None:
         (result.case, "bold"), f"  ({result.module or 'no module'})  ",
         f"Python {py['version']}{' debug' if py.get('debug') else ''}  mode {result.mode}  "
         f"backend {result.backend}  host {result.host}  "
-        f"{result.warmup} warm-up + {result.cycles} cycles   verdict: ",
+        f"{result.warmup} warm-up + {_cycles_text(result)}   verdict: ",
         verdict_text(result.verdict),
     )
     console.print(head)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..host.samples_check import sample_problem
+from ..host.samples_check import sample_problem, stop_problem
 from ..report.numbers import fmt_bytes, fmt_count, fmt_number
 from ..result import Result
 from ..host.runner import HostRun
@@ -107,6 +107,9 @@ def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | Non
                            timeout_s=settings.timeout, mode=settings.mode, backend=settings.backend)
     if ended:
         return ended
+    problem = stop_problem(run.stop_asked_at, run.stopped_at, settings.warmup, settings.cycles)
+    if problem:
+        return "error", problem
     problem = sample_problem(run.samples, total)
     if problem:
         return "error", problem
@@ -143,6 +146,11 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
         hook = run.hook_error
         return "error", (f"the {backend} backend's main-interpreter hook raised "
                          f"{hook.get('type')} at cycle {hook.get('cycle')}:\n{hook.get('message') or ''}")
+    if run.error and run.error.get("type") == "HostProtocolError":
+        # the host's own complaint (adaptive cycles' stop pipe), not the case's exception
+        return "error", (f"the host's stop pipe broke after cycle {run.error.get('cycle')}: "
+                         f"{run.error.get('message')} (the case reached the harness's channel); "
+                         "the run is not a measurement")
     if run.error:
         text = run.error.get("message") or ""
         if _UNSUPPORTED.search(text):

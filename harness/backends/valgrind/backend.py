@@ -134,6 +134,7 @@ class ValgrindBackend(Backend):
     hosts = ("c",)
     wants_extension_probe = True
     native_counting = False    # memcheck owns malloc
+    adaptive_cycles = False    # its leak checks are read from the XML after the run
     #: what per-cycle runs print; indirect blocks are in the definite records' totals
     show_leak_kinds = "definite,possible"
     #: off for `suppressions generate`, which must see what they would hide
