@@ -57,7 +57,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--leak-cycles", action="store_true", default=None,
                     help="run each test function inside the host, in each --leak-mode (default "
                          "finalize and subinterpreter), judged against importing its module")
-    group.addoption("--leak-cycle-count", help="measured cycles per case (default 20, or the case's)")
+    group.addoption("--leak-cycle-count", help="measured cycles per case at most (default 20, or the "
+                    "case's): a case whose clean is settled earlier stops there")
+    group.addoption("--leak-fixed-cycles", action="store_true", default=None,
+                    help="every case runs all its cycles (no adaptive stop)")
     group.addoption("--leak-warmup", help="warm-up cycles dropped first (default 5)")
     group.addoption("--leak-timeout", help="seconds per host process (default 120)")
     group.addoption("--no-leaks", action="store_true", default=None,
@@ -70,6 +73,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("leak_cycles", "run every test inside interpreter cycles (true/false; "
                   "a number is read as leak_cycle_count, its old meaning)", default="")
     parser.addini("leak_cycle_count", "measured cycles per case", default="")
+    parser.addini("leak_fixed_cycles", "every case runs all its cycles (true/false)", type="bool",
+                  default=False)
     parser.addini("leak_warmup", "warm-up cycles", default="5")
     parser.addini("leak_timeout", "seconds per host process", default="120")
     parser.addini("no_leaks", "apply no_leaks to every test", type="bool", default=False)
@@ -92,6 +97,7 @@ class LeakOptions:
     no_leaks: bool
     repeats: tuple[int, int]
     case_globs: tuple[str, ...]
+    fixed_cycles: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "LeakOptions":
@@ -121,13 +127,14 @@ class LeakOptions:
                    backend=str(pick("leak_backend")), cycles=count, cycles_switch=cycles_switch,
                    warmup=number("leak_warmup", int), timeout=number("leak_timeout", float),
                    no_leaks=bool(pick("no_leaks")), repeats=repeats,
-                   case_globs=tuple(config.getini("leak_case_files")))
+                   case_globs=tuple(config.getini("leak_case_files")),
+                   fixed_cycles=bool(pick("leak_fixed_cycles")))
 
     def settings(self, python: str | None, mode: str, cycles: int | None = None,
                  **overrides: Any) -> RunSettings:
         values = dict(python=python, mode=mode, backend=self.backend, timeout=self.timeout,
                       cycles=self.cycles or cycles or 20, warmup=self.warmup,
-                      pythonpath=import_dirs())
+                      pythonpath=import_dirs(), fixed_cycles=self.fixed_cycles)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return RunSettings(**values)
 

@@ -199,6 +199,7 @@ def test_options_and_ini(session, target_for):
         leak_mode = legacy-subinterpreter
         leak_cycles = 6
         leak_warmup = 1
+        leak_fixed_cycles = true
     """)
     session.mkdir("cases")
     (session.path / "cases" / "plain.toml").write_text('module = "json"\nbody = "import json"\n')
@@ -213,6 +214,7 @@ def test_options_and_ini(session, target_for):
         def test_defaults(leak_check):
             result = leak_check("pass")
             assert (result.mode, result.cycles, result.warmup) == ("legacy-subinterpreter", 6, 1)
+            assert result.cycle_stop["policy"] == "fixed"   # leak_fixed_cycles
             assert result.python["version"].startswith("3.12")
     """)
     ran = session.runpytest_subprocess("-p", "no:cacheprovider")

@@ -99,10 +99,8 @@ def settled_clean(case_series: dict[str, list[float] | None],
             continue
         case_window = measured_window(case_values, warmup)
         control_window = measured_window(control_values, warmup)[: cycles + 1]
-        if len(control_window) < min(half, len(case_window)) or len(control_window) < len(case_window):
-            return None     # the control has not measured as far: decide later
-        if len(control_window) < half:
-            return None
+        if len(control_window) < max(half, len(case_window)):
+            return None     # the control has not measured as far yet: decide later
         case_first = (theil_sen_slope(case_window[:half]) if len(case_window) >= half
                       else max(deltas(case_window)))
         control_first = theil_sen_slope(control_window[:half])
