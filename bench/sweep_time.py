@@ -170,6 +170,7 @@ def adaptive_figures(fixed_wall_s: float, fixed_cpu_s: float, fixed_rows: list[d
         "adaptive_cpu_ratio": round(cpu_s / fixed_cpu_s, 3) if fixed_cpu_s else None,
         "adaptive_target": ADAPTIVE_TARGET,
         "stopped_early": len(stopped), "measured": len(ran),
+        "stopped_early_by_verdict": dict(sorted(Counter(r["verdict"] for r in stopped).items())),
         "mean_cycles_run": round(statistics.mean(ran), 2) if ran else None,
         "verdict_diff": diff,
     }
