@@ -250,38 +250,64 @@ HOT void count(void *p, uint32_t entry, long long sign) {
    finalization) and handed out again. */
 COLD void drop_stale(void *p, uint32_t stale) { count(p, stale, -1); }
 
-COLD void track_huge(void *p, entry_t *entry, size_t size, int domain) {
-    huge_size(p, size, 0);
-    uint32_t fresh = (HUGE_SIZE << 2) | (uint32_t)(domain + 1);
+/* Every case of track_alloc: a new leaf, a stale entry, a huge block, the
+   thread's first block. */
+COLD void track_slow(void *p, size_t size, int domain) {
+    entry_t *entry = entry_at(p);
+    uint32_t stale = atomic_load_explicit(entry, memory_order_relaxed);
+    if (stale != 0) drop_stale(p, stale);
+    if (size >= HUGE_SIZE) huge_size(p, size, 0);
+    uint32_t fresh = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
     atomic_store_explicit(entry, fresh, memory_order_relaxed);
     add_counts(domain, 1, (long long)size);
 }
 
+/* The common case inline, nothing live across a call: the leaf exists,
+   the entry is free, the block is under 1 GiB, the thread has counted. */
 HOT void track_alloc(void *p, size_t size, int domain) {
     if (!trackable(p)) return;
-    entry_t *entry = entry_at(p);
-    uint32_t stale = atomic_load_explicit(entry, memory_order_relaxed);
-    if (__builtin_expect(stale != 0, 0)) drop_stale(p, stale);
-    if (__builtin_expect(size >= HUGE_SIZE, 0)) {
-        track_huge(p, entry, size, domain);
+    uintptr_t a = (uintptr_t)p;
+    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+                                         memory_order_acquire);
+    counts_t *counts = thread_counts;
+    if (__builtin_expect(!leaf || !counts || size >= HUGE_SIZE, 0)) {
+        track_slow(p, size, domain);
+        return;
+    }
+    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+    if (__builtin_expect(atomic_load_explicit(entry, memory_order_relaxed) != 0, 0)) {
+        track_slow(p, size, domain);
         return;
     }
     atomic_store_explicit(entry, ((uint32_t)size << 2) | (uint32_t)(domain + 1), memory_order_relaxed);
-    add_counts(domain, 1, (long long)size);
+    add(&counts->blocks[domain], 1);
+    add(&counts->bytes[domain], (long long)size);
 }
 
 /* Forgets p's block, returning its size (through *size) and entry, 0 if
    untracked.  Called before the memory goes back to its allocator: after
-   that another thread may already own the address and its entry. */
+   that another thread may already own the address and its entry.  An
+   address without a leaf was never recorded: no leaf is made for it. */
 HOT uint32_t untrack(void *p, size_t *size) {
     if (!trackable(p)) return 0;
-    entry_t *entry = entry_at(p);
+    uintptr_t a = (uintptr_t)p;
+    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+                                         memory_order_acquire);
+    if (!leaf) return 0;
+    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
     uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
     if (!old) return 0;
-    *size = old >> 2;
-    if (__builtin_expect(*size == HUGE_SIZE, 0)) *size = huge_size(p, 0, 0);
     atomic_store_explicit(entry, 0, memory_order_relaxed);
-    count(p, old, -1);
+    *size = old >> 2;
+    counts_t *counts = thread_counts;
+    if (__builtin_expect(*size == HUGE_SIZE || !counts, 0)) {
+        /* after the store: huge_size's entry stays until it is taken */
+        if (*size == HUGE_SIZE) *size = huge_size(p, 0, 1);
+        add_counts((int)(old & 3) - 1, -1, -(long long)*size);
+        return old;
+    }
+    add(&counts->blocks[(old & 3) - 1], -1);
+    add(&counts->bytes[(old & 3) - 1], -(long long)*size);
     return old;
 }
 
@@ -330,13 +356,39 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     return p;
 }
 
+/* hook_free's rare cases (a huge block, the thread's first count): the
+   whole free out of line, so that the common path keeps nothing across a
+   call and ends in a tail call. */
+COLD void free_slow(hook_ctx_t *h, void *ptr) {
+    size_t size;
+    untrack(ptr, &size);
+    h->wrapped.free(h->wrapped.ctx, ptr);
+}
+
 /* No NATIVE_ENTER_PYMEM here: the interposed free untracks whatever it
    recorded whatever the depth, and no free of CPython's allocates, so the
    call is a tail call (callgrind: 14 of the ~60 instructions of a free). */
 static void hook_free(void *ctx, void *ptr) {
     hook_ctx_t *h = ctx;
-    size_t size;
-    untrack(ptr, &size);
+    if (trackable(ptr)) {
+        uintptr_t a = (uintptr_t)ptr;
+        entry_t *leaf = atomic_load_explicit(
+            &leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)], memory_order_acquire);
+        if (leaf) {
+            entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+            uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
+            counts_t *counts = thread_counts;
+            if (__builtin_expect((old >> 2) == HUGE_SIZE || (old && !counts), 0)) {
+                free_slow(h, ptr);
+                return;
+            }
+            if (old) {
+                atomic_store_explicit(entry, 0, memory_order_relaxed);
+                add(&counts->blocks[(old & 3) - 1], -1);
+                add(&counts->bytes[(old & 3) - 1], -(long long)(old >> 2));
+            }
+        }
+    }
     h->wrapped.free(h->wrapped.ctx, ptr);
 }
 
