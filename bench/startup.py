@@ -18,7 +18,9 @@ after its first case): `case_ms` is Engine.run's wall time for one
 `harness_ms` = case_ms - host_ms is the harness's work per case.  Its parts
 are timed alone too (`steps_ms`): the target lookup, finding the cached host
 and probe extension (build_host, build_probe_extension), the traceback
-dumper's offset, the distribution lookup, the work directory and its files.
+dumper's offset, the distribution lookup, the work directory and its files,
+and the /proc scan for strays that ends every host run (counted in host_ms,
+since run.wall_s includes it).
 
 Ratios first: harness_ms / host_ms (the harness's share of a case),
 first_cycle / steady_cycle, host0 / steady_cycle.  Minimum over the repeats
@@ -113,6 +115,7 @@ def harness_side(target, cases: int, repeats: int) -> dict:
     from harness.cases.packages import distribution_json
     from harness.engine import Engine
     from harness.host.build import build_host, build_probe_extension
+    from harness.host.strays import _session_members
     from harness.host.target import search_path, target_python
     from harness.settings import RunSettings
     from harness.verdict.crash import libpython_of
@@ -144,6 +147,9 @@ def harness_side(target, cases: int, repeats: int) -> dict:
         "traceback_dumper_offset": lambda: traceback_dumper_offset(libpython_of(target)),
         "distribution_json": lambda: distribution_json(target, "json"),
         "workdir_and_files": workdir,
+        # runner.run_host's /proc scan for the host's strays, after every host:
+        # inside host_ms (run.wall_s), though it is the harness's work
+        "stray_scan_in_host_ms": lambda: _session_members(os.getsid(0)),
     }
     return {"case_ms": round(min(whole), 2), "host_ms": round(min(host), 2),
             "harness_ms": round(min(harness), 2),
