@@ -148,9 +148,10 @@ static void *reserve(size_t bytes) {
 /* A leaf of the map, backed by transparent huge pages where the kernel
    offers them (THP "madvise" or "always").  Measured (perf record -e
    page-faults, `pass`, 3.12.1 finalize): with 4 KiB pages the leaves took
-   ~165 page faults a cycle, a third of all the counting host's faults and
-   most of its overhead over the bare loop (a minor fault costs ~6 us of
-   system time on a VM); a 2 MiB page holds the entries of 8 MiB of heap.
+   ~165 page faults a cycle, a third of all the counting host's faults
+   (443 a cycle against the bare loop's 277; ~6 us of system time each on
+   this VM); a 2 MiB page holds the entries of 8 MiB of heap, and the
+   counting host is down to 285 faults a cycle.
    Only resident memory differs (it grows in 2 MiB steps); what is counted
    does not.  No THP (EINVAL) leaves the 4 KiB pages, as before. */
 static void *reserve_leaf(size_t bytes) {
@@ -168,7 +169,7 @@ static void *reserve_leaf(size_t bytes) {
    1 GiB, a thread's first block) out of line: measured with callgrind on
    `pass` (3.12.1, finalize), the out-of-line version spent ~113
    instructions per hook call, mostly calls, prologues and the sign
-   multiply, 12% of a cycle; inlined it is about a third of that. */
+   multiply (12% of a cycle); inlined, about half of that. */
 #define HOT static inline __attribute__((always_inline))
 #define COLD static __attribute__((noinline, cold))
 
