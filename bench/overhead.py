@@ -1,6 +1,6 @@
 """Cost of the host's counting: hooked modes, with and without native counting, against the bare loop.
 
-    python bench/overhead.py [--python PY ...] [--cycles N] [--repeats R] [--json]
+    python bench/overhead.py [--python PY ...] [--cycles N] [--repeats R] [--before DIR] [--json]
 
 For each target Python, runs the `pass` case in every bare-* mode (the
 plain host: no PyMem hook, no malloc interposer), its hooked twin in the
@@ -8,11 +8,16 @@ plain host (the PyMem hook alone, what valgrind/memray runs get) and in the
 counting host (hook + native counting: malloc & co. interposed, what the
 counters backend runs), interleaving the three so that drift of the machine
 (frequency, other load) hits all alike, and prints ms per cycle of each and
-their ratios to the bare loop, all measured in one run.  A run's time is the CPU time (user + system) of the host, not
+their ratios to the bare loop, all measured in one run.  `--before DIR`
+adds a fourth: the counting host built from DIR's sources (an older
+checkout's harness/host), so a change is quoted as before/after ratios of
+the same rounds.  A run's time is the CPU time (user + system) of the host, not
 wall time, which other processes on a shared machine inflate at random; the
 time of a 0-cycle run of the same mode is subtracted, so start-up and the
 main interpreter of the subinterpreter modes do not dilute the ratio.  The
-minimum over the repeats is kept, as the least disturbed run.  A benchmark,
+minimum over the repeats is kept, as the least disturbed run; the `_paired`
+ratios are the median over the repeats of each round's own ratio (the runs
+of one round share the machine's load of that moment).  A benchmark,
 not a test: it always exits 0.
 """
 
@@ -69,37 +74,72 @@ def run_cpu_ms(host: Path, mode: str, cycles: int, case_file: str, program: str)
     return None
 
 
-def measure(python: str, cycles: int, repeats: int, case_file: str, stat) -> list[dict]:
+def build_from(sources: Path, target, native: bool) -> Path:
+    """The host built from another checkout's harness/host sources (`--before`)."""
+    from harness.host import build
+    saved = build.HOST_SOURCE, build.CRASH_REPORT_SOURCES, build.NATIVE_SOURCES
+    try:
+        build.HOST_SOURCE = sources / "host.c"
+        build.CRASH_REPORT_SOURCES = (sources / "crash_report.c", sources / "crash_report.h")
+        build.NATIVE_SOURCES = (sources / "native_alloc.c", sources / "native_alloc.h")
+        return build_host(target, native=native)
+    finally:
+        build.HOST_SOURCE, build.CRASH_REPORT_SOURCES, build.NATIVE_SOURCES = saved
+
+
+def measure(python: str, cycles: int, repeats: int, case_file: str, stat,
+            before: Path | None = None) -> list[dict]:
     target = target_python(python)
     plain, counting = build_host(target, native=False), build_host(target, native=True)
+    old_counting = build_from(before, target, native=True) if before else None
     rows = []
     for hooked_mode, bare_mode, since in MODE_PAIRS:
         if target.version_info[:2] < since:
             continue
         variants = {"bare": (plain, bare_mode), "hook": (plain, hooked_mode),
                     "hook_native": (counting, hooked_mode)}
+        if old_counting:
+            variants["hook_native_before"] = (old_counting, hooked_mode)
         runs = [(name, n) for name in variants for n in (cycles, 0)]
         times = {run: [] for run in runs}
+        rounds = []  # per round: name -> ms per cycle, when all of its runs worked
         for i in range(repeats):
             # alternate the order so that no variant always runs first
+            this = {}
             for name, n in runs if i % 2 == 0 else runs[::-1]:
                 host, mode = variants[name]
                 ms = run_cpu_ms(host, mode, n, case_file, target.executable)
                 if ms is not None:
                     times[name, n].append(ms)
+                    this[name, n] = ms
+            if len(this) == len(runs):
+                rounds.append({name: (this[name, cycles] - this[name, 0]) / cycles for name in variants})
         row = {"python": target.label, "mode": hooked_mode}
         if all(times.values()):
             for name in variants:
                 row[f"{name}_ms"] = round((stat(times[name, cycles]) - stat(times[name, 0])) / cycles, 3)
             row["hook_ratio"] = round(row["hook_ms"] / row["bare_ms"], 3)
             row["hook_native_ratio"] = round(row["hook_native_ms"] / row["bare_ms"], 3)
+        if rounds:
+            # the same ratio within each round (its six runs take a few
+            # seconds, so the load of a shared machine is much the same for
+            # all of them), then the median over the rounds: steadier than
+            # the ratio of minima taken from different moments
+            row["hook_ratio_paired"] = round(statistics.median(r["hook"] / r["bare"] for r in rounds), 3)
+            row["hook_native_ratio_paired"] = round(
+                statistics.median(r["hook_native"] / r["bare"] for r in rounds), 3)
+            if old_counting:
+                row["hook_native_before_ratio_paired"] = round(
+                    statistics.median(r["hook_native_before"] / r["bare"] for r in rounds), 3)
+        if old_counting and "bare_ms" in row:
+            row["hook_native_before_ratio"] = round(row["hook_native_before_ms"] / row["bare_ms"], 3)
         rows.append(row)
     return rows
 
 
 def print_table(rows: list[dict]) -> None:
     header = (f"{'python':<14} {'mode':<22} {'bare':>7} {'hook':>7} {'hook+native':>11} "
-              f"{'hook/bare':>9} {'native/bare':>11}  <= {NATIVE_TARGET_RATIO}")
+              f"{'hook/bare':>9} {'native/bare':>11} {'paired':>7}  <= {NATIVE_TARGET_RATIO}")
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -110,7 +150,7 @@ def print_table(rows: list[dict]) -> None:
         ok = "yes" if row["hook_native_ratio"] <= NATIVE_TARGET_RATIO else "no"
         print(f"{label:<14} {mode:<22} {row['bare_ms']:>7.2f} {row['hook_ms']:>7.2f} "
               f"{row['hook_native_ms']:>11.2f} {row['hook_ratio']:>9.3f} "
-              f"{row['hook_native_ratio']:>11.3f}  {ok}")
+              f"{row['hook_native_ratio']:>11.3f} {row.get('hook_native_ratio_paired', 0):>7.3f}  {ok}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--median", action="store_true", help="median instead of minimum")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
+    parser.add_argument("--before", type=Path, metavar="DIR",
+                        help="also the counting host built from DIR (another checkout's "
+                             "harness/host), interleaved in the same rounds: a before/after pair")
     args = parser.parse_args(argv)
     stat = statistics.median if args.median else min
     rows = []
@@ -128,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(case_file).write_text("pass\n")
         for python in args.python or default_pythons():
             try:
-                rows.extend(measure(python, args.cycles, args.repeats, case_file, stat))
+                rows.extend(measure(python, args.cycles, args.repeats, case_file, stat, args.before))
             except Exception as exc:  # one broken Python must not hide the others
                 print(f"{python}: {exc}", file=sys.stderr)
     how = f"{'median' if args.median else 'minimum'} of {args.repeats} interleaved runs"

@@ -61,6 +61,28 @@ def test_missing_config_script_names_the_package(target_for, tmp_path):
         config_script(target)
 
 
+def test_config_script_is_asked_once_per_process_until_it_changes(target_for, tmp_path):
+    # every case of a sweep looks its host up through embed_flags: the
+    # config script (a shell script, ~0.1 s a call) runs once, not per case
+    real = target_for("3.12")
+    log = tmp_path / "calls.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python3.12").symlink_to(real.realpath)
+    wrapper = bindir / "python3.12-config"
+    wrapper.write_text(f"#!/bin/sh\necho \"$*\" >> {log}\nexec {config_script(real)} \"$@\"\n")
+    wrapper.chmod(0o755)
+    target = dataclasses.replace(real, realpath=str(bindir / "python3.12"),
+                                 executable=str(bindir / "python3.12"), bindir=str(bindir))
+    first = embed_flags(target)
+    assert embed_flags(target) == first == embed_flags(real)
+    assert log.read_text().splitlines() == ["--cflags --embed", "--ldflags --embed"]
+    info = wrapper.stat()
+    os.utime(wrapper, ns=(info.st_atime_ns, info.st_mtime_ns + 1_000_000_000))
+    assert embed_flags(target) == first
+    assert len(log.read_text().splitlines()) == 4
+
+
 def test_host_is_cached_per_interpreter_and_source(target_for, tmp_path, monkeypatch):
     monkeypatch.setenv("LEAK_HARNESS_CACHE", str(tmp_path))
     first = build_host(target_for("3.12"))

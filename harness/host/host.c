@@ -147,23 +147,60 @@ static void *reserve(size_t bytes) {
     return p;
 }
 
-/* The entry of p; NULL for addresses no CPython allocator hands out (not
-   8-aligned, or beyond MAP_ADDRESS_BITS), which then pass through untracked. */
-static entry_t *entry_of(void *ptr) {
+/* A leaf of the map, backed by transparent huge pages where the kernel
+   offers them (THP "madvise" or "always").  Measured (perf record -e
+   page-faults, `pass`, 3.12.1 finalize): with 4 KiB pages the leaves took
+   ~165 page faults a cycle, a third of all the counting host's faults
+   (443 a cycle against the bare loop's 277; ~6 us of system time each on
+   this VM); a 2 MiB page holds the entries of 8 MiB of heap, and the
+   counting host is down to 285 faults a cycle.
+   Only resident memory differs (it grows in 2 MiB steps); what is counted
+   does not.  No THP (EINVAL) leaves the 4 KiB pages, as before. */
+static void *reserve_leaf(size_t bytes) {
+    void *p = reserve(bytes);
+#ifdef MADV_HUGEPAGE
+    if (madvise(p, bytes, MADV_HUGEPAGE) != 0 && errno != EINVAL) {
+        perror("leak-harness host: madvise(MADV_HUGEPAGE) of the block map");
+    }
+#endif
+    return p;
+}
+
+/* The hook's fast path (trackable .. hook_free) is inlined into the four
+   hook functions, every rare case (a new leaf, a stale entry, a block of
+   1 GiB, a thread's first block) out of line: measured with callgrind on
+   `pass` (3.12.1, finalize), the out-of-line version spent ~113
+   instructions per hook call, mostly calls, prologues and the sign
+   multiply (12% of a cycle); inlined, about half of that. */
+#define HOT static inline __attribute__((always_inline))
+#define COLD static __attribute__((noinline, cold))
+
+__attribute__((returns_nonnull)) COLD entry_t *new_leaf(size_t leaf_index) {
+    entry_t *leaf = NULL;
+    entry_t *fresh = reserve_leaf(LEAF_ENTRIES * sizeof(entry_t));
+    if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) return fresh;
+    munmap(fresh, LEAF_ENTRIES * sizeof(entry_t)); /* another thread's won */
+    return leaf;
+}
+
+/* Whether p can have an entry: addresses no CPython allocator hands out
+   (not 8-aligned, or beyond MAP_ADDRESS_BITS) pass through untracked. */
+HOT int trackable(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    if (__builtin_expect(!p || (p & 7) || (p >> MAP_ADDRESS_BITS), 0)) return NULL;
+    return __builtin_expect(p && !((p & 7) | (p >> MAP_ADDRESS_BITS)), 1);
+}
+
+/* The entry of a trackable p, its leaf made on first use. */
+HOT entry_t *entry_at(void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
     size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
     entry_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
-    if (__builtin_expect(!leaf, 0)) {
-        entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
-        if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) leaf = fresh;
-        else munmap(fresh, LEAF_ENTRIES * sizeof(entry_t)); /* another thread's won */
-    }
+    if (__builtin_expect(!leaf, 0)) leaf = new_leaf(leaf_index);
     return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
 }
 
 /* The size of a huge block, removing it when `take`; or stores one. */
-static size_t huge_size(void *p, size_t store, int take) {
+COLD size_t huge_size(void *p, size_t store, int take) {
     size_t size = 0;
     while (atomic_flag_test_and_set_explicit(&huge_lock, memory_order_acquire)) {
     }
@@ -183,7 +220,7 @@ static size_t huge_size(void *p, size_t store, int take) {
     return size;
 }
 
-static counts_t *new_thread_counts(void) {
+COLD counts_t *new_thread_counts(void) {
     size_t i = atomic_fetch_add(&counts_used, 1);
     if (i >= MAX_THREADS) {
         fprintf(stderr, "leak-harness host: more than %d threads allocated\n", MAX_THREADS);
@@ -192,47 +229,88 @@ static counts_t *new_thread_counts(void) {
     return thread_counts = &counts_pool[i];
 }
 
-static void add(atomic_llong *counter, long long delta) {
+HOT void add(atomic_llong *counter, long long delta) {
     atomic_store_explicit(counter, atomic_load_explicit(counter, memory_order_relaxed) + delta,
                           memory_order_relaxed);
 }
 
-/* Adds (sign +1) or removes (-1) the block of `entry` at p in the counts. */
-static void count(void *p, uint32_t entry, long long sign) {
-    int domain = (int)(entry & 3) - 1;
-    size_t size = entry >> 2;
-    if (__builtin_expect(size == HUGE_SIZE, 0)) size = huge_size(p, 0, sign < 0);
+HOT void add_counts(int domain, long long blocks, long long bytes) {
     counts_t *counts = thread_counts;
     if (__builtin_expect(!counts, 0)) counts = new_thread_counts();
-    add(&counts->blocks[domain], sign);
-    add(&counts->bytes[domain], sign * (long long)size);
+    add(&counts->blocks[domain], blocks);
+    add(&counts->bytes[domain], bytes);
 }
 
-static void track_alloc(void *p, size_t size, int domain) {
-    entry_t *entry = entry_of(p);
-    if (!entry) return;
-    /* A stale entry: its memory was released wholesale (an arena freed at
-       finalization) and handed out again. */
+/* Adds (sign +1) or removes (-1) the block of `entry` at p in the counts;
+   `sign` is a constant at every call, so no multiply is left. */
+HOT void count(void *p, uint32_t entry, long long sign) {
+    size_t size = entry >> 2;
+    if (__builtin_expect(size == HUGE_SIZE, 0)) size = huge_size(p, 0, sign < 0);
+    add_counts((int)(entry & 3) - 1, sign, sign * (long long)size);
+}
+
+/* A stale entry: its memory was released wholesale (an arena freed at
+   finalization) and handed out again. */
+COLD void drop_stale(void *p, uint32_t stale) { count(p, stale, -1); }
+
+/* Every case of track_alloc: a new leaf, a stale entry, a huge block, the
+   thread's first block. */
+COLD void track_slow(void *p, size_t size, int domain) {
+    entry_t *entry = entry_at(p);
     uint32_t stale = atomic_load_explicit(entry, memory_order_relaxed);
-    if (__builtin_expect(stale != 0, 0)) count(p, stale, -1);
-    if (__builtin_expect(size >= HUGE_SIZE, 0)) huge_size(p, size, 0);
+    if (stale != 0) drop_stale(p, stale);
+    if (size >= HUGE_SIZE) huge_size(p, size, 0);
     uint32_t fresh = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
     atomic_store_explicit(entry, fresh, memory_order_relaxed);
-    count(p, fresh, +1);
+    add_counts(domain, 1, (long long)size);
+}
+
+/* The common case inline, nothing live across a call: the leaf exists,
+   the entry is free, the block is under 1 GiB, the thread has counted. */
+HOT void track_alloc(void *p, size_t size, int domain) {
+    if (!trackable(p)) return;
+    uintptr_t a = (uintptr_t)p;
+    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+                                         memory_order_acquire);
+    counts_t *counts = thread_counts;
+    if (__builtin_expect(!leaf || !counts || size >= HUGE_SIZE, 0)) {
+        track_slow(p, size, domain);
+        return;
+    }
+    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+    if (__builtin_expect(atomic_load_explicit(entry, memory_order_relaxed) != 0, 0)) {
+        track_slow(p, size, domain);
+        return;
+    }
+    atomic_store_explicit(entry, ((uint32_t)size << 2) | (uint32_t)(domain + 1), memory_order_relaxed);
+    add(&counts->blocks[domain], 1);
+    add(&counts->bytes[domain], (long long)size);
 }
 
 /* Forgets p's block, returning its size (through *size) and entry, 0 if
    untracked.  Called before the memory goes back to its allocator: after
-   that another thread may already own the address and its entry. */
-static uint32_t untrack(void *p, size_t *size) {
-    entry_t *entry = entry_of(p);
-    if (!entry) return 0;
+   that another thread may already own the address and its entry.  An
+   address without a leaf was never recorded: no leaf is made for it. */
+HOT uint32_t untrack(void *p, size_t *size) {
+    if (!trackable(p)) return 0;
+    uintptr_t a = (uintptr_t)p;
+    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+                                         memory_order_acquire);
+    if (!leaf) return 0;
+    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
     uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
     if (!old) return 0;
-    *size = old >> 2;
-    if (*size == HUGE_SIZE) *size = huge_size(p, 0, 0);
     atomic_store_explicit(entry, 0, memory_order_relaxed);
-    count(p, old, -1);
+    *size = old >> 2;
+    counts_t *counts = thread_counts;
+    if (__builtin_expect(*size == HUGE_SIZE || !counts, 0)) {
+        /* after the store: huge_size's entry stays until it is taken */
+        if (*size == HUGE_SIZE) *size = huge_size(p, 0, 1);
+        add_counts((int)(old & 3) - 1, -1, -(long long)*size);
+        return old;
+    }
+    add(&counts->blocks[(old & 3) - 1], -1);
+    add(&counts->bytes[(old & 3) - 1], -(long long)*size);
     return old;
 }
 
@@ -281,13 +359,40 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     return p;
 }
 
-static void hook_free(void *ctx, void *ptr) {
-    hook_ctx_t *h = ctx;
+/* hook_free's rare cases (a huge block, the thread's first count): the
+   whole free out of line, so that the common path keeps nothing across a
+   call and ends in a tail call. */
+COLD void free_slow(hook_ctx_t *h, void *ptr) {
     size_t size;
     untrack(ptr, &size);
-    NATIVE_ENTER_PYMEM();
     h->wrapped.free(h->wrapped.ctx, ptr);
-    NATIVE_LEAVE_PYMEM();
+}
+
+/* No NATIVE_ENTER_PYMEM here: the interposed free untracks whatever it
+   recorded whatever the depth, and no free of CPython's allocates, so the
+   call is a tail call (callgrind: 14 of the ~60 instructions of a free). */
+static void hook_free(void *ctx, void *ptr) {
+    hook_ctx_t *h = ctx;
+    if (trackable(ptr)) {
+        uintptr_t a = (uintptr_t)ptr;
+        entry_t *leaf = atomic_load_explicit(
+            &leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)], memory_order_acquire);
+        if (leaf) {
+            entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+            uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
+            counts_t *counts = thread_counts;
+            if (__builtin_expect((old >> 2) == HUGE_SIZE || (old && !counts), 0)) {
+                free_slow(h, ptr);
+                return;
+            }
+            if (old) {
+                atomic_store_explicit(entry, 0, memory_order_relaxed);
+                add(&counts->blocks[(old & 3) - 1], -1);
+                add(&counts->bytes[(old & 3) - 1], -(long long)(old >> 2));
+            }
+        }
+    }
+    h->wrapped.free(h->wrapped.ctx, ptr);
 }
 
 static const PyMemAllocatorDomain DOMAINS[3] = {
