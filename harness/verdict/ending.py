@@ -7,9 +7,12 @@ A host that did not complete its cycles gets `timeout`, `crash`, `error` or
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 from dataclasses import dataclass
 
+from ..cases.model import Case
 from ..host.samples_check import sample_problem
 from ..report.numbers import fmt_bytes, fmt_count, fmt_number
 from ..result import Result
@@ -97,6 +100,119 @@ def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> s
                   if "." in module else "")
     return (f"{who} loaded {module} in cycle 1 only ({mode} mode; missing from cycle {cycle} on): "
             f"{why}{carried_on}; the extension cannot be measured past its first cycle in this mode")
+
+
+# -- a refusal the case swallowed, behind a later error --------------------------
+
+#: the last line of the refusal probe's exception: what each extension
+#: import raised while the case ran, as a Python literal
+REFUSAL_MARK = "leak-harness refused imports: "
+
+# Runs the case with CPython's two extension constructors wrapped, so every
+# ImportError an extension's creation raises is seen, even one that the code
+# above it catches (datetime.py catches _datetime's refusal and imports
+# _pydatetime instead).  Nothing is imported for it: the probe must not
+# change what the case imports.  Only called after the case failed.
+_PROBE = '''\
+def _lh_refusal_probe(code):
+    import _imp
+    refused = []
+    originals = {}
+    def wrap(name):
+        original = originals[name] = getattr(_imp, name)
+        def create(spec, *args):
+            try:
+                return original(spec, *args)
+            except ImportError as exc:
+                refused.append((spec.name, type(exc).__name__ + ": " + str(exc)))
+                raise
+        setattr(_imp, name, create)
+    for name in ("create_dynamic", "create_builtin"):
+        if hasattr(_imp, name):
+            wrap(name)
+    try:
+        exec(compile(code, "<string>", "exec"), globals())
+    except BaseException as exc:
+        if refused:
+            raise RuntimeError(%(mark)r + repr(refused)) from exc
+        raise
+    finally:
+        for name, original in originals.items():
+            setattr(_imp, name, original)
+_lh_refusal_probe(%(code)r)
+'''
+
+
+def refusal_probe(case: Case) -> Case:
+    """The case, run so that the extension imports refused on its way are named."""
+    return Case(name=f"(refusals of {case.name})", module=case.module,
+                code=_PROBE % {"mark": REFUSAL_MARK, "code": case.source_code})
+
+
+def probe_refusals(run: HostRun) -> list[tuple[str, str]]:
+    """(module, "ImportError: ...") for each extension import refused while
+    the probe's case ran, read from the probe's last exception line."""
+    last = _last_line((run.error or {}).get("message") or "")
+    _, mark, listed = last.partition(REFUSAL_MARK)
+    if not mark:
+        return []
+    try:
+        refused = ast.literal_eval(listed)
+    except (ValueError, SyntaxError):
+        return []
+    return [(str(m), str(text)) for m, text in refused
+            if isinstance(m, str) and isinstance(text, str)]
+
+
+def may_hide_refusal(run: HostRun) -> bool:
+    """The case itself raised (not the host, a hook or a stray process): an
+    import its code caught may have been refused first."""
+    return bool(run.error) and not (run.hook_error or run.stray_processes or run.forged_lines
+                                    or run.timed_out or run.signal_name)
+
+
+def mode_refusal(refused: list[tuple[str, str]], cycle: int) -> tuple[str, str] | None:
+    """The first refusal that is the mode's (CPython's "does not support
+    loading in subinterpreters") or, after cycle 1, a known refusal to
+    initialise again; other import failures are the module's own."""
+    for module, text in refused:
+        if _UNSUPPORTED.search(text) or (cycle >= 2 and _REFUSES_REINIT.search(text)):
+            return module, text
+    return None
+
+
+def swallowed_refusal(case: Case, run: HostRun, settings: RunSettings,
+                      launcher) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(verdict, message, refusals) when the case's error follows an extension
+    refusing this mode that the code caught and went on without: the error
+    is the refusal's consequence (zoneinfo on 3.12 in an isolated
+    subinterpreter: `_datetime` is refused, datetime.py falls back to
+    `_pydatetime`, and `_zoneinfo` then finds no `datetime.datetime_CAPI`),
+    so the verdict is `unsupported` with the extension's own words, not an
+    error of the module.  None when no such refusal shows (a real error).
+
+    Reruns the case once in a second host of the same mode, up to the failing
+    cycle, under `refusal_probe`; only after the case failed.
+    """
+    if launcher is None or not may_hide_refusal(run):
+        return None
+    cycle = run.error.get("cycle")
+    if not isinstance(cycle, int) or cycle < 1:
+        return None
+    probe = launcher(refusal_probe(case), dataclasses.replace(settings, warmup=0, cycles=max(cycle, 4)),
+                     "refusals")
+    refused = probe_refusals(probe)
+    found = mode_refusal(refused, cycle)
+    if found is None:
+        return None
+    module, text = found
+    why = ("refused this mode" if _UNSUPPORTED.search(text)
+           else "refused to initialise again in one process")
+    error = _last_line(run.error.get("message") or "")
+    return "unsupported", (
+        f"{module} {why} ({settings.mode} mode, cycle {cycle}: {text}); the code caught that and "
+        f"went on without it, then raised {error} — a consequence of the "
+        f"refusal, not an error of the case's own"), refused
 
 
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:

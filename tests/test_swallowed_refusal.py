@@ -1,0 +1,123 @@
+"""An error that follows a refusal the code caught is `unsupported`, not `error`.
+
+zoneinfo on 3.12.1 in an isolated subinterpreter: `_datetime` is single-phase,
+CPython refuses it ("module _datetime does not support loading in
+subinterpreters"), datetime.py catches that and imports `_pydatetime`, and
+`_zoneinfo` then raises `AttributeError: module 'datetime' has no attribute
+'datetime_CAPI'`.  The error names neither the refused module nor the mode;
+the harness reruns the failed case once with CPython's extension constructors
+watched and finds the refusal (harness/verdict/ending.py:swallowed_refusal).
+
+The fixtures here are that shape in miniature, on the real host: a pure-Python
+module that tries a real single-phase extension (lh_singlephase, which
+CPython 3.12+ refuses in an isolated subinterpreter), falls back to nothing,
+and fails using it; its clean twin tries lh_callclean (multi-phase, loads
+everywhere) instead; and a module whose error is its own stays `error`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fixtures.targets import python_version_of
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.host.runner import HostRun
+from harness.settings import RunSettings
+from harness.verdict.ending import REFUSAL_MARK, mode_refusal, probe_refusals
+
+SUB_PYTHONS = [p for p in ("3.12", "3.13") if python_version_of(p) >= (3, 12)]
+REFUSAL = "module lh_singlephase does not support loading in subinterpreters"
+
+FALLBACK = '''\
+try:
+    import {ext} as _impl
+except ImportError:          # the way datetime.py falls back to _pydatetime
+    _impl = None
+ANSWER = _impl.{attr}()      # AttributeError when the extension was refused
+'''
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+@pytest.fixture
+def run_case(engine, fixture_modules_for, tmp_path: Path):
+    (tmp_path / "lh_needs_single.py").write_text(FALLBACK.format(ext="lh_singlephase", attr="answer"))
+    (tmp_path / "lh_needs_multi.py").write_text(FALLBACK.format(ext="lh_callclean", attr="f"))
+    # its own bug: the extension loads, the attribute does not exist
+    (tmp_path / "lh_own_error.py").write_text(FALLBACK.format(ext="lh_callclean", attr="no_such"))
+
+    def run(python_id: str, mode: str, module: str):
+        built = fixture_modules_for(python_id)
+        settings = RunSettings(python=built.target.executable, mode=mode, backend="counters",
+                               cycles=6, warmup=2, timeout=60.0,
+                               pythonpath=(str(tmp_path), str(built.directory)))
+        return engine.run(Case(name=module, code=f"import {module}", module=module), settings)
+
+    return run
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_an_error_after_a_caught_refusal_is_unsupported_with_the_extensions_words(run_case, python_id):
+    result = run_case(python_id, "subinterpreter", "lh_needs_single")
+    assert result.verdict == "unsupported", result.message
+    assert result.message.startswith("lh_singlephase refused this mode (subinterpreter mode, cycle 1")
+    assert REFUSAL in result.message
+    assert "'NoneType' object has no attribute 'answer'" in result.message
+    assert result.evidence["refused_imports"] == [
+        {"module": "lh_singlephase", "message": f"ImportError: {REFUSAL}"}]
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_the_twin_whose_extension_loads_is_clean(run_case, python_id):
+    result = run_case(python_id, "subinterpreter", "lh_needs_multi")
+    assert result.verdict == "clean", result.message
+    assert "lh_callclean" in result.evidence["extensions_loaded"]
+    assert "refused_imports" not in result.evidence
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_a_modules_own_error_stays_error(run_case, python_id):
+    result = run_case(python_id, "subinterpreter", "lh_own_error")
+    assert result.verdict == "error", result.message
+    assert "module 'lh_callclean' has no attribute 'no_such'" in result.message
+    assert "refused_imports" not in result.evidence
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_the_refused_extension_loads_in_legacy_mode_so_the_same_module_is_clean(run_case, python_id):
+    # the refusal is the isolated mode's: a legacy subinterpreter loads lh_singlephase
+    result = run_case(python_id, "legacy-subinterpreter", "lh_needs_single")
+    assert result.verdict == "clean", result.message
+
+
+def _errored(message: str, cycle: int = 1) -> HostRun:
+    run = HostRun()
+    run.error = {"type": "RuntimeError", "cycle": cycle, "message": message}
+    return run
+
+
+def test_probe_refusals_reads_the_marked_last_line_only():
+    listed = [("_datetime", "ImportError: module _datetime does not support loading in subinterpreters")]
+    text = f"Traceback ...\nAttributeError: x\n\nRuntimeError: {REFUSAL_MARK}{listed!r}\n"
+    assert probe_refusals(_errored(text)) == listed
+    # the case's own error, or a mark that is not the last line, is no refusal list
+    assert probe_refusals(_errored("AttributeError: x")) == []
+    assert probe_refusals(_errored(f"RuntimeError: {REFUSAL_MARK}{listed!r}\nValueError: later")) == []
+    assert probe_refusals(_errored(f"RuntimeError: {REFUSAL_MARK}not a literal(")) == []
+
+
+def test_only_refusals_of_the_mode_or_of_reinitialisation_count():
+    own = ("lh_x", "ImportError: lh_x.so: undefined symbol: foo")
+    mode = ("_datetime", "ImportError: module _datetime does not support loading in subinterpreters")
+    reinit = ("np", "ImportError: cannot load module more than once per process")
+    assert mode_refusal([own], 1) is None
+    assert mode_refusal([own, mode], 1) == mode
+    # a refusal to initialise again is the extension's limit only after cycle 1
+    assert mode_refusal([reinit], 1) is None
+    assert mode_refusal([reinit], 2) == reinit
