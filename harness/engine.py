@@ -29,7 +29,7 @@ from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
 from .cases.packages import distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, check_xoptions, target_python
-from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, swallowed_refusal, with_memcheck_errors, with_where_hint
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, explained_ending, with_memcheck_errors, with_where_hint
 from .result import Result
 from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
 from .host.runner import HostRun
@@ -230,8 +230,8 @@ class Engine:
         if case_run.forged_lines:
             result.evidence["forged_lines"] = case_run.forged_lines
         ended = ending_verdict(case_run, settings)
-        refusal = swallowed_refusal(case, case_run, settings, launcher) if ended and ended[0] == "error" else None
-        if refusal:  # the error followed an extension's refusal of the mode that the code caught
+        refusal = explained_ending(case, case_run, settings, launcher, ended)
+        if refusal:  # a second look named the extension that refused
             ended = refusal[:2]
             result.evidence["refused_imports"] = [{"module": m, "message": t} for m, t in refusal[2]]
         if ended:

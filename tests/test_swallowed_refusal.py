@@ -26,7 +26,7 @@ from harness.cases.model import Case
 from harness.engine import Engine
 from harness.host.runner import HostRun
 from harness.settings import RunSettings
-from harness.verdict.ending import REFUSAL_MARK, mode_refusal, probe_refusals
+from harness.verdict.ending import REFUSAL_MARK, mode_refusal, probe_refusals, refusal_line
 
 SUB_PYTHONS = [p for p in ("3.12", "3.13") if python_version_of(p) >= (3, 12)]
 REFUSAL = "module lh_singlephase does not support loading in subinterpreters"
@@ -37,6 +37,15 @@ try:
 except ImportError:          # the way datetime.py falls back to _pydatetime
     _impl = None
 ANSWER = _impl.{attr}()      # AttributeError when the extension was refused
+'''
+
+# numpy's way: the refusal re-raised inside a long advice text, whose last
+# line is "Original error was: ..."
+WRAPS = '''\
+try:
+    import lh_singlephase
+except ImportError as exc:
+    raise ImportError("\\n\\nIMPORTANT: PLEASE READ THIS\\n\\nOriginal error was: " + str(exc)) from exc
 '''
 
 
@@ -51,13 +60,14 @@ def run_case(engine, fixture_modules_for, tmp_path: Path):
     (tmp_path / "lh_needs_multi.py").write_text(FALLBACK.format(ext="lh_callclean", attr="f"))
     # its own bug: the extension loads, the attribute does not exist
     (tmp_path / "lh_own_error.py").write_text(FALLBACK.format(ext="lh_callclean", attr="no_such"))
+    (tmp_path / "lh_wraps_refusal.py").write_text(WRAPS)
 
-    def run(python_id: str, mode: str, module: str):
+    def run(python_id: str, mode: str, module: str, code: str | None = None):
         built = fixture_modules_for(python_id)
         settings = RunSettings(python=built.target.executable, mode=mode, backend="counters",
                                cycles=6, warmup=2, timeout=60.0,
                                pythonpath=(str(tmp_path), str(built.directory)))
-        return engine.run(Case(name=module, code=f"import {module}", module=module), settings)
+        return engine.run(Case(name=module, code=code or f"import {module}", module=module), settings)
 
     return run
 
@@ -94,6 +104,43 @@ def test_the_refused_extension_loads_in_legacy_mode_so_the_same_module_is_clean(
     # the refusal is the isolated mode's: a legacy subinterpreter loads lh_singlephase
     result = run_case(python_id, "legacy-subinterpreter", "lh_needs_single")
     assert result.verdict == "clean", result.message
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_a_wrapped_refusal_reads_as_cpythons_own_line(run_case, python_id):
+    result = run_case(python_id, "subinterpreter", "lh_wraps_refusal")
+    assert result.verdict == "unsupported", result.message
+    assert result.message == f"ImportError: {REFUSAL}"
+
+
+@pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
+                                             ("3.12", "subinterpreter")])
+def test_the_extension_that_refused_reinitialisation_is_named_not_the_first_one_missing(
+        run_case, python_id, mode):
+    # cycle 2 fails at the first import, so _struct (imported after it in
+    # cycle 1) is missing too and sorts first: it was named before
+    refused = run_case(python_id, mode, "lh_refusereinit", "import lh_refusereinit\nimport _struct")
+    twin = run_case(python_id, mode, "lh_reinitok", "import lh_reinitok\nimport _struct")
+    assert refused.verdict == "unsupported", refused.message
+    assert refused.message.startswith(f"the case loaded lh_refusereinit in cycle 1 only ({mode} mode; "
+                                      "missing from cycle 2 on)"), refused.message
+    assert "the case's import failed with it" in refused.message
+    assert refused.evidence["refused_imports"] == [{
+        "module": "lh_refusereinit",
+        "message": "ImportError: Interpreter change detected - this module can only be loaded "
+                   "into one interpreter per process."}]
+    assert twin.verdict == "clean", twin.message
+
+
+def test_refusal_line_prefers_cpythons_statement_to_a_packages_reraise():
+    text = ("Traceback ...\nImportError: module np._core._umath does not support loading in "
+            "subinterpreters\n\nThe above exception was the direct cause of the following exception:\n"
+            "Traceback ...\nImportError: \n\nIMPORTANT: PLEASE READ THIS\n\nOriginal error was: "
+            "module np._core._umath does not support loading in subinterpreters\n")
+    assert refusal_line(text) == \
+        "ImportError: module np._core._umath does not support loading in subinterpreters"
+    assert refusal_line("ImportError: module x does not support loading in subinterpreters") == \
+        "ImportError: module x does not support loading in subinterpreters"
 
 
 def _errored(message: str, cycle: int = 1) -> HostRun:

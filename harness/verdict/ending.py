@@ -44,6 +44,17 @@ _REFUSES_REINIT = re.compile(
 _IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError")
 
 
+def refusal_line(text: str) -> str:
+    """CPython's own refusal from a traceback: the first exception line that
+    says it ("ImportError: module X does not support loading in
+    subinterpreters"), not the last line, which is a package's re-raise when
+    it wraps the refusal (numpy's "IMPORTANT: PLEASE READ THIS ..." ending in
+    "Original error was: ...")."""
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    matching = [ln for ln in lines if _UNSUPPORTED.search(ln)]
+    stated = [ln for ln in matching if re.match(r"[\w.]+(Error|Exception): ", ln)]
+    return (stated or matching or lines or [text])[0]
+
 @dataclass(frozen=True)
 class LostExtension:
     """An extension module the case loaded in cycle 1 and not in `cycle`."""
@@ -86,18 +97,23 @@ def refused_after_first_cycle(run: HostRun) -> bool:
     return error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(error.get("message") or ""))
 
 
-def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> str:
+def reinit_message(module: str, mode: str, cycle: int, refusal: str | None,
+                   raised: bool = False) -> str:
     """One line naming the extension, the mode, the cycle and its own refusal.
 
     `refusal`: the extension's (or CPython's) message, read from the case's
     own error or from re-importing the module alone in a second host.
+    `raised`: the refusal reached the case (numpy's import fails in cycle 2),
+    so nothing carried on without the extension.
     """
     package = module.split(".", 1)[0]
     who = package if "." in module else "the case"
     why = (f"the extension refused re-initialisation ({refusal})" if refusal
            else "it was not loaded again (re-importing it alone raised nothing)")
     carried_on = (f" and {package} carried on without it (its fallback ran instead)"
-                  if "." in module else "")
+                  if "." in module and not raised else "")
+    if raised:
+        why += ", and the case's import failed with it"
     return (f"{who} loaded {module} in cycle 1 only ({mode} mode; missing from cycle {cycle} on): "
             f"{why}{carried_on}; the extension cannot be measured past its first cycle in this mode")
 
@@ -108,8 +124,10 @@ def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> s
 #: import raised while the case ran, as a Python literal
 REFUSAL_MARK = "leak-harness refused imports: "
 
-# Runs the case with CPython's two extension constructors wrapped, so every
-# ImportError an extension's creation raises is seen, even one that the code
+# Runs the case with CPython's extension constructors and exec functions
+# wrapped (a multi-phase module's exec slot raises in exec_dynamic: numpy's
+# "cannot load module more than once per process"), so every ImportError an
+# extension's creation raises is seen, even one that the code
 # above it catches (datetime.py catches _datetime's refusal and imports
 # _pydatetime instead).  Nothing is imported for it: the probe must not
 # change what the case imports.  Only called after the case failed.
@@ -120,14 +138,15 @@ def _lh_refusal_probe(code):
     originals = {}
     def wrap(name):
         original = originals[name] = getattr(_imp, name)
-        def create(spec, *args):
+        def create(what, *args):
             try:
-                return original(spec, *args)
+                return original(what, *args)
             except ImportError as exc:
-                refused.append((spec.name, type(exc).__name__ + ": " + str(exc)))
+                refused.append((str(getattr(what, "name", None) or getattr(what, "__name__", "?")),
+                                type(exc).__name__ + ": " + str(exc)))
                 raise
         setattr(_imp, name, create)
-    for name in ("create_dynamic", "create_builtin"):
+    for name in ("create_dynamic", "create_builtin", "exec_dynamic", "exec_builtin"):
         if hasattr(_imp, name):
             wrap(name)
     try:
@@ -181,23 +200,34 @@ def mode_refusal(refused: list[tuple[str, str]], cycle: int) -> tuple[str, str] 
     return None
 
 
-def swallowed_refusal(case: Case, run: HostRun, settings: RunSettings,
-                      launcher) -> tuple[str, str, list[tuple[str, str]]] | None:
-    """(verdict, message, refusals) when the case's error follows an extension
-    refusing this mode that the code caught and went on without: the error
-    is the refusal's consequence (zoneinfo on 3.12 in an isolated
-    subinterpreter: `_datetime` is refused, datetime.py falls back to
-    `_pydatetime`, and `_zoneinfo` then finds no `datetime.datetime_CAPI`),
-    so the verdict is `unsupported` with the extension's own words, not an
-    error of the module.  None when no such refusal shows (a real error).
+def explained_ending(case: Case, run: HostRun, settings: RunSettings, launcher,
+                     ended: tuple[str, str] | None) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(verdict, message, refusals) that replace `ended` once a second look
+    shows which extension refused, else None (keep `ended`).
+
+    Two endings get that look, both after the case raised:
+    - an `error` that follows an extension refusing this mode, which the code
+      caught and went on without: the error is the refusal's consequence
+      (zoneinfo on 3.12 in an isolated subinterpreter: `_datetime` is refused,
+      datetime.py falls back to `_pydatetime`, and `_zoneinfo` then finds no
+      `datetime.datetime_CAPI`), so the verdict is `unsupported` with the
+      extension's own words, not an error of the module;
+    - an `unsupported` refusal to initialise again after cycle 1, whose
+      message does not say which extension refused ("cannot load module more
+      than once per process"): the one whose creation raised it is named, not
+      the first of the extensions that cycle 2 never reached.
 
     Reruns the case once in a second host of the same mode, up to the failing
     cycle, under `refusal_probe`; only after the case failed.
     """
-    if launcher is None or not may_hide_refusal(run):
+    if launcher is None or ended is None or not may_hide_refusal(run):
         return None
     cycle = run.error.get("cycle")
     if not isinstance(cycle, int) or cycle < 1:
+        return None
+    reinit = ended[0] == "unsupported" and refused_after_first_cycle(run) \
+        and not _UNSUPPORTED.search(run.error.get("message") or "")
+    if ended[0] != "error" and not reinit:
         return None
     probe = launcher(refusal_probe(case), dataclasses.replace(settings, warmup=0, cycles=max(cycle, 4)),
                      "refusals")
@@ -206,14 +236,15 @@ def swallowed_refusal(case: Case, run: HostRun, settings: RunSettings,
     if found is None:
         return None
     module, text = found
+    if reinit:
+        return "unsupported", reinit_message(module, settings.mode, cycle, text, raised=True), refused
     why = ("refused this mode" if _UNSUPPORTED.search(text)
            else "refused to initialise again in one process")
     error = _last_line(run.error.get("message") or "")
     return "unsupported", (
         f"{module} {why} ({settings.mode} mode, cycle {cycle}: {text}); the code caught that and "
-        f"went on without it, then raised {error} — a consequence of the "
-        f"refusal, not an error of the case's own"), refused
-
+        f"went on without it, then raised {error} — a consequence of the refusal, not an error "
+        f"of the case's own"), refused
 
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     """(verdict, message) when the host did not complete its cycles or its
@@ -262,14 +293,13 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
     if run.error:
         text = run.error.get("message") or ""
         if _UNSUPPORTED.search(text):
-            last = [ln for ln in text.strip().splitlines() if ln.strip()]
-            return "unsupported", last[-1] if last else text
+            return "unsupported", refusal_line(text)
         if refused_after_first_cycle(run):
             cycle = run.error.get("cycle")
             lost = sorted(run.extensions.get(1, set()) - run.extensions.get(cycle, set()))
             refusal = _last_line(text)
             if lost:
-                return "unsupported", reinit_message(lost[0], mode, cycle, refusal)
+                return "unsupported", reinit_message(lost[0], mode, cycle, refusal, raised=True)
             return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
                                    f"({mode} mode): {refusal}; the module refuses "
                                    "re-initialisation in one process")
