@@ -246,7 +246,7 @@ class Engine:
         if lost:
             result.verdict = "unsupported"
             result.message = reinit_message(lost.module, settings.mode, lost.cycle,
-                                            _refusal_alone(lost.module, settings, launcher))
+                                            _refusal_alone(lost.module, settings, launcher), lost=lost)
             return result
         control_problem = ending_verdict(control.passed, settings)
         if control_problem:

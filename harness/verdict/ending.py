@@ -61,6 +61,9 @@ class LostExtension:
 
     module: str
     cycle: int
+    #: every extension of cycle 1 missing in `cycle`, and those still there
+    missing: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
 
 def lost_extension(run: HostRun) -> LostExtension | None:
@@ -77,7 +80,8 @@ def lost_extension(run: HostRun) -> LostExtension | None:
     for cycle in sorted(c for c in run.extensions if c > 1):
         missing = sorted(first - run.extensions[cycle])
         if missing:
-            return LostExtension(missing[0], cycle)
+            return LostExtension(missing[0], cycle, tuple(missing),
+                                 tuple(sorted(first & run.extensions[cycle])))
     return None
 
 
@@ -98,18 +102,31 @@ def refused_after_first_cycle(run: HostRun) -> bool:
 
 
 def reinit_message(module: str, mode: str, cycle: int, refusal: str | None,
-                   raised: bool = False) -> str:
+                   raised: bool = False, lost: LostExtension | None = None) -> str:
     """One line naming the extension, the mode, the cycle and its own refusal.
 
     `refusal`: the extension's (or CPython's) message, read from the case's
     own error or from re-importing the module alone in a second host.
     `raised`: the refusal reached the case (numpy's import fails in cycle 2),
-    so nothing carried on without the extension.
+    so nothing carried on without the extension.  `lost`: what else cycle
+    `cycle` missed and kept, to say who stopped importing when nothing refused.
     """
     package = module.split(".", 1)[0]
     who = package if "." in module else "the case"
     why = (f"the extension refused re-initialisation ({refusal})" if refusal
            else "it was not loaded again (re-importing it alone raised nothing)")
+    if not refusal and lost is not None and lost.kept:
+        # orjson on 3.12 finalize: its init imports datetime, json, uuid in
+        # cycle 1 only; later inits skip them, their pointers kept in statics
+        # from the first interpreter: the module importing them is the one
+        # that stopped, not the imported one
+        names = ", ".join(lost.missing)
+        return (f"the case loaded {names} in cycle 1 only ({mode} mode; missing from cycle "
+                f"{cycle} on), though importing {module} alone works in every cycle: "
+                f"{', '.join(lost.kept)}, initialised again in every cycle, no longer imports "
+                f"what its first initialisation did (state kept from cycle 1, likely in C "
+                f"statics), so later cycles do not run what cycle 1 ran; the case cannot be "
+                f"measured past its first cycle in this mode")
     carried_on = (f" and {package} carried on without it (its fallback ran instead)"
                   if "." in module and not raised else "")
     if raised:
