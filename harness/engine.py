@@ -26,10 +26,10 @@ from .cases.model import CONTROL, Case, chosen_control
 from .verdict import crash as crash_stacks
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .cases.packages import distribution_json, import_hint
+from .cases.packages import distribution_extensions, distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, check_xoptions, target_python
-from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, explained_ending, with_memcheck_errors, with_where_hint
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, REFUSING_MODES, summary_line, explained_ending, with_memcheck_errors, with_refused_fallback, with_where_hint
 from .result import Result
 from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
 from .host.runner import HostRun
@@ -288,6 +288,9 @@ class Engine:
         if settings.thread_count is not None:
             add_parallel_evidence(result, case_run, control.passed, settings)
         result.message = summary_line(result, judgement.triggered_by)
+        if settings.mode in REFUSING_MODES:  # a package's own extension refused, its fallback measured
+            with_refused_fallback(result, case, case_run, settings, launcher,
+                                  distribution_extensions(target, case.module))
         return result
 
     @staticmethod

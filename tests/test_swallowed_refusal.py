@@ -17,11 +17,15 @@ everywhere) instead; and a module whose error is its own stays `error`.
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from fixtures.build import EXT_DIR, _target_cflags
 from fixtures.targets import python_version_of
+from harness.host.build import compile_atomically, find_compiler
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.host.runner import HostRun
@@ -168,3 +172,79 @@ def test_only_refusals_of_the_mode_or_of_reinitialisation_count():
     # a refusal to initialise again is the extension's limit only after cycle 1
     assert mode_refusal([reinit], 1) is None
     assert mode_refusal([reinit], 2) == reinit
+
+
+# -- a package's own extension refused from cycle 1 on, its fallback measured ----
+
+PACKAGE_INIT = '''\
+try:
+    from . import _speedups
+except ImportError:          # msgpack, simplejson, PyYAML: pure Python instead
+    _speedups = None
+'''
+
+
+def fake_distribution(target, site: Path, package: str, source: str, leaky: int) -> None:
+    """An installed distribution (dist-info with a RECORD) whose package tries
+    its C `_speedups` and falls back silently, built for `target`."""
+    compiler = shlex.split(find_compiler())
+    flags = _target_cflags(target) + ["-O0", "-g", "-shared", "-fPIC", f"-I{EXT_DIR}"]
+    (site / package).mkdir()
+    (site / package / "__init__.py").write_text(PACKAGE_INIT)
+    so = f"{package}/_speedups{target.ext_suffix}"
+    compile_atomically(compiler + flags + ["-DFIXTURE_NAME=_speedups", f"-DFIXTURE_LEAK={leaky}",
+                                           str(EXT_DIR / source)], site / so, f"fixture {so}")
+    info = site / f"{package}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f"{package}/__init__.py,,\n{so},,\n{info.name}/METADATA,,\n"
+                                 f"{info.name}/RECORD,,\n")
+
+
+@pytest.fixture
+def fallback_venv(target_for, tmp_path):
+    def make(python_id: str) -> str:
+        target = target_for(python_id)
+        venv = tmp_path / f"v{python_id}"
+        subprocess.run([target.executable, "-m", "venv", "--without-pip", str(venv)], check=True,
+                       timeout=300)
+        python = str(venv / "bin" / "python")
+        site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                   capture_output=True, text=True, check=True).stdout.strip())
+        # single-phase: CPython 3.12+ refuses it in an isolated subinterpreter
+        fake_distribution(target, site, "lhfb", "singlephase.c", 0)
+        # (CPython names the module by its m_name, "_speedups")
+    # multi-phase, per-interpreter GIL: loads everywhere (the clean twin)
+        fake_distribution(target, site, "lhfbok", "refusereinit.c", 0)
+        return python
+    return make
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_a_package_measured_as_its_fallback_is_unsupported_naming_its_extension(
+        engine, fallback_venv, python_id):
+    python = fallback_venv(python_id)
+
+    def run(module: str, mode: str):
+        settings = RunSettings(python=python, mode=mode, backend="counters", cycles=6, warmup=2,
+                               timeout=60.0)
+        return engine.run(Case(name=module, code=f"import {module}", module=module), settings)
+
+    fallback, twin = run("lhfb", "subinterpreter"), run("lhfbok", "subinterpreter")
+    assert fallback.verdict == "unsupported", fallback.message
+    assert fallback.message.startswith(
+        "lhfb carried on without its extension lhfb._speedups: CPython refused it in subinterpreter "
+        "mode (ImportError: module _speedups does not support loading in subinterpreters)"), \
+        fallback.message
+    assert fallback.evidence["growth_verdict"] == "clean"
+    assert fallback.evidence["refused_imports"][0]["module"] == "lhfb._speedups"
+    assert twin.verdict == "clean", twin.message
+    assert twin.evidence["extensions_loaded"] == ["lhfbok._speedups"]
+    # a legacy subinterpreter loads the single-phase extension: measured, clean
+    legacy = run("lhfb", "legacy-subinterpreter")
+    assert legacy.verdict == "clean", legacy.message
+    if python_id == "3.12":
+        # (3.13.0's legacy subinterpreters get a single-phase module as a copy
+        # made in the main interpreter, which the host's per-cycle list does
+        # not show: no extensions_loaded there, measured 2026-12)
+        assert legacy.evidence["extensions_loaded"] == ["lhfb._speedups"]

@@ -216,6 +216,18 @@ def distribution_of(target: TargetPython, module: str | None) -> PackageModule |
     return None
 
 
+def distribution_extensions(target: TargetPython, module: str | None) -> tuple[str, ...]:
+    """The extension modules of the installed distribution that provides
+    `module` (none for the stdlib or a module no distribution installed):
+    what the case should have loaded if the package's speed-ups ran."""
+    found = distribution_of(target, module)
+    if found is None:
+        return ()
+    listing = _discover(target.executable, None)
+    return tuple(m.name for m in listing.modules
+                 if m.distribution == found.distribution and m.kind == "extension")
+
+
 def distribution_json(target: TargetPython, module: str | None) -> dict[str, str] | None:
     """{"name", "version"} of the distribution providing `module` (a result's field)."""
     found = distribution_of(target, module)

@@ -175,14 +175,20 @@ def _lh_refusal_probe(code):
     finally:
         for name, original in originals.items():
             setattr(_imp, name, original)
+    if refused and %(when_ran)r:
+        raise RuntimeError(%(mark)r + repr(refused))
 _lh_refusal_probe(%(code)r)
 '''
 
 
-def refusal_probe(case: Case) -> Case:
-    """The case, run so that the extension imports refused on its way are named."""
+def refusal_probe(case: Case, when_ran: bool = False) -> Case:
+    """The case, run so that the extension imports refused on its way are named.
+
+    The refusals are reported as the cycle's exception when the case raised,
+    and, with `when_ran`, also when it ran through (a refusal it swallowed):
+    the first cycle that saw one ends the probe."""
     return Case(name=f"(refusals of {case.name})", module=case.module,
-                code=_PROBE % {"mark": REFUSAL_MARK, "code": case.source_code})
+                code=_PROBE % {"mark": REFUSAL_MARK, "code": case.source_code, "when_ran": when_ran})
 
 
 def probe_refusals(run: HostRun) -> list[tuple[str, str]]:
@@ -262,6 +268,45 @@ def explained_ending(case: Case, run: HostRun, settings: RunSettings, launcher,
         f"{module} {why} ({settings.mode} mode, cycle {cycle}: {text}); the code caught that and "
         f"went on without it, then raised {error} — a consequence of the refusal, not an error "
         f"of the case's own"), refused
+
+#: modes whose interpreters CPython refuses extensions in (own GIL, isolated)
+REFUSING_MODES = ("subinterpreter", "parallel")
+
+
+def with_refused_fallback(result: Result, case: Case, run: HostRun, settings: RunSettings,
+                          launcher, own_extensions: tuple[str, ...]) -> None:
+    """A `clean` or `leak` of a package whose own extension CPython refused in
+    this mode from cycle 1 on, and which the package swallowed, becomes
+    `unsupported`: what ran is its pure-Python fallback, so the verdict was
+    not earned by the extension (simplejson, msgpack and PyYAML import their
+    single-phase speed-ups in try/except ImportError).
+
+    `own_extensions`: the extension modules of the case module's installed
+    distribution.  Only when none of them was loaded in cycle 1 is the case
+    rerun once, for 4 cycles, under `refusal_probe`; the growth rule's
+    verdict and numbers stay (`evidence.growth_verdict`, `per_cycle`,
+    `excess`)."""
+    if (launcher is None or result.verdict not in ("clean", "leak") or not own_extensions
+            or settings.mode not in REFUSING_MODES):
+        return
+    if set(own_extensions) & run.extensions.get(1, set()):
+        return
+    probe = launcher(refusal_probe(case, when_ran=True),
+                     dataclasses.replace(settings, warmup=0, cycles=4), "refusals")
+    refused = probe_refusals(probe)
+    own = [(m, t) for m, t in refused if m in own_extensions and _UNSUPPORTED.search(t)]
+    if not own:
+        return
+    module, text = own[0]
+    package = (case.module or module).split(".", 1)[0]
+    growth_verdict = result.verdict
+    result.evidence["growth_verdict"] = growth_verdict
+    result.evidence["refused_imports"] = [{"module": m, "message": t} for m, t in refused]
+    result.verdict = "unsupported"
+    result.message = (f"{package} carried on without its extension {module}: CPython refused it in "
+                      f"{settings.mode} mode ({text}) and the package caught that, so from cycle 1 "
+                      f"on its pure-Python fallback ran, not the extension; the fallback by "
+                      f"growth: {result.message}")
 
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     """(verdict, message) when the host did not complete its cycles or its
