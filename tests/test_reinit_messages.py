@@ -61,3 +61,42 @@ def test_an_extension_that_stops_importing_is_named_not_what_it_imported(
                                    "imports what its first initialisation did"), once.message
     assert every.verdict == "clean", every.message
     assert every.evidence["extensions_loaded"] == ["_struct", "lh_importevery"]
+
+
+# -- an import that fails only after cycle 1, not with an ImportError ----------
+
+STALE = '''\
+import sys
+import {ext}
+if "_struct" not in sys.modules:   # what {ext}'s first initialisation imported
+    raise TypeError("metaclass conflict (state kept from the first interpreter)")
+'''
+
+
+@pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
+                                             ("3.13", "subinterpreter")])
+def test_an_import_failing_only_after_cycle_1_is_unsupported_whatever_it_raises(
+        engine, target_for, tmp_path, python_id, mode):
+    # PyYAML 6.0.4 on 3.13.0 finalize: `import yaml` raises TypeError
+    # (metaclass conflict) in cycle 2, from yaml/cyaml.py: it read `error`
+    target = target_for(python_id)
+    directory = build(target, tmp_path)
+    (directory / "lh_stale.py").write_text(STALE.format(ext="lh_importonce"))
+    (directory / "lh_fresh.py").write_text(STALE.format(ext="lh_importevery"))
+    # the same TypeError raised by the case's own code, not by an import
+    own = f"{STALE.format(ext='lh_importonce')}"
+
+    def run(name: str, code: str):
+        settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=6,
+                               warmup=2, timeout=60.0, pythonpath=(str(directory),))
+        return engine.run(Case(name=name, code=code, module=name), settings)
+
+    stale, fresh = run("lh_stale", "import lh_stale"), run("lh_fresh", "import lh_fresh")
+    assert stale.verdict == "unsupported", stale.message
+    assert stale.message.startswith(f"the case's import ran in cycle 1 and failed in cycle 2 ({mode} "
+                                    f"mode), in {directory / 'lh_stale.py'}, line 4: TypeError: "
+                                    "metaclass conflict"), stale.message
+    assert fresh.verdict == "clean", fresh.message
+    mine = run("own", own)
+    assert mine.verdict == "error", mine.message
+    assert "the case raised TypeError in cycle 2" in mine.message

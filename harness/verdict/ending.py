@@ -98,7 +98,30 @@ def refused_after_first_cycle(run: HostRun) -> bool:
     cycle = error.get("cycle")
     if not isinstance(cycle, int) or cycle < 2:
         return False
-    return error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(error.get("message") or ""))
+    text = error.get("message") or ""
+    return (error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(text))
+            or failing_import(text) is not None)
+
+
+# a traceback frame that runs a module's body: the exception went through an
+# import (the case's own code is "<string>")
+_MODULE_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in <module>\s*$', re.M)
+
+
+def failing_import(text: str) -> str | None:
+    """"FILE, line N": the innermost module body the exception went through,
+    or None when it did not come from an import.
+
+    In finalize mode and in a new subinterpreter everything Python is made
+    afresh; an import that ran in cycle 1 and raises from cycle 2 on, whatever
+    the exception (PyYAML 6.0.4 on 3.13.0: `TypeError: metaclass conflict`
+    in yaml/cyaml.py once yaml._yaml's types outlived the first interpreter),
+    meets state kept from the first interpreter, in C."""
+    frames = _MODULE_FRAME.findall(text or "")
+    if not frames:
+        return None
+    path, line = frames[-1]
+    return f"{path}, line {line}"
 
 
 def reinit_message(module: str, mode: str, cycle: int, refusal: str | None,
@@ -360,6 +383,14 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
             cycle = run.error.get("cycle")
             lost = sorted(run.extensions.get(1, set()) - run.extensions.get(cycle, set()))
             refusal = _last_line(text)
+            where = failing_import(text)
+            if (where and run.error.get("type") not in _IMPORT_ERRORS
+                    and not _REFUSES_REINIT.search(text)):
+                return "unsupported", (
+                    f"the case's import ran in cycle 1 and failed in cycle {cycle} ({mode} "
+                    f"mode), in {where}: {refusal}; a new interpreter in the same process meets "
+                    f"state kept from the first one (an extension's C statics), so the case "
+                    f"cannot be measured past its first cycle in this mode")
             if lost:
                 return "unsupported", reinit_message(lost[0], mode, cycle, refusal, raised=True)
             return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
