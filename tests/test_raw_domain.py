@@ -60,6 +60,7 @@ def test_a_raw_domain_leak_is_a_leak_and_its_twin_clean(engine, target_for, tmp_
     assert set(leaky.evidence["triggered_by"]) == {"raw_blocks"}, leaky.evidence["triggered_by"]
     # one block a cycle, exactly; its 32 bytes are under the bytes floor
     assert leaky.excess["raw_blocks"] == 1.0 and leaky.excess["raw_bytes"] == 32.0
+    assert "; PyMem RAW +1 blocks/cycle, +32 B/cycle (judged on raw_blocks" in leaky.message
     assert twin.verdict == "clean", twin.message
     assert twin.excess["raw_blocks"] == 0.0
 

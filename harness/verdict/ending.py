@@ -423,6 +423,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     native_blocks, native_size = excess.get("native_blocks"), excess.get("native_bytes")
     if blocks is not None and native_blocks is not None and native_size is not None:
         numbers += f"; native {fmt_number(native_blocks)} blocks/cycle, {fmt_bytes(native_size)}/cycle"
+    raw_blocks, raw_size = excess.get("raw_blocks"), excess.get("raw_bytes")
+    if {"raw_blocks", "raw_bytes"} & set(triggered) and raw_blocks is not None and raw_size is not None:
+        numbers += f"; PyMem RAW {fmt_number(raw_blocks)} blocks/cycle, {fmt_bytes(raw_size)}/cycle"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     interned_bytes = (result.evidence.get("interned_per_cycle") or {}).get("bytes") or 0
     size_note = f" ({fmt_bytes(interned_bytes)})" if interned_bytes else ""
