@@ -35,7 +35,7 @@ from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_a
 from .host.runner import HostRun
 from .verdict.inputs import add_parallel_evidence, interned_excess, per_interpreter
 from .settings import RunSettings
-from .verdict.rule import judge
+from .verdict.rule import judge, judged_metrics
 from .verdict.deltas import per_cycle_deltas
 
 
@@ -262,7 +262,8 @@ class Engine:
             "blocks": interned["blocks"] + machinery.get("blocks", 0.0),
             "bytes": interned["bytes"] + machinery.get("bytes", 0.0),
         }
-        judgement = judge(case_series, control_series, settings.warmup, allowance=allowance)
+        judgement = judge(case_series, control_series, settings.warmup, allowance=allowance,
+                          judged=judged_metrics(settings.backend))
         keys = CONTRACT_KEYS + EXTRA_KEYS
         result.verdict = judgement.verdict
         result.per_cycle = {k: _round(judgement.per_cycle.get(k)) for k in keys}

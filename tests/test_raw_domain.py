@@ -84,3 +84,16 @@ def test_cffi_backend_from_the_package_index_leaks_one_raw_block_a_finalize_cycl
     assert "raw_blocks" in result.evidence["triggered_by"]
     assert result.excess["raw_blocks"] >= 1.0
     assert result.distribution["name"] == "cffi"
+
+
+def test_raw_is_judged_under_counters_only():
+    # tracemalloc keeps a RAW trace entry per live block it traces: its RAW
+    # growth follows the case's kept blocks and is the tool's own
+    from harness.verdict.rule import judge, judged_metrics
+    flat = [0.0] * 9
+    case = {"blocks": flat, "raw_blocks": [float(i) for i in range(9)]}
+    control = {"blocks": flat, "raw_blocks": flat}
+    assert judge(case, control, 2, judged=judged_metrics("counters")).triggered_by == ["raw_blocks"]
+    for backend in ("tracemalloc", "memray", "valgrind"):
+        judgement = judge(case, control, 2, judged=judged_metrics(backend))
+        assert judgement.verdict == "clean" and judgement.excess["raw_blocks"] == 1.0
