@@ -26,17 +26,17 @@ from .cases.model import CONTROL, Case, chosen_control
 from .verdict import crash as crash_stacks
 from .errors import HarnessError, HostBuildError
 from .host.build import PROBE_EXT_MODULE, build_host, build_probe_extension
-from .cases.packages import distribution_json, import_hint
+from .cases.packages import distribution_extensions, distribution_json, import_hint
 from .host.modes import check_mode
 from .host.target import TargetPython, check_xoptions, target_python
-from .verdict.ending import ending_verdict, lost_extension, reinit_message, summary_line, with_memcheck_errors, with_where_hint
+from .verdict.ending import ending_verdict, lost_extension, reinit_message, REFUSING_MODES, summary_line, explained_ending, with_memcheck_errors, with_refused_fallback, with_where_hint
 from .result import Result
 from .host.launch import CASE_FILE, CRASH_FILE, PATH_FILE, c_host_argv, pyhost_argv, run_case_host
 from .host.runner import HostRun, Stopping
 from .host.samples_check import stop_problem
 from .verdict.inputs import add_parallel_evidence, interned_excess, per_interpreter
 from .settings import MIN_CYCLES, RunSettings
-from .verdict.rule import judge
+from .verdict.rule import judge, judged_metrics
 from .verdict.deltas import per_cycle_deltas
 from .verdict.settled import first_decidable, settled_clean
 
@@ -286,6 +286,10 @@ class Engine:
         if case_run.forged_lines:
             result.evidence["forged_lines"] = case_run.forged_lines
         ended = ending_verdict(case_run, settings)
+        refusal = explained_ending(case, case_run, settings, launcher, ended)
+        if refusal:  # a second look named the extension that refused
+            ended = refusal[:2]
+            result.evidence["refused_imports"] = [{"module": m, "message": t} for m, t in refusal[2]]
         if ended:
             result.verdict, result.message = ended
             crash_stacks.attach(result, case_run, case.module)
@@ -298,7 +302,7 @@ class Engine:
         if lost:
             result.verdict = "unsupported"
             result.message = reinit_message(lost.module, settings.mode, lost.cycle,
-                                            _refusal_alone(lost.module, settings, launcher))
+                                            _refusal_alone(lost.module, settings, launcher), lost=lost)
             return result
         control_problem = ending_verdict(control.passed, settings)
         if control_problem:
@@ -314,7 +318,8 @@ class Engine:
             "blocks": interned["blocks"] + machinery.get("blocks", 0.0),
             "bytes": interned["bytes"] + machinery.get("bytes", 0.0),
         }
-        judgement = judge(case_series, control_series, settings.warmup, allowance=allowance)
+        judgement = judge(case_series, control_series, settings.warmup, allowance=allowance,
+                          judged=judged_metrics(settings.backend))
         keys = CONTRACT_KEYS + EXTRA_KEYS
         result.verdict = judgement.verdict
         result.per_cycle = {k: _round(judgement.per_cycle.get(k)) for k in keys}
@@ -340,6 +345,9 @@ class Engine:
         if settings.thread_count is not None:
             add_parallel_evidence(result, case_run, control.passed, settings)
         result.message = summary_line(result, judgement.triggered_by)
+        if settings.mode in REFUSING_MODES:  # a package's own extension refused, its fallback measured
+            with_refused_fallback(result, case, case_run, settings, launcher,
+                                  distribution_extensions(target, case.module))
         return result
 
     @staticmethod

@@ -32,7 +32,7 @@ SCOPES = ("stdlib", "packages", "all")
 TIMEOUT_S = 120.0
 
 _DISCOVERY = r"""
-import importlib.machinery, importlib.metadata, importlib.util, json, os, re, sys
+import importlib.machinery, importlib.metadata, importlib.util, json, keyword, os, re, sys
 wanted = json.loads(sys.argv[1])
 suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 base = os.path.join(os.path.realpath(sys.base_prefix), "")
@@ -53,6 +53,12 @@ def module_of(parts):
     if not dotted or not all(p.isidentifier() for p in dotted):
         return None  # scripts, data, *.dist-info, ../bin
     if dotted[-1] == "__main__" or dotted[0].startswith("__editable__"):
+        return None
+    if any(keyword.iskeyword(p) for p in dotted):
+        # numpy ships numpy/typing/tests/data/pass/*.py: files, not modules an
+        # `import` statement can name; one such file must not end the sweep
+        word = next(p for p in dotted if keyword.iskeyword(p))
+        out["skipped"][".".join(dotted)] = ("not importable by name: %r is a Python keyword" % word)
         return None
     return ".".join(dotted), kind
 
@@ -208,6 +214,18 @@ def distribution_of(target: TargetPython, module: str | None) -> PackageModule |
         if entry.name == module:
             return entry
     return None
+
+
+def distribution_extensions(target: TargetPython, module: str | None) -> tuple[str, ...]:
+    """The extension modules of the installed distribution that provides
+    `module` (none for the stdlib or a module no distribution installed):
+    what the case should have loaded if the package's speed-ups ran."""
+    found = distribution_of(target, module)
+    if found is None:
+        return ()
+    listing = _discover(target.executable, None)
+    return tuple(m.name for m in listing.modules
+                 if m.distribution == found.distribution and m.kind == "extension")
 
 
 def distribution_json(target: TargetPython, module: str | None) -> dict[str, str] | None:

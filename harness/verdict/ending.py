@@ -7,9 +7,12 @@ A host that did not complete its cycles gets `timeout`, `crash`, `error` or
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import re
 from dataclasses import dataclass
 
+from ..cases.model import Case
 from ..host.samples_check import sample_problem, stop_problem
 from ..report.numbers import fmt_bytes, fmt_count, fmt_number
 from ..result import Result
@@ -41,12 +44,26 @@ _REFUSES_REINIT = re.compile(
 _IMPORT_ERRORS = ("ImportError", "ModuleNotFoundError")
 
 
+def refusal_line(text: str) -> str:
+    """CPython's own refusal from a traceback: the first exception line that
+    says it ("ImportError: module X does not support loading in
+    subinterpreters"), not the last line, which is a package's re-raise when
+    it wraps the refusal (numpy's "IMPORTANT: PLEASE READ THIS ..." ending in
+    "Original error was: ...")."""
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    matching = [ln for ln in lines if _UNSUPPORTED.search(ln)]
+    stated = [ln for ln in matching if re.match(r"[\w.]+(Error|Exception): ", ln)]
+    return (stated or matching or lines or [text])[0]
+
 @dataclass(frozen=True)
 class LostExtension:
     """An extension module the case loaded in cycle 1 and not in `cycle`."""
 
     module: str
     cycle: int
+    #: every extension of cycle 1 missing in `cycle`, and those still there
+    missing: tuple[str, ...] = ()
+    kept: tuple[str, ...] = ()
 
 
 def lost_extension(run: HostRun) -> LostExtension | None:
@@ -63,7 +80,8 @@ def lost_extension(run: HostRun) -> LostExtension | None:
     for cycle in sorted(c for c in run.extensions if c > 1):
         missing = sorted(first - run.extensions[cycle])
         if missing:
-            return LostExtension(missing[0], cycle)
+            return LostExtension(missing[0], cycle, tuple(missing),
+                                 tuple(sorted(first & run.extensions[cycle])))
     return None
 
 
@@ -80,24 +98,238 @@ def refused_after_first_cycle(run: HostRun) -> bool:
     cycle = error.get("cycle")
     if not isinstance(cycle, int) or cycle < 2:
         return False
-    return error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(error.get("message") or ""))
+    text = error.get("message") or ""
+    return (error.get("type") in _IMPORT_ERRORS or bool(_REFUSES_REINIT.search(text))
+            or failing_import(text) is not None)
 
 
-def reinit_message(module: str, mode: str, cycle: int, refusal: str | None) -> str:
+# a traceback frame that runs a module's body: the exception went through an
+# import (the case's own code is "<string>")
+_MODULE_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in <module>\s*$', re.M)
+
+
+def failing_import(text: str) -> str | None:
+    """"FILE, line N": the innermost module body the exception went through,
+    or None when it did not come from an import.
+
+    In finalize mode and in a new subinterpreter everything Python is made
+    afresh; an import that ran in cycle 1 and raises from cycle 2 on, whatever
+    the exception (PyYAML 6.0.4 on 3.13.0: `TypeError: metaclass conflict`
+    in yaml/cyaml.py once yaml._yaml's types outlived the first interpreter),
+    meets state kept from the first interpreter, in C."""
+    frames = _MODULE_FRAME.findall(text or "")
+    if not frames:
+        return None
+    path, line = frames[-1]
+    return f"{path}, line {line}"
+
+
+def reinit_message(module: str, mode: str, cycle: int, refusal: str | None,
+                   raised: bool = False, lost: LostExtension | None = None) -> str:
     """One line naming the extension, the mode, the cycle and its own refusal.
 
     `refusal`: the extension's (or CPython's) message, read from the case's
     own error or from re-importing the module alone in a second host.
+    `raised`: the refusal reached the case (numpy's import fails in cycle 2),
+    so nothing carried on without the extension.  `lost`: what else cycle
+    `cycle` missed and kept, to say who stopped importing when nothing refused.
     """
     package = module.split(".", 1)[0]
     who = package if "." in module else "the case"
     why = (f"the extension refused re-initialisation ({refusal})" if refusal
            else "it was not loaded again (re-importing it alone raised nothing)")
+    if not refusal and lost is not None and lost.kept:
+        # orjson on 3.12 finalize: its init imports datetime, json, uuid in
+        # cycle 1 only; later inits skip them, their pointers kept in statics
+        # from the first interpreter: the module importing them is the one
+        # that stopped, not the imported one
+        names = ", ".join(lost.missing)
+        return (f"the case loaded {names} in cycle 1 only ({mode} mode; missing from cycle "
+                f"{cycle} on), though importing {module} alone works in every cycle: "
+                f"{', '.join(lost.kept)}, initialised again in every cycle, no longer imports "
+                f"what its first initialisation did (state kept from cycle 1, likely in C "
+                f"statics), so later cycles do not run what cycle 1 ran; the case cannot be "
+                f"measured past its first cycle in this mode")
     carried_on = (f" and {package} carried on without it (its fallback ran instead)"
-                  if "." in module else "")
+                  if "." in module and not raised else "")
+    if raised:
+        why += ", and the case's import failed with it"
     return (f"{who} loaded {module} in cycle 1 only ({mode} mode; missing from cycle {cycle} on): "
             f"{why}{carried_on}; the extension cannot be measured past its first cycle in this mode")
 
+
+# -- a refusal the case swallowed, behind a later error --------------------------
+
+#: the last line of the refusal probe's exception: what each extension
+#: import raised while the case ran, as a Python literal
+REFUSAL_MARK = "leak-harness refused imports: "
+
+# Runs the case with CPython's extension constructors and exec functions
+# wrapped (a multi-phase module's exec slot raises in exec_dynamic: numpy's
+# "cannot load module more than once per process"), so every ImportError an
+# extension's creation raises is seen, even one that the code
+# above it catches (datetime.py catches _datetime's refusal and imports
+# _pydatetime instead).  Nothing is imported for it: the probe must not
+# change what the case imports.  Only called after the case failed.
+_PROBE = '''\
+def _lh_refusal_probe(code):
+    import _imp
+    refused = []
+    originals = {}
+    def wrap(name):
+        original = originals[name] = getattr(_imp, name)
+        def create(what, *args):
+            try:
+                return original(what, *args)
+            except ImportError as exc:
+                refused.append((str(getattr(what, "name", None) or getattr(what, "__name__", "?")),
+                                type(exc).__name__ + ": " + str(exc)))
+                raise
+        setattr(_imp, name, create)
+    for name in ("create_dynamic", "create_builtin", "exec_dynamic", "exec_builtin"):
+        if hasattr(_imp, name):
+            wrap(name)
+    try:
+        exec(compile(code, "<string>", "exec"), globals())
+    except BaseException as exc:
+        if refused:
+            raise RuntimeError(%(mark)r + repr(refused)) from exc
+        raise
+    finally:
+        for name, original in originals.items():
+            setattr(_imp, name, original)
+    if refused and %(when_ran)r:
+        raise RuntimeError(%(mark)r + repr(refused))
+_lh_refusal_probe(%(code)r)
+'''
+
+
+def refusal_probe(case: Case, when_ran: bool = False) -> Case:
+    """The case, run so that the extension imports refused on its way are named.
+
+    The refusals are reported as the cycle's exception when the case raised,
+    and, with `when_ran`, also when it ran through (a refusal it swallowed):
+    the first cycle that saw one ends the probe."""
+    return Case(name=f"(refusals of {case.name})", module=case.module,
+                code=_PROBE % {"mark": REFUSAL_MARK, "code": case.source_code, "when_ran": when_ran})
+
+
+def probe_refusals(run: HostRun) -> list[tuple[str, str]]:
+    """(module, "ImportError: ...") for each extension import refused while
+    the probe's case ran, read from the probe's last exception line."""
+    last = _last_line((run.error or {}).get("message") or "")
+    _, mark, listed = last.partition(REFUSAL_MARK)
+    if not mark:
+        return []
+    try:
+        refused = ast.literal_eval(listed)
+    except (ValueError, SyntaxError):
+        return []
+    return [(str(m), str(text)) for m, text in refused
+            if isinstance(m, str) and isinstance(text, str)]
+
+
+def may_hide_refusal(run: HostRun) -> bool:
+    """The case itself raised (not the host, a hook or a stray process): an
+    import its code caught may have been refused first."""
+    return bool(run.error) and not (run.hook_error or run.stray_processes or run.forged_lines
+                                    or run.timed_out or run.signal_name)
+
+
+def mode_refusal(refused: list[tuple[str, str]], cycle: int) -> tuple[str, str] | None:
+    """The first refusal that is the mode's (CPython's "does not support
+    loading in subinterpreters") or, after cycle 1, a known refusal to
+    initialise again; other import failures are the module's own."""
+    for module, text in refused:
+        if _UNSUPPORTED.search(text) or (cycle >= 2 and _REFUSES_REINIT.search(text)):
+            return module, text
+    return None
+
+
+def explained_ending(case: Case, run: HostRun, settings: RunSettings, launcher,
+                     ended: tuple[str, str] | None) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """(verdict, message, refusals) that replace `ended` once a second look
+    shows which extension refused, else None (keep `ended`).
+
+    Two endings get that look, both after the case raised:
+    - an `error` that follows an extension refusing this mode, which the code
+      caught and went on without: the error is the refusal's consequence
+      (zoneinfo on 3.12 in an isolated subinterpreter: `_datetime` is refused,
+      datetime.py falls back to `_pydatetime`, and `_zoneinfo` then finds no
+      `datetime.datetime_CAPI`), so the verdict is `unsupported` with the
+      extension's own words, not an error of the module;
+    - an `unsupported` refusal to initialise again after cycle 1, whose
+      message does not say which extension refused ("cannot load module more
+      than once per process"): the one whose creation raised it is named, not
+      the first of the extensions that cycle 2 never reached.
+
+    Reruns the case once in a second host of the same mode, up to the failing
+    cycle, under `refusal_probe`; only after the case failed.
+    """
+    if launcher is None or ended is None or not may_hide_refusal(run):
+        return None
+    cycle = run.error.get("cycle")
+    if not isinstance(cycle, int) or cycle < 1:
+        return None
+    reinit = ended[0] == "unsupported" and refused_after_first_cycle(run) \
+        and not _UNSUPPORTED.search(run.error.get("message") or "")
+    if ended[0] != "error" and not reinit:
+        return None
+    probe = launcher(refusal_probe(case), dataclasses.replace(settings, warmup=0, cycles=max(cycle, 4)),
+                     "refusals")
+    refused = probe_refusals(probe)
+    found = mode_refusal(refused, cycle)
+    if found is None:
+        return None
+    module, text = found
+    if reinit:
+        return "unsupported", reinit_message(module, settings.mode, cycle, text, raised=True), refused
+    why = ("refused this mode" if _UNSUPPORTED.search(text)
+           else "refused to initialise again in one process")
+    error = _last_line(run.error.get("message") or "")
+    return "unsupported", (
+        f"{module} {why} ({settings.mode} mode, cycle {cycle}: {text}); the code caught that and "
+        f"went on without it, then raised {error} — a consequence of the refusal, not an error "
+        f"of the case's own"), refused
+
+#: modes whose interpreters CPython refuses extensions in (own GIL, isolated)
+REFUSING_MODES = ("subinterpreter", "parallel")
+
+
+def with_refused_fallback(result: Result, case: Case, run: HostRun, settings: RunSettings,
+                          launcher, own_extensions: tuple[str, ...]) -> None:
+    """A `clean` or `leak` of a package whose own extension CPython refused in
+    this mode from cycle 1 on, and which the package swallowed, becomes
+    `unsupported`: what ran is its pure-Python fallback, so the verdict was
+    not earned by the extension (simplejson, msgpack and PyYAML import their
+    single-phase speed-ups in try/except ImportError).
+
+    `own_extensions`: the extension modules of the case module's installed
+    distribution.  Only when none of them was loaded in cycle 1 is the case
+    rerun once, for 4 cycles, under `refusal_probe`; the growth rule's
+    verdict and numbers stay (`evidence.growth_verdict`, `per_cycle`,
+    `excess`)."""
+    if (launcher is None or result.verdict not in ("clean", "leak") or not own_extensions
+            or settings.mode not in REFUSING_MODES):
+        return
+    if set(own_extensions) & run.extensions.get(1, set()):
+        return
+    probe = launcher(refusal_probe(case, when_ran=True),
+                     dataclasses.replace(settings, warmup=0, cycles=4), "refusals")
+    refused = probe_refusals(probe)
+    own = [(m, t) for m, t in refused if m in own_extensions and _UNSUPPORTED.search(t)]
+    if not own:
+        return
+    module, text = own[0]
+    package = (case.module or module).split(".", 1)[0]
+    growth_verdict = result.verdict
+    result.evidence["growth_verdict"] = growth_verdict
+    result.evidence["refused_imports"] = [{"module": m, "message": t} for m, t in refused]
+    result.verdict = "unsupported"
+    result.message = (f"{package} carried on without its extension {module}: CPython refused it in "
+                      f"{settings.mode} mode ({text}) and the package caught that, so from cycle 1 "
+                      f"on its pure-Python fallback ran, not the extension; the fallback by "
+                      f"growth: {result.message}")
 
 def ending_verdict(run: HostRun, settings: RunSettings) -> tuple[str, str] | None:
     """(verdict, message) when the host did not complete its cycles or its
@@ -154,14 +386,21 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
     if run.error:
         text = run.error.get("message") or ""
         if _UNSUPPORTED.search(text):
-            last = [ln for ln in text.strip().splitlines() if ln.strip()]
-            return "unsupported", last[-1] if last else text
+            return "unsupported", refusal_line(text)
         if refused_after_first_cycle(run):
             cycle = run.error.get("cycle")
             lost = sorted(run.extensions.get(1, set()) - run.extensions.get(cycle, set()))
             refusal = _last_line(text)
+            where = failing_import(text)
+            if (where and run.error.get("type") not in _IMPORT_ERRORS
+                    and not _REFUSES_REINIT.search(text)):
+                return "unsupported", (
+                    f"the case's import ran in cycle 1 and failed in cycle {cycle} ({mode} "
+                    f"mode), in {where}: {refusal}; a new interpreter in the same process meets "
+                    f"state kept from the first one (an extension's C statics), so the case "
+                    f"cannot be measured past its first cycle in this mode")
             if lost:
-                return "unsupported", reinit_message(lost[0], mode, cycle, refusal)
+                return "unsupported", reinit_message(lost[0], mode, cycle, refusal, raised=True)
             return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
                                    f"({mode} mode): {refusal}; the module refuses "
                                    "re-initialisation in one process")
@@ -192,6 +431,9 @@ def summary_line(result: Result, triggered: list[str]) -> str:
     native_blocks, native_size = excess.get("native_blocks"), excess.get("native_bytes")
     if blocks is not None and native_blocks is not None and native_size is not None:
         numbers += f"; native {fmt_number(native_blocks)} blocks/cycle, {fmt_bytes(native_size)}/cycle"
+    raw_blocks, raw_size = excess.get("raw_blocks"), excess.get("raw_bytes")
+    if {"raw_blocks", "raw_bytes"} & set(triggered) and raw_blocks is not None and raw_size is not None:
+        numbers += f"; PyMem RAW {fmt_number(raw_blocks)} blocks/cycle, {fmt_bytes(raw_size)}/cycle"
     interned = result.evidence.get("interned_strings_per_cycle") or 0
     interned_bytes = (result.evidence.get("interned_per_cycle") or {}).get("bytes") or 0
     size_note = f" ({fmt_bytes(interned_bytes)})" if interned_bytes else ""

@@ -1,0 +1,102 @@
+"""An extension that stops importing what its first initialisation imported.
+
+orjson 3.x on 3.12.1 in finalize mode: cycle 1 loads _datetime, _json,
+_opcode, _uuid and orjson.orjson; from cycle 2 only orjson.orjson, whose
+init keeps from the first interpreter what it imported then.  The verdict
+was already `unsupported`, but the message blamed `_datetime` ("it was not
+loaded again"), which imports fine alone: it now names every module that went
+missing and the extension that, loaded every cycle, stopped importing them.
+
+The fixture (tests/fixtures/ext/importonce.c, built here for each target) is
+that shape: its exec imports _struct in the first initialisation of the
+process only; its twin in every one, and is clean.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from fixtures.build import EXT_DIR, _target_cflags
+from harness.cases.model import Case
+from harness.engine import Engine
+from harness.host.build import compile_atomically, find_compiler
+from harness.settings import RunSettings
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    return Engine()
+
+
+def build(target, dest: Path) -> Path:
+    compiler = shlex.split(find_compiler())
+    flags = _target_cflags(target) + ["-O0", "-g", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{EXT_DIR}"]
+    for name, leaky in (("lh_importonce", 1), ("lh_importevery", 0)):
+        compile_atomically(compiler + flags + [f"-DFIXTURE_NAME={name}", f"-DFIXTURE_LEAK={leaky}",
+                                               str(EXT_DIR / "importonce.c")],
+                           dest / f"{name}{target.ext_suffix}", f"fixture {name}")
+    return dest
+
+
+@pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
+                                             ("3.13", "subinterpreter")])
+def test_an_extension_that_stops_importing_is_named_not_what_it_imported(
+        engine, target_for, tmp_path, python_id, mode):
+    target = target_for(python_id)
+    directory = build(target, tmp_path)
+
+    def run(module: str):
+        settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=6,
+                               warmup=2, timeout=60.0, pythonpath=(str(directory),))
+        return engine.run(Case(name=module, code=f"import {module}", module=module), settings)
+
+    once, every = run("lh_importonce"), run("lh_importevery")
+    assert once.verdict == "unsupported", once.message
+    assert once.message.startswith(f"the case loaded _struct in cycle 1 only ({mode} mode; missing "
+                                   "from cycle 2 on), though importing _struct alone works in every "
+                                   "cycle: lh_importonce, initialised again in every cycle, no longer "
+                                   "imports what its first initialisation did"), once.message
+    assert every.verdict == "clean", every.message
+    assert every.evidence["extensions_loaded"] == ["_struct", "lh_importevery"]
+
+
+# -- an import that fails only after cycle 1, not with an ImportError ----------
+
+STALE = '''\
+import sys
+import {ext}
+if "_struct" not in sys.modules:   # what {ext}'s first initialisation imported
+    raise TypeError("metaclass conflict (state kept from the first interpreter)")
+'''
+
+
+@pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
+                                             ("3.13", "subinterpreter")])
+def test_an_import_failing_only_after_cycle_1_is_unsupported_whatever_it_raises(
+        engine, target_for, tmp_path, python_id, mode):
+    # PyYAML 6.0.4 on 3.13.0 finalize: `import yaml` raises TypeError
+    # (metaclass conflict) in cycle 2, from yaml/cyaml.py: it read `error`
+    target = target_for(python_id)
+    directory = build(target, tmp_path)
+    (directory / "lh_stale.py").write_text(STALE.format(ext="lh_importonce"))
+    (directory / "lh_fresh.py").write_text(STALE.format(ext="lh_importevery"))
+    # the same TypeError raised by the case's own code, not by an import
+    own = f"{STALE.format(ext='lh_importonce')}"
+
+    def run(name: str, code: str):
+        settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=6,
+                               warmup=2, timeout=60.0, pythonpath=(str(directory),))
+        return engine.run(Case(name=name, code=code, module=name), settings)
+
+    stale, fresh = run("lh_stale", "import lh_stale"), run("lh_fresh", "import lh_fresh")
+    assert stale.verdict == "unsupported", stale.message
+    assert stale.message.startswith(f"the case's import ran in cycle 1 and failed in cycle 2 ({mode} "
+                                    f"mode), in {directory / 'lh_stale.py'}, line 4: TypeError: "
+                                    "metaclass conflict"), stale.message
+    assert fresh.verdict == "clean", fresh.message
+    mine = run("own", own)
+    assert mine.verdict == "error", mine.message
+    assert "the case raised TypeError in cycle 2" in mine.message
