@@ -34,7 +34,7 @@ class CycleLine:
         self._case: list[dict] = []
         self._control: list[dict] = []
         self._printed = 0
-        stream.write(f"cycles ({warmup} warm-up + {cycles}; `.` nothing over the control's median "
+        stream.write(f"cycles ({warmup} warm-up + {cycles} at most; `.` nothing over the control's median "
                      f"cycle, 1-9 blocks more, X ten or more):\n")
         stream.flush()
 

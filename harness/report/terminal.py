@@ -56,10 +56,10 @@ def render_result(result: Result, console: Console) -> None:
         control = (result.control or {}).get("per_cycle", {})
         passed = (result.control or {}).get("pass_per_cycle") or {}
         for key in ("blocks", "bytes", "refs", "rss", "native_blocks", "native_bytes",
-                    "heap_in_use_bytes", "fds"):
-            if key.startswith("native_") and result.per_cycle.get(key) is None:
-                continue  # a host without native counting (valgrind, memray)
-            in_bytes = key in ("bytes", "rss", "native_bytes", "heap_in_use_bytes")
+                    "raw_blocks", "raw_bytes", "heap_in_use_bytes", "fds"):
+            if key.startswith(("native_", "raw_")) and result.per_cycle.get(key) is None:
+                continue  # a host without native counting (valgrind, memray), or no RAW count
+            in_bytes = key in ("bytes", "rss", "native_bytes", "raw_bytes", "heap_in_use_bytes")
             show = fmt_bytes if in_bytes else fmt_number
             table.add_row(
                 key, show(result.per_cycle.get(key)), show(control.get(key)),
