@@ -8,22 +8,19 @@ mode on 3.12.1 and 3.13.0 with `raw_blocks` +1 a cycle in its excess, while
 memcheck on a plain Py_Initialize/import/Py_FinalizeEx loop shows the same
 block "definitely lost" once per cycle.
 
-tests/fixtures/ext/rawleak.c (built here) keeps a PyMem_RawMalloc(32) block
+tests/fixtures/ext/rawleak.c (built with the other fixtures) keeps a PyMem_RawMalloc(32) block
 per exec in a C static; its twin frees the previous one first.
 """
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 
 import pytest
 
-from fixtures.build import EXT_DIR, _target_cflags
 from fixtures.targets import missing
 from harness.cases.model import Case
 from harness.engine import Engine
-from harness.host.build import compile_atomically, find_compiler
 from harness.settings import RunSettings
 
 MODES = [("3.11", "finalize"), ("3.12", "finalize"), ("3.12", "subinterpreter"),
@@ -35,20 +32,10 @@ def engine() -> Engine:
     return Engine()
 
 
-def build(target, dest):
-    compiler = shlex.split(find_compiler())
-    flags = _target_cflags(target) + ["-O0", "-g", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{EXT_DIR}"]
-    for name, leaky in (("lh_rawleak", 1), ("lh_rawclean", 0)):
-        compile_atomically(compiler + flags + [f"-DFIXTURE_NAME={name}", f"-DFIXTURE_LEAK={leaky}",
-                                               str(EXT_DIR / "rawleak.c")],
-                           dest / f"{name}{target.ext_suffix}", f"fixture {name}")
-    return dest
-
-
 @pytest.mark.parametrize("python_id, mode", MODES)
-def test_a_raw_domain_leak_is_a_leak_and_its_twin_clean(engine, target_for, tmp_path, python_id, mode):
-    target = target_for(python_id)
-    directory = build(target, tmp_path)
+def test_a_raw_domain_leak_is_a_leak_and_its_twin_clean(engine, fixture_modules_for, python_id, mode):
+    built = fixture_modules_for(python_id)
+    target, directory = built.target, built.directory
 
     def run(module: str):
         settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=8,

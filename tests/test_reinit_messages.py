@@ -7,22 +7,18 @@ was already `unsupported`, but the message blamed `_datetime` ("it was not
 loaded again"), which imports fine alone: it now names every module that went
 missing and the extension that, loaded every cycle, stopped importing them.
 
-The fixture (tests/fixtures/ext/importonce.c, built here for each target) is
+The fixture (tests/fixtures/ext/importonce.c, built with the other fixtures) is
 that shape: its exec imports _struct in the first initialisation of the
 process only; its twin in every one, and is clean.
 """
 
 from __future__ import annotations
 
-import shlex
-from pathlib import Path
 
 import pytest
 
-from fixtures.build import EXT_DIR, _target_cflags
 from harness.cases.model import Case
 from harness.engine import Engine
-from harness.host.build import compile_atomically, find_compiler
 from harness.settings import RunSettings
 
 
@@ -31,22 +27,12 @@ def engine() -> Engine:
     return Engine()
 
 
-def build(target, dest: Path) -> Path:
-    compiler = shlex.split(find_compiler())
-    flags = _target_cflags(target) + ["-O0", "-g", "-Wall", "-Wextra", "-shared", "-fPIC", f"-I{EXT_DIR}"]
-    for name, leaky in (("lh_importonce", 1), ("lh_importevery", 0)):
-        compile_atomically(compiler + flags + [f"-DFIXTURE_NAME={name}", f"-DFIXTURE_LEAK={leaky}",
-                                               str(EXT_DIR / "importonce.c")],
-                           dest / f"{name}{target.ext_suffix}", f"fixture {name}")
-    return dest
-
-
 @pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
                                              ("3.13", "subinterpreter")])
 def test_an_extension_that_stops_importing_is_named_not_what_it_imported(
-        engine, target_for, tmp_path, python_id, mode):
-    target = target_for(python_id)
-    directory = build(target, tmp_path)
+        engine, fixture_modules_for, python_id, mode):
+    built = fixture_modules_for(python_id)
+    target, directory = built.target, built.directory
 
     def run(module: str):
         settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=6,
@@ -76,11 +62,11 @@ if "_struct" not in sys.modules:   # what {ext}'s first initialisation imported
 @pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize"),
                                              ("3.13", "subinterpreter")])
 def test_an_import_failing_only_after_cycle_1_is_unsupported_whatever_it_raises(
-        engine, target_for, tmp_path, python_id, mode):
+        engine, fixture_modules_for, tmp_path, python_id, mode):
     # PyYAML 6.0.4 on 3.13.0 finalize: `import yaml` raises TypeError
     # (metaclass conflict) in cycle 2, from yaml/cyaml.py: it read `error`
-    target = target_for(python_id)
-    directory = build(target, tmp_path)
+    built = fixture_modules_for(python_id)
+    target, directory = built.target, tmp_path   # the .py files here; the extensions there
     (directory / "lh_stale.py").write_text(STALE.format(ext="lh_importonce"))
     (directory / "lh_fresh.py").write_text(STALE.format(ext="lh_importevery"))
     # the same TypeError raised by the case's own code, not by an import
@@ -88,7 +74,8 @@ def test_an_import_failing_only_after_cycle_1_is_unsupported_whatever_it_raises(
 
     def run(name: str, code: str):
         settings = RunSettings(python=target.executable, mode=mode, backend="counters", cycles=6,
-                               warmup=2, timeout=60.0, pythonpath=(str(directory),))
+                               warmup=2, timeout=60.0,
+                               pythonpath=(str(directory), str(built.directory)))
         return engine.run(Case(name=name, code=code, module=name), settings)
 
     stale, fresh = run("lh_stale", "import lh_stale"), run("lh_fresh", "import lh_fresh")
