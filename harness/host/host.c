@@ -887,6 +887,9 @@ static int dict_get_ref(PyObject *dict, const char *key, PyObject **result) {
    ran in every cycle or fell back to something else after the first. */
 static void write_extensions(int cycle) {
     PyObject *modules = PyImport_GetModuleDict(); /* borrowed */
+    /* NULL (no memory): the PyModuleDef test alone, never a missing line */
+    PyObject *so_suffix = PyUnicode_FromString(".so");
+    if (!so_suffix) PyErr_Clear();
     flockfile(out);
     begin_line("extensions");
     fprintf(out, ",\"cycle\":%d,\"modules\":[", cycle);
@@ -895,15 +898,21 @@ static void write_extensions(int cycle) {
     PyObject *name, *module;
     while (modules && PyDict_Check(modules) && PyDict_Next(modules, &pos, &name, &module)) {
         if (!PyUnicode_Check(name) || !PyModule_Check(module)) continue;
-        if (!PyModule_GetDef(module)) {
-            PyErr_Clear();
-            continue;
-        }
         PyObject *module_dict = PyModule_GetDict(module); /* borrowed */
         PyObject *file = NULL;
         int has_file = module_dict ? dict_get_ref(module_dict, "__file__", &file) : 0;
+        /* An extension has a PyModuleDef, except a single-phase module that
+           3.13 hands a legacy subinterpreter as a new module object filled
+           from the copy the first interpreter cached: no def, but its
+           __file__ is still the shared object's. */
+        int is_extension = PyModule_GetDef(module) != NULL;
+        if (!is_extension) PyErr_Clear();
+        if (!is_extension && so_suffix && has_file > 0 && PyUnicode_Check(file)) {
+            is_extension = PyUnicode_Tailmatch(file, so_suffix, 0, PY_SSIZE_T_MAX, 1) == 1;
+            if (PyErr_Occurred()) PyErr_Clear();
+        }
         Py_XDECREF(file);
-        const char *utf8 = has_file > 0 ? PyUnicode_AsUTF8(name) : NULL;
+        const char *utf8 = has_file > 0 && is_extension ? PyUnicode_AsUTF8(name) : NULL;
         if (!utf8) {
             PyErr_Clear();
             continue;
@@ -915,6 +924,7 @@ static void write_extensions(int cycle) {
     fputs("]}\n", out);
     fflush(out);
     funlockfile(out);
+    Py_XDECREF(so_suffix);
 }
 
 static void report_exception(int cycle) { report_event_exception("error", cycle); }
