@@ -93,11 +93,7 @@ class Engine:
                     if host_kind == "c" else None)
         with ThreadPoolExecutor(max_workers=1) as pool:
             control_future = pool.submit(controls)
-            if stopping is not None:
-                case_run = launcher(case, settings, "case", on_sample=watch("case"),
-                                    stopping=stopping)
-            else:
-                case_run = launcher(case, settings, "case", on_sample=watch("case"))
+            case_run = launcher(case, settings, "case", on_sample=watch("case"), stopping=stopping)
             control = control_future.result()
         full_settings = settings
         settings, control = _as_stopped(case_run, settings, control)
@@ -206,10 +202,14 @@ class Engine:
         if "python" not in backend.hosts:
             raise HarnessError(f"the {backend.name} backend needs the C host")
 
-        def launch(case: Case, s: RunSettings, role: str, on_sample=None) -> HostRun:
+        def launch(case: Case, s: RunSettings, role: str, on_sample=None,
+                   stopping: Stopping | None = None) -> HostRun:
+            # its argv has no stop pipe: run_case_host runs every cycle (the
+            # engine builds no Stopping for this host)
             def argv_for(spec, total: int) -> list[str]:
                 return pyhost_argv(target, CASE_FILE, total, spec.prefix)
-            run = run_case_host(case, s, role, backend, target, argv_for, [], None, on_sample)
+            run = run_case_host(case, s, role, backend, target, argv_for, [], None, on_sample,
+                                stopping)
             run.fallback_reason = why
             return run
 
@@ -411,7 +411,7 @@ def _cycle_stop(case_run: HostRun, settings: RunSettings, stopping: Stopping | N
            "cycles_run": ran, "stopped_early": False}
     if stopping is None:
         why = ("--fixed-cycles" if settings.fixed_cycles
-               else "this backend or mode runs a fixed number of cycles")
+               else "this backend, mode or host runs a fixed number of cycles")
     elif case_run.stopped_at is not None:
         out["stopped_early"] = True
         why = (f"the verdict was settled clean after {ran} of {settings.cycles} measured cycles: "

@@ -18,6 +18,7 @@ import pytest
 from fixtures.build import EXT_DIR, FALLBACK_PACKAGE, build_fixtures
 from fixtures.targets import EXPECTED_PYTHONS, missing
 from harness.errors import CompileError, HarnessError
+from harness.backends.memray_ import memray_location
 from harness.host.target import TargetPython, installed_pythons, target_python
 
 BUILD_SCRIPT = Path(__file__).with_name("fixtures") / "build.py"
@@ -110,4 +111,18 @@ def fixture_modules_for(target_for, tmp_path_factory):
         built[python_id] = FixtureModules(target=target, directory=directory)
         return built[python_id]
 
+    return get
+
+
+@pytest.fixture(scope="module")
+def memray_target(target_for):
+    """memray_target("3.12") -> TargetPython with memray installed in it, or the
+    CI rule's skip/fail (memray must be installed into each target it runs in)."""
+    def get(python_id: str):
+        target = target_for(python_id)
+        try:
+            memray_location(target)
+        except HarnessError as exc:
+            missing(str(exc))
+        return target
     return get

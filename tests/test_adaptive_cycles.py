@@ -24,7 +24,7 @@ import sys
 
 import pytest
 
-from fixtures.targets import REPO_ROOT
+from fixtures.targets import REPO_ROOT, missing
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.host.samples_check import stop_problem
@@ -233,10 +233,11 @@ def test_adaptive_json_has_cycle_stop_and_keeps_the_contract(tmp_path, target_fo
     assert data["cycle_stop"]["stopped_early"] is True
     assert data["cycles"] == data["cycle_stop"]["cycles_run"] < data["cycle_stop"]["max_cycles"] == 20
     assert len(data["samples"]) == data["warmup"] + data["cycles"] + 1
-    if CHECKER.exists():
-        checked = subprocess.run([sys.executable, str(CHECKER)], input=out.stdout, text=True,
-                                 capture_output=True)
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    if not CHECKER.exists():
+        missing(f"contract checker not found at {CHECKER}")
+    checked = subprocess.run([sys.executable, str(CHECKER)], input=out.stdout, text=True,
+                             capture_output=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     fixed = subprocess.run([sys.executable, "-m", "harness", "run", "--python", target.executable,
                             "--json", "--fixed-cycles", "json"], capture_output=True, text=True,
                            cwd=REPO_ROOT, timeout=300)

@@ -19,10 +19,8 @@ import sys
 import pytest
 
 from fixtures.targets import REPO_ROOT, missing
-from harness.backends.memray_ import memray_location
 from harness.cases.model import Case
 from harness.engine import Engine
-from harness.errors import HarnessError
 from harness.settings import RunSettings
 from harness.tools.explain import EXPLAIN_CYCLES, ExplainingEngine, choose_backend
 
@@ -30,18 +28,6 @@ CHECKER = next((d / "shared" / "contract" / "check_run_json.py" for d in REPO_RO
                 if (d / "shared" / "contract" / "check_run_json.py").exists()),
                REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
 CALLS = "for _ in range(10):\n    {m}.f()\n"
-
-
-@pytest.fixture(scope="module")
-def memray_target(target_for):
-    def get(python_id: str):
-        target = target_for(python_id)
-        try:
-            memray_location(target)
-        except HarnessError as exc:
-            missing(str(exc))
-        return target
-    return get
 
 
 def case_for(module: str, calls: bool) -> Case:

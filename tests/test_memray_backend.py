@@ -17,11 +17,9 @@ import sys
 import pytest
 
 from fixtures.targets import REPO_ROOT, missing
-from harness.backends.memray_ import memray_location
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings
-from harness.errors import HarnessError
 
 CYCLES, WARMUP = 8, 2
 CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
@@ -31,18 +29,6 @@ CALLS = "for _ in range(10):\n    {m}.f()\n"
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     return Engine()
-
-
-@pytest.fixture(scope="module")
-def memray_target(target_for):
-    def get(python_id: str):
-        target = target_for(python_id)
-        try:
-            memray_location(target)
-        except HarnessError as exc:
-            missing(str(exc))
-        return target
-    return get
 
 
 def run(engine, target, fixtures, module, mode="subinterpreter", calls=False, **extra):

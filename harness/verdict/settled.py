@@ -61,16 +61,9 @@ def first_decidable(cycles: int) -> int:
 
 @dataclass(frozen=True)
 class Settled:
-    """Why a case may stop now: the cycles measured and, per metric, the
-    bound on its first-half excess against the tolerance it stayed under."""
+    """A case may stop now: its `clean` is settled after `measured` cycles."""
 
     measured: int
-    bounds: dict[str, tuple[float, float]]
-
-    def reason(self) -> str:
-        worst = ", ".join(f"{k} \u2264 {b:+.4g} of {t:.4g}" for k, (b, t) in sorted(self.bounds.items()))
-        return (f"settled clean after {self.measured} measured cycles: the first half of the full "
-                f"window cannot exceed the tolerance whatever follows ({worst})")
 
 
 def settled_clean(case_series: dict[str, list[float] | None],
@@ -89,7 +82,7 @@ def settled_clean(case_series: dict[str, list[float] | None],
     if measured < max(min_cycles, first_decidable(cycles)) or measured >= cycles:
         return None
     half = first_half_points(cycles)
-    bounds: dict[str, tuple[float, float]] = {}
+    judged = False
     truncated_control: dict[str, list[float] | None] = {}
     for key, case_values in case_series.items():
         control_values = control_series.get(key)
@@ -106,12 +99,11 @@ def settled_clean(case_series: dict[str, list[float] | None],
         control_first = theil_sen_slope(control_window[:half])
         spread = NOISE_K * noise(control_window) if len(control_window) == cycles + 1 else 0.0
         limit = max(FLOORS[key], spread) + allowance.get(key, 0.0)
-        bound = case_first - control_first
-        if bound > limit:
+        if case_first - control_first > limit:
             return None
-        bounds[key] = (bound, limit)
-    if not bounds:
+        judged = True
+    if not judged:
         return None
     if judge(case_series, truncated_control, warmup, allowance=allowance).verdict != "clean":
         return None
-    return Settled(measured=measured, bounds=bounds)
+    return Settled(measured=measured)
