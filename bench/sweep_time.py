@@ -44,11 +44,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.cases.model import Case, stdlib_import_cases  # noqa: E402
 from harness.host.build import build_host  # noqa: E402
 from harness.host.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
 from harness.host.target import target_python  # noqa: E402
+from paired_sweep import paired_sweep  # noqa: E402
 
 QUICK_MODULES = 16
 TARGET_OVERHEAD = 1.15
@@ -139,8 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adaptive", action="store_true",
                         help="also run the default (adaptive-cycles) sweep: its time against the "
                              "fixed-cycles one and the verdict diff")
+    parser.add_argument("--separate", action="store_true",
+                        help="the floor, the sweep and the adaptive sweep as whole runs one after "
+                             "another (the CLI end to end, wall times too) instead of paired job by job")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args(argv)
+    if args.separate is False and args.explain:
+        parser.error("--explain is measured with --separate (whole sweeps through the CLI)")
     runs = [measure(target_python(p), args) for p in (args.python or [None])]
     if args.json:
         print(json.dumps(runs[0] if len(runs) == 1 else {"pythons": runs}, indent=1))
@@ -176,14 +183,19 @@ def adaptive_figures(fixed_wall_s: float, fixed_cpu_s: float, fixed_rows: list[d
     }
 
 
-def measure(target, args) -> dict:
-    """Every figure of one target Python, measured in this one invocation."""
-    modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
+def chosen_cases(target, args) -> list[Case]:
     all_cases, _ = stdlib_import_cases(target)
     if args.module:
-        cases = [c for c in all_cases if c.module in args.module]
-    else:
-        cases = spread(all_cases, QUICK_MODULES if args.quick and args.modules is None else args.modules)
+        return [c for c in all_cases if c.module in args.module]
+    return spread(all_cases, QUICK_MODULES if args.quick and args.modules is None else args.modules)
+
+
+def measure(target, args) -> dict:
+    """Every figure of one target Python, measured in this one invocation."""
+    if not args.separate:
+        return measure_paired(target, args)
+    modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
+    cases = chosen_cases(target, args)
     host = build_host(target, native=False)
     total_cycles = args.cycles + args.warmup
     cpu_before = children_cpu_s()
@@ -234,7 +246,67 @@ def measure(target, args) -> dict:
     return figures
 
 
+def measure_paired(target, args) -> dict:
+    """The figures from one paired pass (bench/paired_sweep.py): floor, fixed
+    and adaptive run job by job, so their ratios are not the machine's drift."""
+    modes = [m for m in DEFAULT_SWEEP_MODES if mode_problem(m, target) is None]
+    cases = chosen_cases(target, args)
+    paired = paired_sweep(target, cases, modes, args.cycles, args.warmup, args.jobs, args.adaptive)
+    rows = [dict(r, role="case") for r in paired["results"]["fixed"]]
+    figures = {
+        "python": target.label, "modules": len(cases), "modes": modes, "method": "paired",
+        "cycles": args.cycles, "warmup": args.warmup, "jobs": args.jobs,
+        "floor_cpu_s": paired["floor_cpu_s"], "sweep_cpu_s": paired["fixed"]["cpu_s"],
+        "overhead_cpu_ratio": paired["overhead_cpu_ratio"], "overhead_target": TARGET_OVERHEAD,
+        "overhead_parts": paired["fixed"]["parts_of_floor"],
+        "fixed": {k: v for k, v in paired["fixed"].items() if k != "parts_of_floor"},
+        "bench_wall_s": paired["bench_wall_s"],
+        "load_average": [round(x, 1) for x in os.getloadavg()], "cpus": os.cpu_count(),
+        "results": len(rows),
+        "verdicts": {f"{m} {v}": n for (m, v), n in sorted(Counter((r["mode"], r["verdict"]) for r in rows).items())},
+    }
+    if args.adaptive:
+        adaptive_rows = [dict(r, role="case") for r in paired["results"]["adaptive"]]
+        diff = adaptive_figures(1.0, paired["fixed"]["cpu_s"], rows, 1.0, paired["adaptive"]["cpu_s"],
+                                adaptive_rows)
+        for key in ("adaptive_wall_s", "adaptive_wall_ratio"):
+            diff.pop(key)
+        figures.update(diff)
+        figures["adaptive"] = paired["adaptive"]
+        figures["adaptive_sweep_to_floor_cpu"] = paired["adaptive"]["ratio_to_floor"]
+    return figures
+
+
+def print_paired(figures: dict, args) -> None:
+    modes = figures["modes"]
+    print(f"Python {figures['python']}: {figures['modules']} modules x {len(modes)} modes "
+          f"({', '.join(modes)}), {args.warmup}+{args.cycles} cycles, --jobs {args.jobs}, "
+          f"paired job by job (load {figures['load_average']})")
+    ratio = figures["overhead_cpu_ratio"]
+    print(f"fixed sweep / bare-host floor, CPU  {ratio:.3f}x  (target <= {TARGET_OVERHEAD}: "
+          f"{'met' if ratio <= TARGET_OVERHEAD else 'NOT met'}); sweep {figures['sweep_cpu_s']:.1f} s, "
+          f"floor {figures['floor_cpu_s']:.1f} s")
+    for part, share in figures["overhead_parts"].items():
+        print(f"  {part:<28} {share:.3f}x")
+    if args.adaptive:
+        met = figures["adaptive_cpu_ratio"] <= ADAPTIVE_TARGET
+        print(f"adaptive / fixed cycles, CPU        {figures['adaptive_cpu_ratio']:.3f}x  (target <= "
+              f"{ADAPTIVE_TARGET}: {'met' if met else 'NOT met'}); {figures['stopped_early']} of "
+              f"{figures['measured']} stopped early, {figures['mean_cycles_run']} cycles on average")
+        print(f"adaptive sweep / floor, CPU         {figures['adaptive_sweep_to_floor_cpu']:.3f}x")
+        diff = figures["verdict_diff"]
+        print(f"verdict diff (fixed -> adaptive): {'(empty)' if not diff else ''}")
+        for d in diff:
+            print(f"  {d['module']}[{d['mode']}]: {d['fixed']} -> {d['adaptive']}")
+    for key, n in figures["verdicts"].items():
+        mode, verdict = key.split(" ", 1)
+        print(f"  {mode:16s} {verdict:12s} {n}")
+
+
 def print_figures(figures: dict, args) -> None:
+    if figures.get("method") == "paired":
+        print_paired(figures, args)
+        return
     wall_s, floor_wall_s = figures["sweep_wall_s"], figures["floor_wall_s"]
     sweep_cpu_s, floor_cpu_s = figures["sweep_cpu_s"], figures["floor_cpu_s"]
     pass_ref_s, modes = figures["pass_reference_s"], figures["modes"]

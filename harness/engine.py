@@ -53,6 +53,10 @@ class ControlRun:
     probe: HostRun | None
     case: Case = CONTROL
     pass_run: HostRun | None = None
+    #: the machinery share by (control samples, probe samples) kept: the same
+    #: for every case judged against this control, so computed once; a copy
+    #: cut to a case's stop (_as_stopped) shares it
+    shares: dict = dataclasses.field(default_factory=dict)
 
 
 class Engine:
@@ -87,7 +91,7 @@ class Engine:
             # the probe measures extension-import machinery over `pass`;
             # a chosen control that imports an extension already holds it
             return ControlRun(passed=own.passed, probe=passed.probe, case=chosen,
-                              pass_run=passed.passed)
+                              pass_run=passed.passed, shares=own.shares)
 
         stopping = (self._stopping(settings, backend, judging_key, key)
                     if host_kind == "c" else None)
@@ -369,7 +373,17 @@ class Engine:
         """Per-cycle growth of importing a known-clean extension, over `pass`,
         beyond the interned strings already discounted (normally nothing left:
         on 3.12/3.13 the one block it keeps is its interned module name)."""
-        if control.probe is None or ending_verdict(control.probe, settings):
+        if control.probe is None:
+            return {}
+        memo = (len(control.passed.samples), len(control.probe.samples))
+        if memo not in control.shares:
+            control.shares[memo] = self._measure_machinery(control, settings, backend)
+        return dict(control.shares[memo])
+
+    @staticmethod
+    def _measure_machinery(control: ControlRun, settings: RunSettings,
+                           backend: Backend) -> dict[str, float]:
+        if ending_verdict(control.probe, settings):
             return {}
         probe = judge(per_interpreter(backend.series(control.probe), settings),
                       per_interpreter(backend.series(control.passed), settings), settings.warmup)
@@ -400,7 +414,7 @@ def _as_stopped(case_run: HostRun, settings: RunSettings,
 
     return (dataclasses.replace(settings, cycles=ran),
             ControlRun(passed=cut(control.passed), probe=cut(control.probe), case=control.case,
-                       pass_run=cut(control.pass_run)))
+                       pass_run=cut(control.pass_run), shares=control.shares))
 
 
 def _cycle_stop(case_run: HostRun, settings: RunSettings, stopping: Stopping | None) -> dict:

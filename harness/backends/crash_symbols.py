@@ -114,10 +114,19 @@ def _function_at(info: _ElfInfo, vaddr: int) -> str | None:
 
 def symbol_offset(path: str, name: str) -> int | None:
     """`name`'s address relative to the object's load base (local symbols too)."""
+    return _symbol_offsets(path).get(name)
+
+
+@lru_cache(maxsize=64)
+def _symbol_offsets(path: str) -> dict[str, int]:
+    """Name -> first address of `path`'s functions: every case asks for the
+    traceback dumper's, and a scan of libpython's 20k symbols per case cost
+    more than a millisecond of the harness's time each."""
     info = _elf_info(path)
-    if info is None:
-        return None
-    return next((start for start, _size, function in info.functions if function == name), None)
+    offsets: dict[str, int] = {}
+    for start, _size, function in info.functions if info is not None else ():
+        offsets.setdefault(function, start)
+    return offsets
 
 
 def traceback_dumper_offset(libpython: str | None) -> int | None:

@@ -35,6 +35,7 @@ is judged alone, with its own control and floor.
 from __future__ import annotations
 
 import statistics
+from functools import lru_cache
 from dataclasses import dataclass, field
 
 #: Metrics that can make a verdict, and the smallest per-cycle excess that
@@ -91,7 +92,16 @@ def deltas(values: list[float]) -> list[float]:
 
 
 def theil_sen_slope(values: list[float]) -> float:
-    """Median of the slopes between every pair of points (x = cycle index)."""
+    """Median of the slopes between every pair of points (x = cycle index).
+
+    Memoised on the values: every case of a sweep is judged against the
+    same control series, whose slopes were the larger part of the harness's
+    own time per case."""
+    return _theil_sen(tuple(values))
+
+
+@lru_cache(maxsize=4096)
+def _theil_sen(values: tuple[float, ...]) -> float:
     n = len(values)
     if n < 2:
         return 0.0
