@@ -25,3 +25,14 @@ class ModeUnavailableError(HarnessError):
 
 class CaseError(HarnessError):
     """A case file or case argument is invalid."""
+
+
+def read_input_text(path, what: str, error: type[HarnessError]) -> str:
+    """The UTF-8 text of a file the user named (`what`: "case file",
+    "results file"), or `error` in one line: missing, unreadable, not text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from None

@@ -24,7 +24,8 @@ import sys
 
 import pytest
 
-from fixtures.targets import REPO_ROOT, missing
+from fixtures.contract import check_contract
+from fixtures.targets import REPO_ROOT
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.host.samples_check import stop_problem
@@ -32,7 +33,6 @@ from harness.settings import RunSettings
 from harness.verdict.rule import deltas, judge, theil_sen_slope
 from harness.verdict.settled import first_decidable, first_half_points, settled_clean
 
-CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
 
 
 # -- the bound ------------------------------------------------------------
@@ -233,11 +233,7 @@ def test_adaptive_json_has_cycle_stop_and_keeps_the_contract(tmp_path, target_fo
     assert data["cycle_stop"]["stopped_early"] is True
     assert data["cycles"] == data["cycle_stop"]["cycles_run"] < data["cycle_stop"]["max_cycles"] == 20
     assert len(data["samples"]) == data["warmup"] + data["cycles"] + 1
-    if not CHECKER.exists():
-        missing(f"contract checker not found at {CHECKER}")
-    checked = subprocess.run([sys.executable, str(CHECKER)], input=out.stdout, text=True,
-                             capture_output=True)
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    check_contract(out.stdout)
     fixed = subprocess.run([sys.executable, "-m", "harness", "run", "--python", target.executable,
                             "--json", "--fixed-cycles", "json"], capture_output=True, text=True,
                            cwd=REPO_ROOT, timeout=300)

@@ -18,7 +18,8 @@ import textwrap
 
 import pytest
 
-from fixtures.targets import REPO_ROOT, missing
+from fixtures.contract import check_contract
+from fixtures.targets import REPO_ROOT
 from harness.cases.catalog import load_case_file
 from harness.cases.model import Case
 from harness.engine import Engine
@@ -26,10 +27,6 @@ from harness.settings import RunSettings
 from harness.errors import CaseError
 
 CYCLES, WARMUP = 8, 2
-#: the shared contract checker, beside the checkout or beside its worktree directory
-CHECKER = next((d / "shared" / "contract" / "check_run_json.py" for d in REPO_ROOT.parents
-                if (d / "shared" / "contract" / "check_run_json.py").exists()),
-               REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
 CALLS = "import {m}\nfor _ in range(3):\n    {m}.f()"
 PYTHONS = ["3.12", "3.13"]
 
@@ -107,11 +104,7 @@ def test_run_control_option_judges_only_the_calls_and_follows_the_contract(fixtu
         outputs[module] = proc
         data = json.loads(proc.stdout)
         assert data["control"]["code"] == f"import {module}"
-        if not CHECKER.exists():
-            missing(f"contract checker not found at {CHECKER}")
-        check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout + check.stderr
+        check_contract(proc.stdout)
     assert outputs["lh_importcallleak"].returncode == 1
     assert outputs["lh_importcallclean"].returncode == 0
     text = _cli("run", "--python", py, "-c", CALLS.format(m="lh_importcallleak"),

@@ -18,15 +18,13 @@ import sys
 
 import pytest
 
+from fixtures.contract import check_contract
 from fixtures.targets import REPO_ROOT, missing
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings
 from harness.tools.explain import EXPLAIN_CYCLES, ExplainingEngine, choose_backend
 
-CHECKER = next((d / "shared" / "contract" / "check_run_json.py" for d in REPO_ROOT.parents
-                if (d / "shared" / "contract" / "check_run_json.py").exists()),
-               REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
 CALLS = "for _ in range(10):\n    {m}.f()\n"
 
 
@@ -186,8 +184,4 @@ def test_explained_result_follows_the_run_json_contract(memray_target, fixture_m
     assert result["verdict"] == "leak" and result["backend"] == "counters"
     assert result["evidence"]["explained_by"]["backend"] == "memray"
     assert result["sites"][0]["module"] == "lh_mallocleak"
-    if not CHECKER.exists():
-        missing(f"the contract checker {CHECKER} is not present")
-    check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout
+    check_contract(proc.stdout)

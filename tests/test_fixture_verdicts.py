@@ -25,7 +25,8 @@ import sys
 
 import pytest
 
-from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
+from fixtures.contract import check_contract
+from fixtures.targets import PYTHON_IDS, REPO_ROOT, python_version_of
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings
@@ -33,7 +34,6 @@ from harness.result import Result
 
 ALL_MODES = ("finalize", "subinterpreter", "legacy-subinterpreter")
 CYCLES, WARMUP = 12, 3
-CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
 SINGLE_PHASE_REFUSAL = "module lh_singlephase does not support loading in subinterpreters"
 
 
@@ -251,34 +251,28 @@ def cli(fixture_modules_for):
     return run
 
 
-def check_contract(json_text: str) -> dict:
-    if not CHECKER.exists():
-        if in_ci():
-            pytest.fail(f"contract checker {CHECKER} missing (CI=true: it must be beside the clone)")
-        pytest.skip(f"contract checker {CHECKER} not present")
-    checked = subprocess.run([sys.executable, str(CHECKER)], input=json_text,
-                             capture_output=True, text=True, timeout=60)
-    assert checked.returncode == 0, f"{checked.stdout}\n--- json ---\n{json_text[:3000]}"
+def checked_json(json_text: str) -> dict:
+    check_contract(json_text)
     return json.loads(json_text)
 
 
 def test_cli_exits_1_on_a_call_leak_and_its_json_meets_the_contract(cli):
     proc = cli(call("lh_callleak"), "lh_callleak")
     assert proc.returncode == 1, proc.stderr
-    report = check_contract(proc.stdout)
+    report = checked_json(proc.stdout)
     assert report["verdict"] == "leak" and report["module"] == "lh_callleak"
 
 
 def test_cli_exits_0_on_the_clean_twin_and_its_json_meets_the_contract(cli):
     proc = cli(call("lh_callclean"), "lh_callclean", mode="legacy-subinterpreter")
     assert proc.returncode == 0, proc.stderr
-    assert check_contract(proc.stdout)["verdict"] == "clean"
+    assert checked_json(proc.stdout)["verdict"] == "clean"
 
 
 def test_cli_exits_0_on_an_unsupported_single_phase_module(cli):
     proc = cli("import lh_singlephase", "lh_singlephase", mode="subinterpreter")
     assert proc.returncode == 0, proc.stderr
-    report = check_contract(proc.stdout)
+    report = checked_json(proc.stdout)
     assert report["verdict"] == "unsupported"
     assert SINGLE_PHASE_REFUSAL in report["message"]
 
@@ -286,14 +280,14 @@ def test_cli_exits_0_on_an_unsupported_single_phase_module(cli):
 def test_cli_exits_3_on_a_crash_and_its_json_meets_the_contract(cli):
     proc = cli("import lh_crash", "lh_crash")
     assert proc.returncode == 3, proc.stderr
-    report = check_contract(proc.stdout)
+    report = checked_json(proc.stdout)
     assert report["verdict"] == "crash" and "SIGSEGV" in report["message"]
 
 
 def test_cli_exits_3_when_the_case_raises(cli):
     proc = cli("raise ValueError('boom')", None)
     assert proc.returncode == 3, proc.stderr
-    report = check_contract(proc.stdout)
+    report = checked_json(proc.stdout)
     assert report["verdict"] == "error" and "ValueError: boom" in report["message"]
 
 

@@ -16,13 +16,13 @@ import sys
 
 import pytest
 
-from fixtures.targets import REPO_ROOT, missing
+from fixtures.contract import check_contract
+from fixtures.targets import REPO_ROOT
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings
 
 CYCLES, WARMUP = 8, 2
-CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
 CALLS = "for _ in range(10):\n    {m}.f()\n"
 
 
@@ -111,11 +111,7 @@ def test_keep_capture_names_a_file_memray_can_read(memray_target, fixture_module
         capture_output=True, text=True, timeout=120)
     assert read.returncode == 0, read.stderr
     assert int(read.stdout) == 6 * 4096   # the module's malloc, once per measured cycle
-    if not CHECKER.exists():
-        missing(f"the contract checker {CHECKER} is not present")
-    check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout
+    check_contract(proc.stdout)
 
 
 def test_finalize_mode_is_refused_with_the_reason(memray_target):

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from fixtures.targets import PYTHON_IDS, REPO_ROOT, in_ci, python_version_of
+from fixtures.contract import check_contract
+from fixtures.targets import PYTHON_IDS, python_version_of
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings
@@ -177,24 +176,10 @@ def test_blocks_of_a_gib_are_counted_exactly_and_their_frees_untracked(run_case,
     assert result.excess["rss"] < 64 << 20  # the fixture touched two pages a block
 
 
-def _checker() -> str:
-    """The contract checker beside the clone (or beside the worktrees' parent)."""
-    for root in (REPO_ROOT.parent, REPO_ROOT.parent.parent):
-        candidate = root / "shared" / "contract" / "check_run_json.py"
-        if candidate.exists():
-            return str(candidate)
-    if in_ci():
-        pytest.fail("contract checker shared/contract/check_run_json.py missing beside the clone")
-    pytest.skip("contract checker shared/contract/check_run_json.py not present")
-
-
 def test_native_leak_result_meets_the_run_json_contract(run_case):
-    checker = _checker()
     result = run_case("3.12", "finalize", "lh_mallocleak", "import lh_mallocleak")
     text = json.dumps(result.to_json())
-    checked = subprocess.run([sys.executable, checker], input=text, capture_output=True,
-                             text=True, timeout=60)
-    assert checked.returncode == 0, checked.stdout
+    check_contract(text)
     report = json.loads(text)
     assert report["verdict"] == "leak"
     assert report["sites"][0]["module"] == "lh_mallocleak"

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.targets import REPO_ROOT, in_ci, missing
+from fixtures.contract import check_contract
+from fixtures.targets import REPO_ROOT, missing
 
 #: beside the clone, or beside the folder of worktrees the clone is one of
-CHECKER = next((d / "shared" / "contract" / "check_run_json.py" for d in REPO_ROOT.parents
-                if (d / "shared" / "contract" / "check_run_json.py").exists()),
-               REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
 LOCAL_PACKAGE = REPO_ROOT / "tests" / "fixtures" / "lhpkg"
 LOCAL_MODULES = {"lhpkg", "lhpkg._leaky", "lhpkg._clean"}
 #: what the leaky twin strands per import beyond the clean one: the list
@@ -67,13 +65,7 @@ def run_json(*args: str) -> dict:
 
 
 def checked(result: dict) -> dict:
-    if not CHECKER.exists():
-        if in_ci():
-            pytest.fail(f"contract checker {CHECKER} missing")
-        pytest.skip(f"contract checker {CHECKER} not present")
-    proc = subprocess.run([sys.executable, str(CHECKER)], input=json.dumps(result),
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, proc.stdout
+    check_contract(json.dumps(result))
     return result
 
 

@@ -21,10 +21,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from fixtures.contract import check_contract
 from fixtures.targets import REPO_ROOT
 from harness.cases.model import Case
 from harness.engine import Engine
@@ -37,11 +37,6 @@ from harness.result import Result
 from harness.host.runner import HostRun
 
 CYCLES, WARMUP = 8, 2
-# beside the repository (../shared), or one level up from a worktree
-CHECKER = next((root / "shared" / "contract" / "check_run_json.py"
-                for root in (REPO_ROOT.parent, REPO_ROOT.parent.parent)
-                if (root / "shared" / "contract" / "check_run_json.py").exists()),
-               REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py")
 FALLBACK = "lh_fallback._speedups"
 
 
@@ -163,8 +158,7 @@ def test_unsupported_reinit_result_follows_the_contract(fixture_modules_for, tmp
     assert data["verdict"] == "unsupported" and FALLBACK in data["message"]
     out = tmp_path / "result.json"
     out.write_text(proc.stdout)
-    check = subprocess.run([sys.executable, str(CHECKER), str(out)], capture_output=True, text=True)
-    assert check.returncode == 0 and "contract ok" in check.stdout, check.stdout + check.stderr
+    check_contract(path=out)
 
 
 # -- cycle counts that do not fit ----------------------------------------------

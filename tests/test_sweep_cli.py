@@ -16,9 +16,9 @@ from harness.cases.model import stdlib_import_cases
 from harness.tools.shards import assign_shards, durations_from, shard_costs
 from harness.tools.sweep import parse_shard
 from harness.errors import HarnessError
+from fixtures.contract import check_contract
 
 REPO = Path(__file__).resolve().parent.parent
-CHECKER = REPO.parent / "shared" / "contract" / "check_run_json.py"
 
 
 def sweep_env(*paths: Path) -> dict[str, str]:
@@ -59,10 +59,6 @@ def test_sweep_goes_on_past_a_crash_and_writes_every_result(target_for, fixture_
 
 
 def test_sweep_lines_pass_the_run_json_contract(target_for, fixture_modules_for, tmp_path):
-    if not CHECKER.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"contract checker missing at {CHECKER}")
-        pytest.skip(f"contract checker not found at {CHECKER}")
     out = tmp_path / "r.jsonl"
     subprocess.run(
         [sys.executable, "-m", "harness", "sweep", "--python", target_for("3.12").executable,
@@ -71,10 +67,10 @@ def test_sweep_lines_pass_the_run_json_contract(target_for, fixture_modules_for,
         capture_output=True, text=True, env=sweep_env(fixture_modules_for("3.12").directory),
         cwd=REPO, timeout=300,
     )
-    for row in read_lines(out):
-        check = subprocess.run([sys.executable, str(CHECKER)], input=json.dumps(row),
-                               capture_output=True, text=True)
-        assert check.returncode == 0, check.stdout
+    rows = read_lines(out)
+    assert rows, "the sweep wrote no line"
+    for row in rows:
+        check_contract(json.dumps(row))
 
 
 def test_interrupted_sweep_keeps_finished_results(target_for, fixture_modules_for, tmp_path):

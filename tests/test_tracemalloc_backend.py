@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.targets import REPO_ROOT, missing
+from fixtures.targets import REPO_ROOT
+from fixtures.contract import check_contract
 from harness.backends.base import Backend, Launch
 from harness.backends.hooks import hook_source
 from harness.cases.model import Case
@@ -29,7 +30,6 @@ from harness.host.build import build_host
 
 CYCLES, WARMUP = 8, 2
 PY_FIXTURES = Path(__file__).parent / "fixtures" / "pymods"
-CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +129,7 @@ def test_result_follows_the_contract(target_for):
     result = json.loads(proc.stdout)
     assert result["backend"] == "tracemalloc" and result["sites"]
     assert {"module", "bytes_per_cycle", "blocks_per_cycle", "top_stacks"} <= set(result["sites"][0])
-    if not CHECKER.exists():
-        missing(f"the contract checker {CHECKER} is not present")
-    check = subprocess.run([sys.executable, str(CHECKER)], input=proc.stdout,
-                           capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0, check.stdout
+    check_contract(proc.stdout)
 
 
 class _RaisingHookBackend(Backend):

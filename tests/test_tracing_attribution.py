@@ -25,6 +25,7 @@ from fixtures.targets import missing
 from harness.backends.attribution import CASE_NOTE
 from harness.backends.memray_ import memray_location
 from harness.backends.valgrind.analysis import case_errors, error_signature, ValgrindArtifacts
+from harness.result import Result
 from harness.cases.model import Case
 from harness.engine import Engine
 from harness.settings import RunSettings

@@ -16,6 +16,7 @@ import sys
 
 import pytest
 
+from fixtures.contract import check_contract
 from fixtures.targets import REPO_ROOT, missing
 from harness.backends.valgrind.backend import METHOD_ENV, VALGRIND_ENV
 from harness.cases.model import Case
@@ -24,7 +25,6 @@ from harness.settings import RunSettings
 from harness.result import Result
 
 CYCLES, WARMUP = 4, 1
-CHECKER = REPO_ROOT.parent / "shared" / "contract" / "check_run_json.py"
 pytestmark = pytest.mark.slow
 
 
@@ -157,10 +157,7 @@ def test_run_json_on_313_follows_the_contract(fixture_modules_for, tmp_path):
     assert data["errors"] == []
     out = tmp_path / "result.json"
     out.write_text(proc.stdout)
-    if not CHECKER.exists():
-        pytest.fail(f"contract checker missing at {CHECKER}")
-    check = subprocess.run([sys.executable, str(CHECKER), str(out)], capture_output=True, text=True)
-    assert check.returncode == 0 and "contract ok" in check.stdout, check.stdout + check.stderr
+    check_contract(path=out)
 
 
 def test_missing_valgrind_is_a_clear_exit_2():

@@ -41,7 +41,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from .model import Case
 from ..data import catalog_dir
-from ..errors import CaseError
+from ..errors import CaseError, read_input_text
 from ..host.modes import DEFAULT_SWEEP_MODES, MODES
 from ..host.target import TargetPython
 from ..host.versions import VersionRange, VersionRangeError
@@ -213,12 +213,7 @@ def _requirements(data: dict, where: str) -> Requirements:
 def load_case_file(path: str | Path) -> CaseFile:
     """Read and validate one case file; any problem is a CaseError naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CaseError(f"case file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CaseError(f"{path}: cannot read: {exc}") from None
+    text = read_input_text(path, "case file", CaseError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

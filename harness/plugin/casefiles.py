@@ -18,6 +18,7 @@ from ..errors import HarnessError
 from ..host.modes import mode_problem
 from ..host.target import target_python
 from ..report.pytest_text import failure_text
+from .ids import python_prefix
 from ..result import Result
 
 
@@ -54,12 +55,10 @@ class CaseFileCollector(pytest.File):
             raise self.CollectError(str(exc)) from None
         options = _session(self.config).options
         for python in options.pythons:
-            label = ""
-            if len(options.pythons) > 1:
-                try:
-                    label = target_python(python).label + "-"
-                except HarnessError as exc:
-                    raise self.CollectError(f"--leak-python: {exc}") from None
+            try:
+                label = python_prefix(options.pythons, python)
+            except HarnessError as exc:
+                raise self.CollectError(f"--leak-python: {exc}") from None
             for mode in case_file.modes_for(options.modes):
                 yield CaseItem.from_parent(self, name=f"{case_file.name}[{label}{mode}]",
                                            case_file=case_file, python=python, mode=mode)

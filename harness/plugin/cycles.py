@@ -32,6 +32,7 @@ from ..errors import HarnessError
 from ..host.modes import MODES, mode_problem
 from ..host.target import target_python
 from ..report.pytest_text import failure_text
+from .ids import python_prefix
 from ..result import Result
 
 #: the parameter that carries (python, mode) of one leak-cycles item
@@ -77,12 +78,10 @@ class CyclesPlugin:
                                         f"is not one of {', '.join(MODES)}")
         targets = []
         for python in options.pythons:
-            label = ""
-            if len(options.pythons) > 1:
-                try:
-                    label = target_python(python).label + "-"
-                except HarnessError as exc:
-                    raise pytest.UsageError(f"--leak-python: {exc}") from None
+            try:
+                label = python_prefix(options.pythons, python)
+            except HarnessError as exc:
+                raise pytest.UsageError(f"--leak-python: {exc}") from None
             for mode in modes or self._default_modes(python):
                 targets.append(((python, mode), f"leak-{label}{mode}"))
         metafunc.fixturenames.append(PARAM)

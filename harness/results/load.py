@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .. import SCHEMA_VERSION
-from ..errors import HarnessError
+from ..errors import HarnessError, read_input_text
 from ..host.target import version_label
 from ..result import VERDICTS, Result
 
@@ -155,12 +155,7 @@ def _shape_problem(data: dict[str, Any]) -> str | None:
 
 def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Lines of one file; a truncated last line (a killed sweep) is dropped with a note."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ResultsError(f"results file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"cannot read results file {path}: {exc}") from None
+    text = read_input_text(path, "results file", ResultsError)
     stripped = text.lstrip()
     if stripped.startswith("{") and "\n{" not in stripped.rstrip():
         # one JSON document: `run --json` output or a `report --format json`
