@@ -1,8 +1,9 @@
 """Cost of the host's counting: hooked modes, with and without native counting, against the bare loop.
 
-    python bench/overhead.py [--python PY ...] [--cycles N] [--repeats R] [--before DIR] [--json]
+    python bench/overhead.py [--python PY ...] [--cycles N] [--repeats R] [--before DIR]
+                             [--code SOURCE] [--json]
 
-For each target Python, runs the `pass` case in every bare-* mode (the
+For each target Python, runs the `pass` case (or --code's) in every bare-* mode (the
 plain host: no PyMem hook, no malloc interposer), its hooked twin in the
 plain host (the PyMem hook alone, what valgrind/memray runs get) and in the
 counting host (hook + native counting: malloc & co. interposed, what the
@@ -159,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cycles", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--median", action="store_true", help="median instead of minimum")
+    parser.add_argument("--code", default="pass",
+                        help="the case's source (default `pass`); e.g. a few stdlib imports, "
+                             "whose allocations weigh the hook more than an empty cycle's")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also the counting host built from DIR (another checkout's "
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         case_file = os.path.join(tmp, "pass.py")
-        Path(case_file).write_text("pass\n")
+        Path(case_file).write_text(args.code + "\n")
         for python in args.python or default_pythons():
             try:
                 rows.extend(measure(python, args.cycles, args.repeats, case_file, stat, args.before))
@@ -176,11 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{python}: {exc}", file=sys.stderr)
     how = f"{'median' if args.median else 'minimum'} of {args.repeats} interleaved runs"
     if args.json:
-        print(json.dumps({"case": "pass", "cycles": args.cycles, "statistic": how,
+        print(json.dumps({"case": args.code, "cycles": args.cycles, "statistic": how,
                           "unit": "CPU ms per cycle", "target_ratio": NATIVE_TARGET_RATIO,
                           "rows": rows}, indent=1))
         return 0
-    print(f"{args.cycles} cycles of `pass`, CPU ms per cycle, {how}")
+    print(f"{args.cycles} cycles of `{args.code}`, CPU ms per cycle, {how}")
     print_table(rows)
     return 0
 

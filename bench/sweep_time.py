@@ -1,8 +1,21 @@
-"""Wall time of a stdlib sweep (both default modes), against the bare-host floor.
+"""Cost of a stdlib sweep (both default modes), against the bare-host floor.
 
     python bench/sweep_time.py [--python PY ...] [--jobs 2] [--cycles 20] [--warmup 5]
-                               [--quick | --modules N | --module NAME ...] [--explain B]
-                               [--adaptive] [--json]
+                               [--quick | --modules N | --module NAME ...]
+                               [--adaptive] [--separate [--explain B]] [--json]
+
+By default the figures come from one paired pass (bench/paired_sweep.py):
+each (case, mode) runs on the bare host, under --fixed-cycles and (with
+--adaptive) under adaptive cycles back to back, every host's CPU is reaped
+with wait4, and the ratios are of CPU sums over jobs measured seconds
+apart, so a shared machine's drift (the same floor took 38.7 to 48.9 s of
+CPU in four runs within five minutes here) cancels.  The CPU is also split
+by part: the harness process, the case hosts, the controls and probes, the
+reruns (bare host after a crash, re-imports after a refusal).
+
+`--separate` is the older way, kept for wall times and --explain: the
+floor, then `leak-harness sweep` end to end, then the adaptive sweep, as
+whole runs one after another:
 
 The floor is the same `import NAME` cases run on the bare host (`bare-*`
 modes: no allocator hook, no counters, no controls, no probes, no result
