@@ -95,10 +95,17 @@ class Engine:
 
         stopping = (self._stopping(settings, backend, judging_key, key)
                     if host_kind == "c" else None)
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            control_future = pool.submit(controls)
+        if key in self._controls and judging_key in self._controls:
+            # measured already (every case of a sweep but the first per mode):
+            # no thread to wait on them
             case_run = launcher(case, settings, "case", on_sample=watch("case"), stopping=stopping)
-            control = control_future.result()
+            control = controls()
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                control_future = pool.submit(controls)
+                case_run = launcher(case, settings, "case", on_sample=watch("case"),
+                                    stopping=stopping)
+                control = control_future.result()
         full_settings = settings
         settings, control = _as_stopped(case_run, settings, control)
         result = self._result(case, settings, target, host_kind, case_run, control, backend, launcher)
