@@ -1,7 +1,7 @@
 """Cost of the host's counting: hooked modes, with and without native counting, against the bare loop.
 
     python bench/overhead.py [--python PY ...] [--cycles N] [--repeats R] [--before DIR]
-                             [--code SOURCE] [--json]
+                             [--code SOURCE | --stdlib N] [--json]
 
 For each target Python, runs the `pass` case (or --code's) in every bare-* mode (the
 plain host: no PyMem hook, no malloc interposer), its hooked twin in the
@@ -9,7 +9,10 @@ plain host (the PyMem hook alone, what valgrind/memray runs get) and in the
 counting host (hook + native counting: malloc & co. interposed, what the
 counters backend runs), interleaving the three so that drift of the machine
 (frequency, other load) hits all alike, and prints ms per cycle of each and
-their ratios to the bare loop, all measured in one run.  `--before DIR`
+their ratios to the bare loop, all measured in one run.  `--stdlib N` measures
+the same variants on `import NAME` for N stdlib modules instead (finalize and
+subinterpreter), each module's variants back to back, and prints the summed
+CPU and its ratios as JSON: the hook on the work a sweep really does.  `--before DIR`
 adds a fourth: the counting host built from DIR's sources (an older
 checkout's harness/host), so a change is quoted as before/after ratios of
 the same rounds.  A run's time is the CPU time (user + system) of the host, not
@@ -138,6 +141,50 @@ def measure(python: str, cycles: int, repeats: int, case_file: str, stat,
     return rows
 
 
+def measure_stdlib(python: str, n_modules: int, cycles: int, before: Path | None = None) -> list[dict]:
+    """The hook's cost on real work: `import NAME` for n stdlib modules
+    (spread over the sorted names), every variant of one module back to
+    back (order alternating), CPU summed over the modules that completed
+    in every variant.  A sum over many short runs, each pair seconds apart,
+    is what a noisy machine disturbs least; a run's start-up is in every
+    variant alike."""
+    from harness.cases.model import stdlib_import_cases
+    from sweep_time import spread
+    target = target_python(python)
+    plain, counting = build_host(target, native=False), build_host(target, native=True)
+    old_counting = build_from(before, target, native=True) if before else None
+    cases = spread(stdlib_import_cases(target)[0], n_modules)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for hooked_mode, bare_mode, since in MODE_PAIRS[:2]:
+            if target.version_info[:2] < since:
+                continue
+            variants = {"bare": (plain, bare_mode), "hook": (plain, hooked_mode),
+                        "hook_native": (counting, hooked_mode)}
+            if old_counting:
+                variants["hook_native_before"] = (old_counting, hooked_mode)
+            sums = dict.fromkeys(variants, 0.0)
+            used = 0
+            for i, case in enumerate(cases):
+                case_file = os.path.join(tmp, f"case{i}.py")
+                Path(case_file).write_text(case.source_code)
+                names = list(variants) if i % 2 == 0 else list(variants)[::-1]
+                ms = {name: run_cpu_ms(*variants[name], cycles, case_file, target.executable)
+                      for name in names}
+                if all(v is not None for v in ms.values()):
+                    used += 1
+                    for name, v in ms.items():
+                        sums[name] += v / 1e3
+            row = {"python": target.label, "mode": hooked_mode, "case": f"import of {used} stdlib modules",
+                   **{f"{name}_cpu_s": round(v, 2) for name, v in sums.items()}}
+            if sums["bare"]:
+                for name in variants:
+                    if name != "bare":
+                        row[f"{name}_ratio"] = round(sums[name] / sums["bare"], 3)
+            rows.append(row)
+    return rows
+
+
 def print_table(rows: list[dict]) -> None:
     header = (f"{'python':<14} {'mode':<22} {'bare':>7} {'hook':>7} {'hook+native':>11} "
               f"{'hook/bare':>9} {'native/bare':>11} {'paired':>7}  <= {NATIVE_TARGET_RATIO}")
@@ -163,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--code", default="pass",
                         help="the case's source (default `pass`); e.g. a few stdlib imports, "
                              "whose allocations weigh the hook more than an empty cycle's")
+    parser.add_argument("--stdlib", type=int, default=None, metavar="N",
+                        help="instead of one case: `import NAME` for N stdlib modules, each "
+                             "module's variants back to back, CPU summed (the hook on real work)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON object")
     parser.add_argument("--before", type=Path, metavar="DIR",
                         help="also the counting host built from DIR (another checkout's "
@@ -170,6 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stat = statistics.median if args.median else min
     rows = []
+    if args.stdlib:
+        for python in args.python or default_pythons():
+            rows.extend(measure_stdlib(python, args.stdlib, args.cycles, args.before))
+        print(json.dumps({"cycles": args.cycles, "statistic": "CPU summed over the modules",
+                          "target_ratio": NATIVE_TARGET_RATIO, "rows": rows}, indent=1))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         case_file = os.path.join(tmp, "pass.py")
         Path(case_file).write_text(args.code + "\n")

@@ -171,7 +171,9 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
     measured = sum(harness_s[k] for k in kinds) or 1.0
     floor_s = ledger.hosts_s("floor")
     figures: dict = {"jobs_run": len(planned), "skipped": skipped, "bench_wall_s": round(wall_s, 2),
-                     "floor_cpu_s": round(floor_s, 2), "bench_own_cpu_s": round(harness_s["bench"], 2)}
+                     "floor_cpu_s": round(floor_s, 2), "bench_own_cpu_s": round(harness_s["bench"], 2),
+                     # hosts started outside any measurement (the targets' probes while planning)
+                     "unbooked_hosts_cpu_s": round(ledger.hosts_s("untagged"), 2)}
     totals = {}
     for kind in kinds:
         share = other_s * harness_s[kind] / measured

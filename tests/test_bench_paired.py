@@ -1,0 +1,40 @@
+"""bench/sweep_time.py's paired figures add up, on a real (small) sweep.
+
+A benchmark is not a test of speed; this checks its accounting: every
+host it started is booked to one part, the parts sum to the ratio it
+prints, and the adaptive and fixed passes judged the same cases.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fixtures.targets import REPO_ROOT
+
+
+def test_paired_sweep_parts_add_up_to_its_ratio(target_for):
+    target = target_for("3.12")
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "sweep_time.py"), "--python", target.executable,
+         "--module", "json", "--module", "textwrap", "--cycles", "8", "--warmup", "2",
+         "--adaptive", "--json"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(proc.stdout)
+    assert figures["method"] == "paired" and figures["results"] == 4   # 2 modules x 2 modes
+    assert figures["floor_cpu_s"] > 0
+    parts = figures["overhead_parts"]
+    assert parts["case hosts"] > 0 and parts["harness process"] > 0
+    assert {"control hosts", "probe hosts"} <= set(parts)
+    # every part is booked once: they add up to the ratio (each is rounded to 0.001)
+    assert abs(sum(parts.values()) - figures["overhead_cpu_ratio"]) <= 0.001 * len(parts) + 0.002
+    # both passes ran one case host per job, so the verdict diff compares like with like
+    assert sum(figures["verdicts"].values()) == 4
+    assert figures["fixed"]["hosts_by_role"]["case"]["hosts"] == 4
+    assert figures["adaptive"]["hosts_by_role"]["case"]["hosts"] == 4
+    assert figures["verdict_diff"] == []
+    # json and textwrap are clean in both modes: adaptive cycles stopped them early
+    assert figures["stopped_early"] == 4
+    assert 0 < figures["adaptive_cpu_ratio"] < 1
