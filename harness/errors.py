@@ -1,5 +1,9 @@
 """Errors the user can cause: each becomes one clear line and exit status 2."""
 
+from __future__ import annotations
+
+from pathlib import Path
+
 
 class HarnessError(Exception):
     """Base for every error that is the environment's or the input's fault, not a bug."""
@@ -27,7 +31,7 @@ class CaseError(HarnessError):
     """A case file or case argument is invalid."""
 
 
-def read_input_text(path, what: str, error: type[HarnessError]) -> str:
+def read_input_text(path: Path, what: str, error: type[HarnessError]) -> str:
     """The UTF-8 text of a file the user named (`what`: "case file",
     "results file"), or `error` in one line: missing, unreadable, not text."""
     try:
