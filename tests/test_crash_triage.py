@@ -96,6 +96,27 @@ def test_segfault_three_frames_deep_names_each_frame_and_the_module(run_case, py
     check_result_contract(result)
 
 
+def test_a_second_crash_at_the_same_places_is_symbolised_without_addr2line(run_case, monkeypatch):
+    """A sweep's crashes repeat the same frames: addr2line answers each
+    (object, offset) once per process, and the memo gives the same lines."""
+    from harness.backends import crash_symbols
+    first = run_case("3.12", "import lh_crashy\nlh_crashy.segv_deep()")
+    assert first.verdict == "crash", first.message
+    real_run, asked = crash_symbols.subprocess.run, []
+
+    def counting_run(argv, *args, **kwargs):
+        if "addr2line" in str(argv[0]):
+            asked.append(argv)
+        return real_run(argv, *args, **kwargs)
+    monkeypatch.setattr(crash_symbols.subprocess, "run", counting_run)
+    second = run_case("3.12", "import lh_crashy\nlh_crashy.segv_deep()")
+    assert second.verdict == "crash", second.message
+    assert asked == []
+    where = [(f.get("function"), f.get("where")) for f in first.crash["native_stack"]]
+    assert where == [(f.get("function"), f.get("where")) for f in second.crash["native_stack"]]
+    assert any(w and w.startswith("crashy.c:") for _, w in where)   # lines came from addr2line
+
+
 def test_clean_twin_of_the_crashing_fixture_has_no_crash(run_case):
     code = ("import lh_crashyclean as m\nm.segv_deep()\nm.abort_now()\nm.arm_free_crash()\n"
             "m.sleep_in_c(30.0)")

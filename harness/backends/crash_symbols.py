@@ -11,9 +11,11 @@ debug info).
 from __future__ import annotations
 
 import bisect
+import os
 import shutil
 import struct
 import subprocess
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -191,6 +193,39 @@ def _resolve(address: int, lookup: int, maps: list[Mapping]) -> Frame:
     return Frame(address, None, None, None)
 
 
+#: (object path, its mtime and size, offset) -> addr2line's (function, file:line):
+#: a sweep's crashes mostly die in the same few CPython functions, and one
+#: addr2line process per object and crash cost ~30 ms of CPU each
+_LINES: dict[tuple[str, int, int, int], tuple[str, str]] = {}
+_LINES_LOCK = threading.Lock()
+
+
+def _addr2line(tool: str, path: str, offsets: list[int]) -> dict[int, tuple[str, str]]:
+    """offset -> (function, file:line) for `path`, asking addr2line only for
+    the offsets not answered before for this very file."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return {}
+    identity = (path, stat.st_mtime_ns, stat.st_size)
+    with _LINES_LOCK:
+        known = {o: _LINES[(*identity, o)] for o in offsets if (*identity, o) in _LINES}
+    wanted = sorted(set(offsets) - set(known))
+    if wanted:
+        try:
+            proc = subprocess.run([tool, "-f", "-e", path, *[f"{o:#x}" for o in wanted]],
+                                  capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return known
+        lines = proc.stdout.splitlines()
+        answered = dict(zip(wanted, zip(lines[0::2], lines[1::2])))
+        if proc.returncode == 0 and len(answered) == len(wanted):
+            with _LINES_LOCK:
+                _LINES.update({(*identity, o): a for o, a in answered.items()})
+        known.update(answered)
+    return known
+
+
 def _add_lines(frames: list[Frame]) -> None:
     """file:line from addr2line, one call per object with debug info."""
     tool = shutil.which("addr2line")
@@ -203,13 +238,9 @@ def _add_lines(frames: list[Frame]) -> None:
             if info and info.debug_info:
                 by_object.setdefault(frame.object_path, []).append(frame)
     for path, members in by_object.items():
-        try:
-            proc = subprocess.run([tool, "-f", "-e", path, *[f"{f.offset:#x}" for f in members]],
-                                  capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        lines = proc.stdout.splitlines()
-        for frame, (function, location) in zip(members, zip(lines[0::2], lines[1::2])):
+        answers = _addr2line(tool, path, [f.offset for f in members])
+        for frame in members:
+            function, location = answers.get(frame.offset, ("??", "??:0"))
             if not frame.function and function != "??":
                 frame.function = function
             source, _, line = location.rpartition(":")
