@@ -147,6 +147,8 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
             harness_s[kind] += time.thread_time() - before
     ledger.tag = "untagged"
 
+    booking = threading.Lock()   # two job threads add to the same sums
+
     def one(index: int, job) -> None:
         steps = ["floor", *kinds]
         for step in steps if index % 2 == 0 else steps[::-1]:
@@ -155,12 +157,15 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
             if step == "floor":
                 _floor_run(bare, job.settings.mode, warmup + cycles, job.case.source_code,
                            target.sys_executable)
-                harness_s["bench"] += time.thread_time() - before
+                with booking:
+                    harness_s["bench"] += time.thread_time() - before
                 continue
             result = engines[step].run(job.case, as_kind[step](job.settings))
             json.dumps(result.to_json())   # what the sweep writes per result
-            harness_s[step] += time.thread_time() - before
-            results[step].append(result)
+            spent = time.thread_time() - before
+            with booking:
+                harness_s[step] += spent
+                results[step].append(result)
         ledger.tag = "untagged"
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
