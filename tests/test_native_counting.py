@@ -202,6 +202,27 @@ def test_pymem_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, p
         assert own(leak, key) - own(clean, key) == (1 if key == "blocks" else size), key
 
 
+NATIVE_BIG = (1 << 18) - 1  # the native map's 18-bit size field's escape
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+@pytest.mark.parametrize("mode, size", [
+    ("finalize", NATIVE_BIG - 1), ("finalize", NATIVE_BIG), ("finalize", 1_000_000),
+    ("parallel", 1_000_000)])
+def test_native_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, python_id, mode, size):
+    # lh_tunableleak.native(n) keeps one malloc(n) a call, its clean twin
+    # frees it: their native counts differ by exactly that block
+    code = "import {0}\n{0}.native(%d)" % size
+    extra = {"threads": 2} if mode == "parallel" else {}
+    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
+    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
+    assert_verdict(leak, "leak")
+    assert_verdict(clean, "clean")
+    assert leak.per_cycle["native_blocks"] - clean.per_cycle["native_blocks"] == 1
+    assert leak.per_cycle["native_bytes"] - clean.per_cycle["native_bytes"] == size
+    assert leak.sites[0]["module"] == "lh_tunableleak"
+
+
 def test_native_leak_result_meets_the_run_json_contract(run_case):
     result = run_case("3.12", "finalize", "lh_mallocleak", "import lh_mallocleak")
     text = json.dumps(result.to_json())
