@@ -157,7 +157,7 @@ def test_native_call_leak_is_counted_exactly_by_parallel_threads(run_case, pytho
     assert result.sites[0]["excess_blocks_per_cycle"] == 1
 
 
-HUGE = (1 << 30) + 4096  # past the 30-bit size field of the hook's block map
+HUGE = (1 << 30) + 4096  # a GiB: its size only in the side table, like any block past the entry's field
 
 
 @pytest.mark.parametrize("python_id", ["3.12", "3.13"])
