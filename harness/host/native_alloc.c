@@ -119,8 +119,8 @@ static void *reserve(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Exact sizes of the live recorded blocks of 256 KiB or more (glibc maps
-   each: a handful live), in an open-addressing table keyed by address
+/* Exact sizes of the live recorded blocks of 256 KiB or more (rare: the
+   table starts at 256 slots), in an open-addressing table keyed by address
    under a spin lock, linear probing with backward-shift deletion, doubled
    in a new mapping when half full.  A fork while another thread holds the
    lock: the atfork handlers hand the child a free lock and a whole table. */
