@@ -157,7 +157,7 @@ def test_native_call_leak_is_counted_exactly_by_parallel_threads(run_case, pytho
     assert result.sites[0]["excess_blocks_per_cycle"] == 1
 
 
-HUGE = (1 << 30) + 4096  # past the 30-bit size field of the hook's block map
+HUGE = (1 << 30) + 4096  # a GiB: its size only in the side table, like any block past the entry's field
 
 
 @pytest.mark.parametrize("python_id", ["3.12", "3.13"])
@@ -174,6 +174,53 @@ def test_blocks_of_a_gib_are_counted_exactly_and_their_frees_untracked(run_case,
         assert_verdict(result, "clean")
         assert abs(result.excess["bytes"]) < 4096
     assert result.excess["rss"] < 64 << 20  # the fixture touched two pages a block
+
+
+BIG = 0x3FFF  # the 14-bit size field's escape: from here the size is in the side table
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+@pytest.mark.parametrize("mode, size", [
+    ("finalize", BIG - 1), ("finalize", BIG), ("finalize", 100_000),
+    ("subinterpreter", 100_000), ("parallel", 100_000)])
+def test_pymem_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, python_id, mode, size):
+    # lh_tunableleak.pymem(n) keeps one PyMem_Malloc(n) a call, its clean
+    # twin frees it: the twins differ by exactly that block, and by their
+    # interned module names (one character), which the result reports apart
+    code = "import {0}\n{0}.pymem(%d)" % size
+    extra = {"threads": 2} if mode == "parallel" else {}
+    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
+    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
+    assert_verdict(leak, "leak")
+    assert_verdict(clean, "clean")
+
+    def own(result: Result, key: str) -> float:
+        interned = result.evidence.get("interned_per_cycle") or {"blocks": 0, "bytes": 0}
+        return result.per_cycle[key] - interned[key]
+
+    for key in ("blocks", "bytes"):
+        assert own(leak, key) - own(clean, key) == (1 if key == "blocks" else size), key
+
+
+NATIVE_BIG = (1 << 18) - 1  # the native map's 18-bit size field's escape
+
+
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+@pytest.mark.parametrize("mode, size", [
+    ("finalize", NATIVE_BIG - 1), ("finalize", NATIVE_BIG), ("finalize", 1_000_000),
+    ("parallel", 1_000_000)])
+def test_native_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, python_id, mode, size):
+    # lh_tunableleak.native(n) keeps one malloc(n) a call, its clean twin
+    # frees it: their native counts differ by exactly that block
+    code = "import {0}\n{0}.native(%d)" % size
+    extra = {"threads": 2} if mode == "parallel" else {}
+    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
+    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
+    assert_verdict(leak, "leak")
+    assert_verdict(clean, "clean")
+    assert leak.per_cycle["native_blocks"] - clean.per_cycle["native_blocks"] == 1
+    assert leak.per_cycle["native_bytes"] - clean.per_cycle["native_bytes"] == size
+    assert leak.sites[0]["module"] == "lh_tunableleak"
 
 
 def test_native_leak_result_meets_the_run_json_contract(run_case):

@@ -84,16 +84,22 @@
 /* allocators at every re-initialization, so blocks cross allocators.  */
 /* Frees of pointers we never saw pass straight through.               */
 /*
- * Every 8-byte-aligned address below 2^48 owns one 32-bit entry,
- * (size << 2) | (domain + 1), 0 when no tracked block starts there.
+ * Every 8-byte-aligned address below 2^48 owns one 16-bit entry,
+ * (size << 2) | (domain + 1), 0 when no tracked block starts there; a
+ * block of BIG_SIZE bytes or more has BIG_SIZE in its size field and its
+ * exact size in the side table below.
  * Entries sit in leaves of 2^22, one leaf per 64 MiB of address space and
  * per value of address bit 3, so the 16-byte-aligned blocks of pymalloc
  * and glibc have dense entries in the same order as the heap itself and an
  * entry is usually in a cache line the last few allocations touched.
+ * 16 bits, not 32: the entry's load is most of what a free costs (perf:
+ * ~80% of hook_free's samples sit on it, a cache miss), and a line of 16-bit
+ * entries covers 512 bytes of heap instead of 256; the map's resident pages,
+ * zeroed by the kernel at first touch, are halved too.
  * Leaves are reserved with MAP_NORESERVE: only the pages touched become
- * resident, a quarter of the heap range in use.  3.12 leaks its arenas at
- * every finalization and maps new ones, so there this grows rss by about
- * 0.2 MB a cycle and page faults are much of what the hook costs.
+ * resident, an eighth of the heap range in use.  3.12 leaks its arenas at
+ * every finalization and maps new ones, so there this grows rss at every
+ * cycle and page faults are much of what the hook costs.
  * A direct map rather than a hash table: a hash's random index misses the
  * cache on every lookup, and growing a table while blocks are live must
  * not count them twice.
@@ -110,10 +116,9 @@
 #define LEAF_BITS 22
 #define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
 #define TOP_ENTRIES ((size_t)2 << (MAP_ADDRESS_BITS - 4 - LEAF_BITS))
-#define HUGE_SIZE 0x3FFFFFFFu /* size field of blocks of 1 GiB or more */
-#define MAX_HUGE 64
+#define BIG_SIZE 0x3FFFu /* size field of blocks of 16383 bytes or more */
 
-typedef _Atomic uint32_t entry_t;
+typedef _Atomic uint16_t entry_t;
 static _Atomic(entry_t *) *leaves; /* TOP_ENTRIES, NULL until first used */
 
 /* Live counts per thread, summed when sampling: two atomic adds per block
@@ -128,13 +133,20 @@ static counts_t *counts_pool; /* MAX_THREADS records, reserved */
 static atomic_size_t counts_used;
 static _Thread_local counts_t *thread_counts;
 
-/* Exact sizes of live blocks of 1 GiB or more, which an entry cannot
-   hold; rare enough for a short array under a spin lock. */
-static struct {
-    uintptr_t ptr;
+/* Exact sizes of the live blocks an entry cannot hold (16 KiB and up;
+   perf probe, 3.12.1 finalize, nine stdlib imports: ~110 a cycle against
+   ~90,000 hooked mallocs, never 2,048 live at once), in an open-addressing
+   table keyed by address under a spin lock.  Linear probing with backward-shift
+   deletion (no tombstones); the table moves to a mapping twice the size
+   when half full.  mmap, not malloc, for the hook's sake. */
+typedef struct {
+    uintptr_t ptr; /* 0: free slot */
     size_t size;
-} huge[MAX_HUGE];
-static atomic_flag huge_lock = ATOMIC_FLAG_INIT;
+} big_slot_t;
+#define BIG_FIRST_CAPACITY 4096
+static big_slot_t *big_slots;
+static size_t big_capacity, big_live;
+static atomic_flag big_lock = ATOMIC_FLAG_INIT;
 
 /* mmap, not malloc: the map must not be seen by the hook it serves */
 static void *reserve(size_t bytes) {
@@ -168,7 +180,7 @@ static void *reserve_leaf(size_t bytes) {
 
 /* The hook's fast path (trackable .. hook_free) is inlined into the four
    hook functions, every rare case (a new leaf, a stale entry, a block of
-   1 GiB, a thread's first block) out of line: measured with callgrind on
+   16 KiB or more, a thread's first block) out of line: measured with callgrind on
    `pass` (3.12.1, finalize), the out-of-line version spent ~113
    instructions per hook call, mostly calls, prologues and the sign
    multiply (12% of a cycle); inlined, about half of that. */
@@ -199,26 +211,80 @@ HOT entry_t *entry_at(void *ptr) {
     return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
 }
 
-/* The size of a huge block, removing it when `take`; or stores one. */
-COLD size_t huge_size(void *p, size_t store, int take) {
-    size_t size = 0;
-    while (atomic_flag_test_and_set_explicit(&huge_lock, memory_order_acquire)) {
+HOT size_t big_home(uintptr_t p, size_t capacity) {
+    return (size_t)(((p >> 4) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
+}
+
+static void big_acquire(void) {
+    while (atomic_flag_test_and_set_explicit(&big_lock, memory_order_acquire)) {
     }
-    for (int i = 0; i < MAX_HUGE; i++) {
-        if (store ? huge[i].ptr == 0 : huge[i].ptr == (uintptr_t)p) {
-            size = store ? store : huge[i].size;
-            if (store) huge[i].ptr = (uintptr_t)p, huge[i].size = store;
-            else if (take) huge[i].ptr = 0;
-            break;
+}
+
+static void big_release(void) { atomic_flag_clear_explicit(&big_lock, memory_order_release); }
+
+/* Under the lock: a table twice the size (or the first one), every live
+   slot moved over. */
+COLD void big_grow(void) {
+    size_t capacity = big_capacity ? big_capacity * 2 : BIG_FIRST_CAPACITY;
+    big_slot_t *fresh = reserve(capacity * sizeof(big_slot_t));
+    for (size_t i = 0; i < big_capacity; i++) {
+        if (!big_slots[i].ptr) continue;
+        size_t j = big_home(big_slots[i].ptr, capacity);
+        while (fresh[j].ptr) j = (j + 1) & (capacity - 1);
+        fresh[j] = big_slots[i];
+    }
+    if (big_slots) munmap(big_slots, big_capacity * sizeof(big_slot_t));
+    big_slots = fresh;
+    big_capacity = capacity;
+}
+
+/* Records the exact size of the big block at p (no live one is there:
+   a stale entry's size was taken first). */
+COLD void big_store(void *ptr, size_t size) {
+    uintptr_t p = (uintptr_t)ptr;
+    big_acquire();
+    if (2 * (big_live + 1) > big_capacity) big_grow();
+    size_t i = big_home(p, big_capacity);
+    while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & (big_capacity - 1);
+    if (!big_slots[i].ptr) big_live++;
+    big_slots[i] = (big_slot_t){p, size};
+    big_release();
+}
+
+/* The size of the big block at p, removing it when `take`; 0 if absent. */
+COLD size_t big_size(const void *ptr, int take) {
+    uintptr_t p = (uintptr_t)ptr;
+    size_t size = 0;
+    big_acquire();
+    if (big_capacity) {
+        size_t mask = big_capacity - 1, i = big_home(p, big_capacity);
+        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & mask;
+        if (big_slots[i].ptr) {
+            size = big_slots[i].size;
+            if (take) {
+                /* backward shift: pull later slots of the run into the
+                   hole unless their home lies cyclically in (hole, j] */
+                size_t hole = i;
+                for (size_t j = (i + 1) & mask; big_slots[j].ptr; j = (j + 1) & mask) {
+                    size_t home = big_home(big_slots[j].ptr, big_capacity);
+                    if (((j - home) & mask) >= ((j - hole) & mask)) {
+                        big_slots[hole] = big_slots[j];
+                        hole = j;
+                    }
+                }
+                big_slots[hole] = (big_slot_t){0, 0};
+                big_live--;
+            }
         }
     }
-    atomic_flag_clear_explicit(&huge_lock, memory_order_release);
-    if (store && !size) {
-        fprintf(stderr, "leak-harness host: more than %d live blocks of 1 GiB\n", MAX_HUGE);
-        abort();
-    }
+    big_release();
     return size;
 }
+
+/* A fork from a thread while another is inside the table: the child gets
+   the lock free and the table whole. */
+static void big_before_fork(void) { big_acquire(); }
+static void big_after_fork(void) { big_release(); }
 
 COLD counts_t *new_thread_counts(void) {
     size_t i = atomic_fetch_add(&counts_used, 1);
@@ -245,7 +311,7 @@ HOT void add_counts(int domain, long long blocks, long long bytes) {
    `sign` is a constant at every call, so no multiply is left. */
 HOT void count(void *p, uint32_t entry, long long sign) {
     size_t size = entry >> 2;
-    if (__builtin_expect(size == HUGE_SIZE, 0)) size = huge_size(p, 0, sign < 0);
+    if (__builtin_expect(size == BIG_SIZE, 0)) size = big_size(p, sign < 0);
     add_counts((int)(entry & 3) - 1, sign, sign * (long long)size);
 }
 
@@ -253,27 +319,27 @@ HOT void count(void *p, uint32_t entry, long long sign) {
    finalization) and handed out again. */
 COLD void drop_stale(void *p, uint32_t stale) { count(p, stale, -1); }
 
-/* Every case of track_alloc: a new leaf, a stale entry, a huge block, the
+/* Every case of track_alloc: a new leaf, a stale entry, a big block, the
    thread's first block. */
 COLD void track_slow(void *p, size_t size, int domain) {
     entry_t *entry = entry_at(p);
     uint32_t stale = atomic_load_explicit(entry, memory_order_relaxed);
     if (stale != 0) drop_stale(p, stale);
-    if (size >= HUGE_SIZE) huge_size(p, size, 0);
-    uint32_t fresh = ((size < HUGE_SIZE ? (uint32_t)size : HUGE_SIZE) << 2) | (uint32_t)(domain + 1);
+    if (size >= BIG_SIZE) big_store(p, size);
+    uint16_t fresh = (uint16_t)(((size < BIG_SIZE ? (uint32_t)size : BIG_SIZE) << 2) | (uint32_t)(domain + 1));
     atomic_store_explicit(entry, fresh, memory_order_relaxed);
     add_counts(domain, 1, (long long)size);
 }
 
 /* The common case inline, nothing live across a call: the leaf exists,
-   the entry is free, the block is under 1 GiB, the thread has counted. */
+   the entry is free, the block is small, the thread has counted. */
 HOT void track_alloc(void *p, size_t size, int domain) {
     if (!trackable(p)) return;
     uintptr_t a = (uintptr_t)p;
     entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
                                          memory_order_acquire);
     counts_t *counts = thread_counts;
-    if (__builtin_expect(!leaf || !counts || size >= HUGE_SIZE, 0)) {
+    if (__builtin_expect(!leaf || !counts || size >= BIG_SIZE, 0)) {
         track_slow(p, size, domain);
         return;
     }
@@ -282,7 +348,8 @@ HOT void track_alloc(void *p, size_t size, int domain) {
         track_slow(p, size, domain);
         return;
     }
-    atomic_store_explicit(entry, ((uint32_t)size << 2) | (uint32_t)(domain + 1), memory_order_relaxed);
+    atomic_store_explicit(entry, (uint16_t)(((uint32_t)size << 2) | (uint32_t)(domain + 1)),
+                          memory_order_relaxed);
     add(&counts->blocks[domain], 1);
     add(&counts->bytes[domain], (long long)size);
 }
@@ -303,9 +370,9 @@ HOT uint32_t untrack(void *p, size_t *size) {
     atomic_store_explicit(entry, 0, memory_order_relaxed);
     *size = old >> 2;
     counts_t *counts = thread_counts;
-    if (__builtin_expect(*size == HUGE_SIZE || !counts, 0)) {
-        /* after the store: huge_size's entry stays until it is taken */
-        if (*size == HUGE_SIZE) *size = huge_size(p, 0, 1);
+    if (__builtin_expect(*size == BIG_SIZE || !counts, 0)) {
+        /* after the store: big_size's slot stays until it is taken */
+        if (*size == BIG_SIZE) *size = big_size(p, 1);
         add_counts((int)(old & 3) - 1, -1, -(long long)*size);
         return old;
     }
@@ -359,7 +426,7 @@ static void *hook_realloc(void *ctx, void *ptr, size_t size) {
     return p;
 }
 
-/* hook_free's rare cases (a huge block, the thread's first count): the
+/* hook_free's rare cases (a big block, the thread's first count): the
    whole free out of line, so that the common path keeps nothing across a
    call and ends in a tail call. */
 COLD void free_slow(hook_ctx_t *h, void *ptr) {
@@ -381,7 +448,7 @@ static void hook_free(void *ctx, void *ptr) {
             entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
             uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
             counts_t *counts = thread_counts;
-            if (__builtin_expect((old >> 2) == HUGE_SIZE || (old && !counts), 0)) {
+            if (__builtin_expect((old >> 2) == BIG_SIZE || (old && !counts), 0)) {
                 free_slow(h, ptr);
                 return;
             }
@@ -405,6 +472,11 @@ static void install_hook(void) {
     if (!leaves) {
         leaves = reserve(TOP_ENTRIES * sizeof(*leaves));
         counts_pool = reserve(MAX_THREADS * sizeof(counts_t));
+        int failed = pthread_atfork(big_before_fork, big_after_fork, big_after_fork);
+        if (failed) {
+            fprintf(stderr, "leak-harness host: pthread_atfork: %s\n", strerror(failed));
+            abort();
+        }
     }
     for (int d = 0; d < 3; d++) {
         PyMemAllocatorEx current;
@@ -842,7 +914,7 @@ static interned_t measure_interned(void) {
         uint32_t entry = peek_entry(key);
         if (!entry || (int)(entry & 3) - 1 == 0) continue; /* untracked, or RAW (not judged) */
         size_t size = entry >> 2;
-        if (size == HUGE_SIZE) size = huge_size(key, 0, 0);
+        if (size == BIG_SIZE) size = big_size(key, 0);
         m.blocks++;
         m.bytes += (long long)size;
     }

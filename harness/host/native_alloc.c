@@ -28,16 +28,20 @@
  * calls as well as, or instead of, the program's.  A separate binary
  * without this file keeps both tools exactly as they were.
  *
- * Threads: lock free.  A block's shadow entry is written by the thread that
- * owns the address (after glibc returned it, before it goes back), sites
- * are claimed by compare-and-swap, counts are atomic adds.  fork: no lock
- * is ever held, so a child inherits consistent tables.
+ * Threads: lock free but for blocks of 256 KiB and up.  A block's shadow
+ * entry is written by the thread that owns the address (after glibc
+ * returned it, before it goes back), sites are claimed by compare-and-swap,
+ * counts are atomic adds; the exact sizes of the big blocks sit in a table
+ * under a spin lock, which fork hands to the child free.
  */
 #define _GNU_SOURCE
 #include "native_alloc.h"
 
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -90,18 +94,23 @@ static unsigned site_of(uintptr_t pc) {
 }
 
 /* ---- shadow map: address -> (size, site) ------------------------------- */
-/* glibc's blocks are 16-byte aligned (x86-64, arm64), so one 64-bit entry
+/* glibc's blocks are 16-byte aligned (x86-64, arm64), so one 32-bit entry
    per 16-byte granule below 2^47: (size << 14) | (site << 1) | 1, 0 when no
-   recorded block starts there.  Leaves of 2^20 entries (8 MiB reserved,
-   MAP_NORESERVE: resident only where blocks are) are made on first use. */
+   recorded block starts there; a block of BIG_SIZE bytes or more has
+   BIG_SIZE in its size field and its exact size in the side table below.
+   32 bits, not 64: the interposed free's load of the entry is a cache miss
+   more often than not, and a line of entries now covers 256 bytes of heap.
+   Leaves of 2^20 entries (4 MiB reserved, MAP_NORESERVE: resident only
+   where blocks are) are made on first use. */
 #define ADDRESS_BITS 47
 #define GRANULE_BITS 4
 #define LEAF_BITS 20
 #define LEAF_ENTRIES ((size_t)1 << LEAF_BITS)
 #define TOP_ENTRIES ((size_t)1 << (ADDRESS_BITS - GRANULE_BITS - LEAF_BITS))
 #define SIZE_SHIFT (SITE_BITS + 1)
+#define BIG_SIZE ((1u << (32 - SIZE_SHIFT)) - 1) /* 262143 */
 
-typedef _Atomic uint64_t entry_t;
+typedef _Atomic uint32_t entry_t;
 static _Atomic(_Atomic(entry_t *) *) top;
 
 static void *reserve(size_t bytes) {
@@ -109,6 +118,92 @@ static void *reserve(size_t bytes) {
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
+
+/* Exact sizes of the live recorded blocks of 256 KiB or more (rare: the
+   table starts at 256 slots), in an open-addressing table keyed by address
+   under a spin lock, linear probing with backward-shift deletion, doubled
+   in a new mapping when half full.  A fork while another thread holds the
+   lock: the atfork handlers hand the child a free lock and a whole table. */
+typedef struct {
+    uintptr_t ptr; /* 0: free slot */
+    size_t size;
+} big_slot_t;
+#define BIG_FIRST_CAPACITY 256
+static big_slot_t *big_slots;
+static size_t big_capacity, big_live;
+static atomic_flag big_lock = ATOMIC_FLAG_INIT;
+
+static size_t big_home(uintptr_t p, size_t capacity) {
+    return (size_t)(((p >> GRANULE_BITS) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
+}
+
+static void big_acquire(void) {
+    while (atomic_flag_test_and_set_explicit(&big_lock, memory_order_acquire)) {
+    }
+}
+
+static void big_release(void) { atomic_flag_clear_explicit(&big_lock, memory_order_release); }
+
+/* Under the lock: room for one more, or 0 (out of address space: the block
+   then goes unrecorded, like one without a leaf). */
+static int big_room(void) {
+    if (2 * (big_live + 1) <= big_capacity) return 1;
+    size_t capacity = big_capacity ? big_capacity * 2 : BIG_FIRST_CAPACITY;
+    big_slot_t *fresh = reserve(capacity * sizeof(big_slot_t));
+    if (!fresh) return 0;
+    for (size_t i = 0; i < big_capacity; i++) {
+        if (!big_slots[i].ptr) continue;
+        size_t j = big_home(big_slots[i].ptr, capacity);
+        while (fresh[j].ptr) j = (j + 1) & (capacity - 1);
+        fresh[j] = big_slots[i];
+    }
+    if (big_slots) munmap(big_slots, big_capacity * sizeof(big_slot_t));
+    big_slots = fresh;
+    big_capacity = capacity;
+    return 1;
+}
+
+static int big_store(uintptr_t p, size_t size) {
+    big_acquire();
+    int stored = big_room();
+    if (stored) {
+        size_t i = big_home(p, big_capacity);
+        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & (big_capacity - 1);
+        if (!big_slots[i].ptr) big_live++;
+        big_slots[i] = (big_slot_t){p, size};
+    }
+    big_release();
+    return stored;
+}
+
+/* The size of the big block at p, removed from the table; 0 if absent. */
+static size_t big_take(uintptr_t p) {
+    size_t size = 0;
+    big_acquire();
+    if (big_capacity) {
+        size_t mask = big_capacity - 1, i = big_home(p, big_capacity);
+        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & mask;
+        if (big_slots[i].ptr) {
+            size = big_slots[i].size;
+            /* backward shift: a later slot of the run moves into the hole
+               unless its home lies cyclically in (hole, j] */
+            size_t hole = i;
+            for (size_t j = (i + 1) & mask; big_slots[j].ptr; j = (j + 1) & mask) {
+                if (((j - big_home(big_slots[j].ptr, big_capacity)) & mask) >= ((j - hole) & mask)) {
+                    big_slots[hole] = big_slots[j];
+                    hole = j;
+                }
+            }
+            big_slots[hole] = (big_slot_t){0, 0};
+            big_live--;
+        }
+    }
+    big_release();
+    return size;
+}
+
+static void big_before_fork(void) { big_acquire(); }
+static void big_after_fork(void) { big_release(); }
 
 /* The entry of p; NULL when p is not a granule address below 2^47, or when
    `create` is 0 and no leaf holds it yet (then nothing is recorded there). */
@@ -136,11 +231,25 @@ static entry_t *entry_of(const void *ptr, int create) {
     return &leaf[granule & (LEAF_ENTRIES - 1)];
 }
 
-static void count_entry(uint64_t entry, long long sign) {
+static void count_block(uint32_t entry, size_t size, long long sign) {
     site_slot_t *site = &sites[(entry >> 1) & (SITE_COUNT - 1)];
     atomic_fetch_add_explicit(&site->blocks, sign, memory_order_relaxed);
-    atomic_fetch_add_explicit(&site->bytes, sign * (long long)(entry >> SIZE_SHIFT),
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&site->bytes, sign * (long long)size, memory_order_relaxed);
+}
+
+/* The size of the block of `entry` at p; a big one leaves the side table. */
+static size_t size_taken(void *p, uint32_t entry) {
+    size_t size = entry >> SIZE_SHIFT;
+    return __builtin_expect(size == BIG_SIZE, 0) ? big_take((uintptr_t)p) : size;
+}
+
+/* Writes p's entry (the slot holds nothing live) and counts the block. */
+static void store(entry_t *slot, void *p, size_t size, unsigned site) {
+    if (__builtin_expect(size >= BIG_SIZE, 0) && !big_store((uintptr_t)p, size)) return;
+    uint32_t size_field = size < BIG_SIZE ? (uint32_t)size : BIG_SIZE;
+    uint32_t entry = (size_field << SIZE_SHIFT) | ((uint32_t)site << 1) | 1u;
+    atomic_store_explicit(slot, entry, memory_order_relaxed);
+    count_block(entry, size, +1);
 }
 
 static void record(void *p, size_t size, uintptr_t caller) {
@@ -148,30 +257,32 @@ static void record(void *p, size_t size, uintptr_t caller) {
     if (!slot) return;
     /* a stale entry: its block went back to glibc by a path that is not
        ours (none is known; kept exact should one exist) */
-    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
-    if (__builtin_expect(old != 0, 0)) count_entry(old, -1);
-    uint64_t entry = ((uint64_t)size << SIZE_SHIFT) | ((uint64_t)site_of(caller) << 1) | 1u;
-    atomic_store_explicit(slot, entry, memory_order_relaxed);
-    count_entry(entry, +1);
+    uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    if (__builtin_expect(old != 0, 0)) {
+        atomic_store_explicit(slot, 0, memory_order_relaxed);
+        count_block(old, size_taken(p, old), -1);
+    }
+    store(slot, p, size, site_of(caller));
 }
 
 /* Forgets p's block before it goes back to glibc (after that another
-   thread may own the address); returns its entry, 0 when unrecorded. */
-static uint64_t untrack(void *p) {
+   thread may own the address); returns its entry (0 when unrecorded) and
+   its size through *size. */
+static uint32_t untrack(void *p, size_t *size) {
     entry_t *slot = entry_of(p, 0);
     if (!slot) return 0;
-    uint64_t old = atomic_load_explicit(slot, memory_order_relaxed);
+    uint32_t old = atomic_load_explicit(slot, memory_order_relaxed);
     if (!old) return 0;
     atomic_store_explicit(slot, 0, memory_order_relaxed);
-    count_entry(old, -1);
+    *size = size_taken(p, old);
+    count_block(old, *size, -1);
     return old;
 }
 
-static void restore(void *p, uint64_t entry) {
+/* Records again a block untrack() forgot (its realloc failed). */
+static void restore(void *p, uint32_t entry, size_t size) {
     entry_t *slot = entry_of(p, 1);
-    if (!slot) return;
-    atomic_store_explicit(slot, entry, memory_order_relaxed);
-    count_entry(entry, +1);
+    if (slot) store(slot, p, size, (entry >> 1) & (SITE_COUNT - 1));
 }
 
 /* ---- who called: the first return address outside libc, ld.so, host --- */
@@ -254,6 +365,11 @@ __attribute__((constructor)) static void native_alloc_start(void) {
     _Unwind_Backtrace(visit_frame, &walk);
     in_unwind = 0;
     atomic_store_explicit(&ranges_ready, 1, memory_order_release);
+    int failed = pthread_atfork(big_before_fork, big_after_fork, big_after_fork);
+    if (failed) {
+        fprintf(stderr, "leak-harness host: pthread_atfork: %s\n", strerror(failed));
+        abort();
+    }
 }
 
 /* ---- the interposed functions ------------------------------------------ */
@@ -275,17 +391,18 @@ void *calloc(size_t nmemb, size_t size) {
 
 static void *realloc_from(void *ptr, size_t size, uintptr_t ret) {
     if (!ptr) return took(__libc_realloc(NULL, size), size, ret);
-    uint64_t old = untrack(ptr);
+    size_t old_size = 0;
+    uint32_t old = untrack(ptr, &old_size);
     void *p = __libc_realloc(ptr, size);
     if (!p) {
         /* size 0: glibc freed ptr; otherwise ptr is still there */
-        if (old && size != 0) restore(ptr, old);
+        if (old && size != 0) restore(ptr, old, old_size);
         return p;
     }
     /* a block recorded here stays recorded (unless it now belongs to a
        PyMem domain); a block never recorded stays unseen */
     if (old) return took(p, size, ret);
-    if (p != ptr) untrack(p); /* drop any stale entry at the new address */
+    if (p != ptr) untrack(p, &old_size); /* drop any stale entry at the new address */
     return p;
 }
 
@@ -303,7 +420,8 @@ void *reallocarray(void *ptr, size_t nmemb, size_t size) {
 }
 
 void free(void *ptr) {
-    if (ptr) untrack(ptr);
+    size_t size;
+    if (ptr) untrack(ptr, &size);
     __libc_free(ptr);
 }
 
