@@ -204,6 +204,9 @@ def _parts(ledger: HostLedger, kind: str, harness_s: float, floor_s: float) -> d
     if not floor_s:
         return {}
     parts = {"harness process": round(harness_s / floor_s, 3)}
-    for role, row in ledger.roles(kind).items():
-        parts[f"{role} hosts"] = round(row["cpu_s"] / floor_s, 3)
+    # from the unrounded seconds: on a small sweep a role's 0.01 s rounding
+    # would be a visible share of the floor
+    for (tag, role), seconds in sorted(ledger.cpu_s.items(), key=lambda kv: -kv[1]):
+        if tag == kind:
+            parts[f"{role} hosts"] = round(seconds / floor_s, 3)
     return parts
