@@ -79,31 +79,44 @@ def run_cpu_ms(host: Path, mode: str, cycles: int, case_file: str, program: str)
 
 
 def build_from(sources: Path, target, native: bool) -> Path:
-    """The host built from another checkout's harness/host sources (`--before`)."""
+    """The host built from another checkout's harness/host sources (`--before`);
+    a checkout older than the shared headers simply has none."""
     from harness.host import build
-    saved = build.HOST_SOURCE, build.CRASH_REPORT_SOURCES, build.NATIVE_SOURCES
+    names = ("HOST_SOURCE", "CRASH_REPORT_SOURCES", "NATIVE_SOURCES", "SHARED_HEADERS")
+    saved = {name: getattr(build, name) for name in names}
     try:
         build.HOST_SOURCE = sources / "host.c"
         build.CRASH_REPORT_SOURCES = (sources / "crash_report.c", sources / "crash_report.h")
         build.NATIVE_SOURCES = (sources / "native_alloc.c", sources / "native_alloc.h")
+        build.SHARED_HEADERS = tuple(sources / p.name for p in saved["SHARED_HEADERS"]
+                                     if (sources / p.name).exists())
         return build_host(target, native=native)
     finally:
-        build.HOST_SOURCE, build.CRASH_REPORT_SOURCES, build.NATIVE_SOURCES = saved
+        for name, value in saved.items():
+            setattr(build, name, value)
+
+
+def host_variants(target, before: Path | None):
+    """name -> (host binary, hooked?) for one target: the bare host, the PyMem
+    hook alone, hook + native counting, and with `before` that checkout's
+    counting host.  The mode of each run is taken from the pair being timed."""
+    plain, counting = build_host(target, native=False), build_host(target, native=True)
+    variants = {"bare": (plain, False), "hook": (plain, True), "hook_native": (counting, True)}
+    if before:
+        variants["hook_native_before"] = (build_from(before, target, native=True), True)
+    return variants
 
 
 def measure(python: str, cycles: int, repeats: int, case_file: str, stat,
             before: Path | None = None) -> list[dict]:
     target = target_python(python)
-    plain, counting = build_host(target, native=False), build_host(target, native=True)
-    old_counting = build_from(before, target, native=True) if before else None
+    hosts = host_variants(target, before)
     rows = []
     for hooked_mode, bare_mode, since in MODE_PAIRS:
         if target.version_info[:2] < since:
             continue
-        variants = {"bare": (plain, bare_mode), "hook": (plain, hooked_mode),
-                    "hook_native": (counting, hooked_mode)}
-        if old_counting:
-            variants["hook_native_before"] = (old_counting, hooked_mode)
+        variants = {name: (host, hooked_mode if hooked else bare_mode)
+                    for name, (host, hooked) in hosts.items()}
         runs = [(name, n) for name in variants for n in (cycles, 0)]
         times = {run: [] for run in runs}
         rounds = []  # per round: name -> ms per cycle, when all of its runs worked
@@ -132,10 +145,10 @@ def measure(python: str, cycles: int, repeats: int, case_file: str, stat,
             row["hook_ratio_paired"] = round(statistics.median(r["hook"] / r["bare"] for r in rounds), 3)
             row["hook_native_ratio_paired"] = round(
                 statistics.median(r["hook_native"] / r["bare"] for r in rounds), 3)
-            if old_counting:
+            if before:
                 row["hook_native_before_ratio_paired"] = round(
                     statistics.median(r["hook_native_before"] / r["bare"] for r in rounds), 3)
-        if old_counting and "bare_ms" in row:
+        if before and "bare_ms" in row:
             row["hook_native_before_ratio"] = round(row["hook_native_before_ms"] / row["bare_ms"], 3)
         rows.append(row)
     return rows
@@ -151,18 +164,15 @@ def measure_stdlib(python: str, n_modules: int, cycles: int, before: Path | None
     from harness.cases.model import stdlib_import_cases
     from sweep_time import spread
     target = target_python(python)
-    plain, counting = build_host(target, native=False), build_host(target, native=True)
-    old_counting = build_from(before, target, native=True) if before else None
+    hosts = host_variants(target, before)
     cases = spread(stdlib_import_cases(target)[0], n_modules)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for hooked_mode, bare_mode, since in MODE_PAIRS[:2]:
             if target.version_info[:2] < since:
                 continue
-            variants = {"bare": (plain, bare_mode), "hook": (plain, hooked_mode),
-                        "hook_native": (counting, hooked_mode)}
-            if old_counting:
-                variants["hook_native_before"] = (old_counting, hooked_mode)
+            variants = {name: (host, hooked_mode if hooked else bare_mode)
+                        for name, (host, hooked) in hosts.items()}
             sums = dict.fromkeys(variants, 0.0)
             used = 0
             for i, case in enumerate(cases):

@@ -176,6 +176,19 @@ def test_blocks_of_a_gib_are_counted_exactly_and_their_frees_untracked(run_case,
     assert result.excess["rss"] < 64 << 20  # the fixture touched two pages a block
 
 
+def run_twins(run_case, python_id: str, mode: str, function: str, size: int) -> tuple[Result, Result]:
+    """lh_tunableleak.FUNCTION(size) keeps one block of `size` a call, its
+    clean twin lh_tunableclean frees it: (the leak's result, the twin's),
+    with their verdicts checked."""
+    code = "import {0}\n{0}.%s(%d)" % (function, size)
+    extra = {"threads": 2} if mode == "parallel" else {}
+    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
+    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
+    assert_verdict(leak, "leak")
+    assert_verdict(clean, "clean")
+    return leak, clean
+
+
 BIG = 0x3FFF  # the 14-bit size field's escape: from here the size is in the side table
 
 
@@ -184,15 +197,10 @@ BIG = 0x3FFF  # the 14-bit size field's escape: from here the size is in the sid
     ("finalize", BIG - 1), ("finalize", BIG), ("finalize", 100_000),
     ("subinterpreter", 100_000), ("parallel", 100_000)])
 def test_pymem_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, python_id, mode, size):
-    # lh_tunableleak.pymem(n) keeps one PyMem_Malloc(n) a call, its clean
-    # twin frees it: the twins differ by exactly that block, and by their
-    # interned module names (one character), which the result reports apart
-    code = "import {0}\n{0}.pymem(%d)" % size
-    extra = {"threads": 2} if mode == "parallel" else {}
-    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
-    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
-    assert_verdict(leak, "leak")
-    assert_verdict(clean, "clean")
+    # a PyMem_Malloc(size) a call: the twins differ by exactly that block,
+    # and by their interned module names (one character), which the result
+    # reports apart
+    leak, clean = run_twins(run_case, python_id, mode, "pymem", size)
 
     def own(result: Result, key: str) -> float:
         interned = result.evidence.get("interned_per_cycle") or {"blocks": 0, "bytes": 0}
@@ -210,14 +218,8 @@ NATIVE_BIG = (1 << 18) - 1  # the native map's 18-bit size field's escape
     ("finalize", NATIVE_BIG - 1), ("finalize", NATIVE_BIG), ("finalize", 1_000_000),
     ("parallel", 1_000_000)])
 def test_native_blocks_past_the_compact_entry_are_counted_to_the_byte(run_case, python_id, mode, size):
-    # lh_tunableleak.native(n) keeps one malloc(n) a call, its clean twin
-    # frees it: their native counts differ by exactly that block
-    code = "import {0}\n{0}.native(%d)" % size
-    extra = {"threads": 2} if mode == "parallel" else {}
-    leak = run_case(python_id, mode, "lh_tunableleak", code.format("lh_tunableleak"), **extra)
-    clean = run_case(python_id, mode, "lh_tunableclean", code.format("lh_tunableclean"), **extra)
-    assert_verdict(leak, "leak")
-    assert_verdict(clean, "clean")
+    # a malloc(size) a call: the twins' native counts differ by exactly that block
+    leak, clean = run_twins(run_case, python_id, mode, "native", size)
     assert leak.per_cycle["native_blocks"] - clean.per_cycle["native_blocks"] == 1
     assert leak.per_cycle["native_bytes"] - clean.per_cycle["native_bytes"] == size
     assert leak.sites[0]["module"] == "lh_tunableleak"

@@ -30,6 +30,8 @@ CRASH_REPORT_SOURCES = (Path(__file__).with_name("crash_report.c"),
                         Path(__file__).with_name("crash_report.h"))
 #: the C allocator's interposer, compiled into the counting host only
 NATIVE_SOURCES = (Path(__file__).with_name("native_alloc.c"), Path(__file__).with_name("native_alloc.h"))
+#: included by both block maps (host.c's and native_alloc.c's)
+SHARED_HEADERS = (Path(__file__).with_name("size_table.h"),)
 #: what the counting host exports from the executable, so that every
 #: object (extensions loaded later included) binds these names to it
 INTERPOSED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
@@ -318,7 +320,7 @@ def build_host(target: TargetPython, native: bool = True,
         # libgcc_s: _Unwind_Backtrace, to name the caller of a malloc made inside libc
         ldflags = ldflags + [f"-Wl,--export-dynamic-symbol={name}" for name in INTERPOSED] + ["-lgcc_s"]
         sources.append(NATIVE_SOURCES[0])
-    texts = [p.read_bytes() for p in (HOST_SOURCE, *CRASH_REPORT_SOURCES, *NATIVE_SOURCES)]
+    texts = [p.read_bytes() for p in (HOST_SOURCE, *CRASH_REPORT_SOURCES, *NATIVE_SOURCES, *SHARED_HEADERS)]
     key = _digest(target.realpath, target.version, *texts, *cflags, *ldflags)
     kind = "native" if native else "plain"
     binary = cache_root() / "hosts" / f"host-{target.label}-{kind}-{key}"

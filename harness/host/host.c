@@ -70,6 +70,7 @@
 #include <unistd.h>
 
 #include "native_alloc.h"
+#include "size_table.h"
 
 #if defined(__has_include)
 #if __has_include(<valgrind/memcheck.h>)
@@ -133,20 +134,9 @@ static counts_t *counts_pool; /* MAX_THREADS records, reserved */
 static atomic_size_t counts_used;
 static _Thread_local counts_t *thread_counts;
 
-/* Exact sizes of the live blocks an entry cannot hold (16 KiB and up;
-   perf probe, 3.12.1 finalize, nine stdlib imports: ~110 a cycle against
-   ~90,000 hooked mallocs, never 2,048 live at once), in an open-addressing
-   table keyed by address under a spin lock.  Linear probing with backward-shift
-   deletion (no tombstones); the table moves to a mapping twice the size
-   when half full.  mmap, not malloc, for the hook's sake. */
-typedef struct {
-    uintptr_t ptr; /* 0: free slot */
-    size_t size;
-} big_slot_t;
-#define BIG_FIRST_CAPACITY 4096
-static big_slot_t *big_slots;
-static size_t big_capacity, big_live;
-static atomic_flag big_lock = ATOMIC_FLAG_INIT;
+/* Exact sizes of the live blocks an entry cannot hold (16 KiB and up):
+   see size_table.h.  Starts at 4,096 slots, twice the most seen live. */
+static size_table_t big_sizes = SIZE_TABLE_INIT(4096);
 
 /* mmap, not malloc: the map must not be seen by the hook it serves */
 static void *reserve(size_t bytes) {
@@ -211,80 +201,22 @@ HOT entry_t *entry_at(void *ptr) {
     return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
 }
 
-HOT size_t big_home(uintptr_t p, size_t capacity) {
-    return (size_t)(((p >> 4) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
-}
-
-static void big_acquire(void) {
-    while (atomic_flag_test_and_set_explicit(&big_lock, memory_order_acquire)) {
-    }
-}
-
-static void big_release(void) { atomic_flag_clear_explicit(&big_lock, memory_order_release); }
-
-/* Under the lock: a table twice the size (or the first one), every live
-   slot moved over. */
-COLD void big_grow(void) {
-    size_t capacity = big_capacity ? big_capacity * 2 : BIG_FIRST_CAPACITY;
-    big_slot_t *fresh = reserve(capacity * sizeof(big_slot_t));
-    for (size_t i = 0; i < big_capacity; i++) {
-        if (!big_slots[i].ptr) continue;
-        size_t j = big_home(big_slots[i].ptr, capacity);
-        while (fresh[j].ptr) j = (j + 1) & (capacity - 1);
-        fresh[j] = big_slots[i];
-    }
-    if (big_slots) munmap(big_slots, big_capacity * sizeof(big_slot_t));
-    big_slots = fresh;
-    big_capacity = capacity;
-}
-
 /* Records the exact size of the big block at p (no live one is there:
    a stale entry's size was taken first). */
 COLD void big_store(void *ptr, size_t size) {
-    uintptr_t p = (uintptr_t)ptr;
-    big_acquire();
-    if (2 * (big_live + 1) > big_capacity) big_grow();
-    size_t i = big_home(p, big_capacity);
-    while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & (big_capacity - 1);
-    if (!big_slots[i].ptr) big_live++;
-    big_slots[i] = (big_slot_t){p, size};
-    big_release();
+    if (!size_table_store(&big_sizes, (uintptr_t)ptr, size)) {
+        fprintf(stderr, "leak-harness host: out of memory for the block map\n");
+        abort();
+    }
 }
 
 /* The size of the big block at p, removing it when `take`; 0 if absent. */
 COLD size_t big_size(const void *ptr, int take) {
-    uintptr_t p = (uintptr_t)ptr;
-    size_t size = 0;
-    big_acquire();
-    if (big_capacity) {
-        size_t mask = big_capacity - 1, i = big_home(p, big_capacity);
-        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & mask;
-        if (big_slots[i].ptr) {
-            size = big_slots[i].size;
-            if (take) {
-                /* backward shift: pull later slots of the run into the
-                   hole unless their home lies cyclically in (hole, j] */
-                size_t hole = i;
-                for (size_t j = (i + 1) & mask; big_slots[j].ptr; j = (j + 1) & mask) {
-                    size_t home = big_home(big_slots[j].ptr, big_capacity);
-                    if (((j - home) & mask) >= ((j - hole) & mask)) {
-                        big_slots[hole] = big_slots[j];
-                        hole = j;
-                    }
-                }
-                big_slots[hole] = (big_slot_t){0, 0};
-                big_live--;
-            }
-        }
-    }
-    big_release();
-    return size;
+    return size_table_find(&big_sizes, (uintptr_t)ptr, take);
 }
 
-/* A fork from a thread while another is inside the table: the child gets
-   the lock free and the table whole. */
-static void big_before_fork(void) { big_acquire(); }
-static void big_after_fork(void) { big_release(); }
+static void big_before_fork(void) { size_table_lock(&big_sizes); }
+static void big_after_fork(void) { size_table_unlock(&big_sizes); }
 
 COLD counts_t *new_thread_counts(void) {
     size_t i = atomic_fetch_add(&counts_used, 1);

@@ -36,6 +36,7 @@
  */
 #define _GNU_SOURCE
 #include "native_alloc.h"
+#include "size_table.h"
 
 #include <errno.h>
 #include <link.h>
@@ -119,91 +120,13 @@ static void *reserve(size_t bytes) {
     return p == MAP_FAILED ? NULL : p;
 }
 
-/* Exact sizes of the live recorded blocks of 256 KiB or more (rare: the
-   table starts at 256 slots), in an open-addressing table keyed by address
-   under a spin lock, linear probing with backward-shift deletion, doubled
-   in a new mapping when half full.  A fork while another thread holds the
-   lock: the atfork handlers hand the child a free lock and a whole table. */
-typedef struct {
-    uintptr_t ptr; /* 0: free slot */
-    size_t size;
-} big_slot_t;
-#define BIG_FIRST_CAPACITY 256
-static big_slot_t *big_slots;
-static size_t big_capacity, big_live;
-static atomic_flag big_lock = ATOMIC_FLAG_INIT;
+/* Exact sizes of the live recorded blocks of 256 KiB or more: see
+   size_table.h (rare: the table starts at 256 slots).  A block the table
+   has no room for goes unrecorded, like one without a leaf. */
+static size_table_t big_sizes = SIZE_TABLE_INIT(256);
 
-static size_t big_home(uintptr_t p, size_t capacity) {
-    return (size_t)(((p >> GRANULE_BITS) * 0x9E3779B97F4A7C15ull) >> 32) & (capacity - 1);
-}
-
-static void big_acquire(void) {
-    while (atomic_flag_test_and_set_explicit(&big_lock, memory_order_acquire)) {
-    }
-}
-
-static void big_release(void) { atomic_flag_clear_explicit(&big_lock, memory_order_release); }
-
-/* Under the lock: room for one more, or 0 (out of address space: the block
-   then goes unrecorded, like one without a leaf). */
-static int big_room(void) {
-    if (2 * (big_live + 1) <= big_capacity) return 1;
-    size_t capacity = big_capacity ? big_capacity * 2 : BIG_FIRST_CAPACITY;
-    big_slot_t *fresh = reserve(capacity * sizeof(big_slot_t));
-    if (!fresh) return 0;
-    for (size_t i = 0; i < big_capacity; i++) {
-        if (!big_slots[i].ptr) continue;
-        size_t j = big_home(big_slots[i].ptr, capacity);
-        while (fresh[j].ptr) j = (j + 1) & (capacity - 1);
-        fresh[j] = big_slots[i];
-    }
-    if (big_slots) munmap(big_slots, big_capacity * sizeof(big_slot_t));
-    big_slots = fresh;
-    big_capacity = capacity;
-    return 1;
-}
-
-static int big_store(uintptr_t p, size_t size) {
-    big_acquire();
-    int stored = big_room();
-    if (stored) {
-        size_t i = big_home(p, big_capacity);
-        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & (big_capacity - 1);
-        if (!big_slots[i].ptr) big_live++;
-        big_slots[i] = (big_slot_t){p, size};
-    }
-    big_release();
-    return stored;
-}
-
-/* The size of the big block at p, removed from the table; 0 if absent. */
-static size_t big_take(uintptr_t p) {
-    size_t size = 0;
-    big_acquire();
-    if (big_capacity) {
-        size_t mask = big_capacity - 1, i = big_home(p, big_capacity);
-        while (big_slots[i].ptr && big_slots[i].ptr != p) i = (i + 1) & mask;
-        if (big_slots[i].ptr) {
-            size = big_slots[i].size;
-            /* backward shift: a later slot of the run moves into the hole
-               unless its home lies cyclically in (hole, j] */
-            size_t hole = i;
-            for (size_t j = (i + 1) & mask; big_slots[j].ptr; j = (j + 1) & mask) {
-                if (((j - big_home(big_slots[j].ptr, big_capacity)) & mask) >= ((j - hole) & mask)) {
-                    big_slots[hole] = big_slots[j];
-                    hole = j;
-                }
-            }
-            big_slots[hole] = (big_slot_t){0, 0};
-            big_live--;
-        }
-    }
-    big_release();
-    return size;
-}
-
-static void big_before_fork(void) { big_acquire(); }
-static void big_after_fork(void) { big_release(); }
+static void big_before_fork(void) { size_table_lock(&big_sizes); }
+static void big_after_fork(void) { size_table_unlock(&big_sizes); }
 
 /* The entry of p; NULL when p is not a granule address below 2^47, or when
    `create` is 0 and no leaf holds it yet (then nothing is recorded there). */
@@ -240,12 +163,12 @@ static void count_block(uint32_t entry, size_t size, long long sign) {
 /* The size of the block of `entry` at p; a big one leaves the side table. */
 static size_t size_taken(void *p, uint32_t entry) {
     size_t size = entry >> SIZE_SHIFT;
-    return __builtin_expect(size == BIG_SIZE, 0) ? big_take((uintptr_t)p) : size;
+    return __builtin_expect(size == BIG_SIZE, 0) ? size_table_find(&big_sizes, (uintptr_t)p, 1) : size;
 }
 
 /* Writes p's entry (the slot holds nothing live) and counts the block. */
 static void store(entry_t *slot, void *p, size_t size, unsigned site) {
-    if (__builtin_expect(size >= BIG_SIZE, 0) && !big_store((uintptr_t)p, size)) return;
+    if (__builtin_expect(size >= BIG_SIZE, 0) && !size_table_store(&big_sizes, (uintptr_t)p, size)) return;
     uint32_t size_field = size < BIG_SIZE ? (uint32_t)size : BIG_SIZE;
     uint32_t entry = (size_field << SIZE_SHIFT) | ((uint32_t)site << 1) | 1u;
     atomic_store_explicit(slot, entry, memory_order_relaxed);
