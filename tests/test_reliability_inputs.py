@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -149,3 +150,23 @@ def test_run_json_into_a_closed_pipe_is_quiet(target_for):
         executable="/bin/bash")
     assert proc.stdout == "{"
     assert proc.stderr == "", proc.stderr
+
+
+def test_a_run_that_cannot_start_prints_nothing_but_its_error(tmp_path):
+    # the live cycle line's legend used to be printed before the target was
+    # checked: a line on stdout announcing cycles that never ran
+    proc = harness("run", "-c", "pass", "--python", str(tmp_path / "absent" / "python"))
+    assert "does not exist" in one_error_line(proc)
+    assert proc.stdout == ""
+
+
+def test_a_run_that_starts_prints_the_legend_once_then_a_character_a_cycle(target_for):
+    python = target_for("3.13").executable
+    proc = harness("run", "-c", "pass", "--python", python, "--cycles", "6", "--warmup", "2",
+                   "--fixed-cycles")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("cycles (2 warm-up + 6 at most;"), lines[:2]
+    assert sum("warm-up + 6 at most" in line for line in lines) == 1
+    # two warm-up marks, then one of `.`, 1-9, X for each measured cycle
+    assert re.fullmatch(r"--[.1-9X]{6}", lines[1]), lines[1]

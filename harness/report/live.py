@@ -34,12 +34,18 @@ class CycleLine:
         self._case: list[dict] = []
         self._control: list[dict] = []
         self._printed = 0
-        stream.write(f"cycles ({warmup} warm-up + {cycles} at most; `.` nothing over the control's median "
-                     f"cycle, 1-9 blocks more, X ten or more):\n")
-        stream.flush()
+        # written with the first sample, not now: a run that fails before
+        # its first cycle (a bad --python, a host that does not build)
+        # prints its one error line and nothing that announces cycles
+        self._legend: str | None = (f"cycles ({warmup} warm-up + {cycles} at most; `.` nothing over the "
+                                    f"control's median cycle, 1-9 blocks more, X ten or more):\n")
 
     def __call__(self, role: str, sample: dict) -> None:
         with self._lock:
+            if self._legend is not None:
+                self._stream.write(self._legend)
+                self._stream.flush()
+                self._legend = None
             if role == "case":
                 self._case.append(sample)
             elif role == self._against:
