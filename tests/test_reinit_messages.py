@@ -87,3 +87,48 @@ def test_an_import_failing_only_after_cycle_1_is_unsupported_whatever_it_raises(
     mine = run("own", own)
     assert mine.verdict == "error", mine.message
     assert "the case raised TypeError in cycle 2" in mine.message
+
+
+# -- a known refusal's signature from a call, after an import that went through --
+
+# lost: the case loses _struct in cycle 2 (what lh_importonce's first
+# initialisation imported); kept: the case imports _struct itself, so no
+# extension goes missing (msgpack's shape: its extension loads every cycle)
+CALLED = {
+    "lost": ("import sys\nimport {ext}\ndef pack():\n"
+             "    if '_struct' not in sys.modules:\n"
+             "        raise TypeError(\"'NoneType' object is not callable\")\n"),
+    "kept": ("import sys\nimport {ext}\nFIRST = '_struct' in sys.modules\nimport _struct\n"
+             "def pack():\n    if not FIRST:\n"
+             "        raise TypeError(\"'NoneType' object is not callable\")\n"),
+}
+
+
+@pytest.mark.parametrize("shape", ["lost", "kept"])
+@pytest.mark.parametrize("python_id, mode", [("3.12", "finalize"), ("3.13", "finalize")])
+def test_a_call_failing_only_after_cycle_1_is_named_as_a_call_not_an_import(
+        engine, fixture_modules_for, tmp_path, python_id, mode, shape):
+    # msgpack 1.2.4 on 3.13.0 finalize: `import msgpack` works in every
+    # cycle, `msgpack.packb(...)` raises this TypeError from cycle 2 on, in
+    # packb; the message said "its import failed"
+    built = fixture_modules_for(python_id)
+    source = CALLED[shape]
+    (tmp_path / "lh_callstale.py").write_text(source.format(ext="lh_importonce"))
+    (tmp_path / "lh_callfresh.py").write_text(source.format(ext="lh_importevery"))
+    line = source.splitlines().index("        raise TypeError(\"'NoneType' object is not callable\")") + 1
+
+    def run(name: str):
+        settings = RunSettings(python=built.target.executable, mode=mode, backend="counters",
+                               cycles=6, warmup=2, timeout=60.0,
+                               pythonpath=(str(tmp_path), str(built.directory)))
+        return engine.run(Case(name=name, code=f"import {name}\n{name}.pack()", module=name), settings)
+
+    stale, fresh = run("lh_callstale"), run("lh_callfresh")
+    assert stale.verdict == "unsupported", stale.message
+    missing = "; _struct (loaded in cycle 1) not loaded again" if shape == "lost" else ""
+    assert stale.message.startswith(
+        f"the case ran in cycle 1 but raised in cycle 2 ({mode} mode), in pack "
+        f"({tmp_path / 'lh_callstale.py'}, line {line}): TypeError: 'NoneType' object is not "
+        f"callable{missing}; what it calls meets state kept from the first interpreter"), stale.message
+    assert "import failed" not in stale.message
+    assert fresh.verdict == "clean", fresh.message

@@ -124,6 +124,23 @@ def failing_import(text: str) -> str | None:
     return f"{path}, line {line}"
 
 
+# any traceback frame outside the case's own code ("<string>")
+_CALLED_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in (\S+)\s*$', re.M)
+
+
+def failing_call(text: str) -> str | None:
+    """"FUNCTION (FILE, line N)": the innermost frame outside the case's own
+    code, or None when the exception was raised by the case's code itself.
+    msgpack 1.2.4 on 3.13.0 finalize: `msgpack.packb(...)` raises
+    `TypeError: 'NoneType' object is not callable` in cycle 2, in packb
+    (msgpack/__init__.py, line 36): the import went through, the call did not."""
+    frames = _CALLED_FRAME.findall(text or "")
+    if not frames:
+        return None
+    path, line, function = frames[-1]
+    return f"{function} ({path}, line {line})"
+
+
 def reinit_message(module: str, mode: str, cycle: int, refusal: str | None,
                    raised: bool = False, lost: LostExtension | None = None) -> str:
     """One line naming the extension, the mode, the cycle and its own refusal.
@@ -399,6 +416,15 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
                     f"mode), in {where}: {refusal}; a new interpreter in the same process meets "
                     f"state kept from the first one (an extension's C statics), so the case "
                     f"cannot be measured past its first cycle in this mode")
+            called = failing_call(text)
+            if run.error.get("type") not in _IMPORT_ERRORS and not where and called:
+                # a known refusal's signature from a call: the imports went through
+                missing = f"; {', '.join(lost)} (loaded in cycle 1) not loaded again" if lost else ""
+                return "unsupported", (
+                    f"the case ran in cycle 1 but raised in cycle {cycle} ({mode} mode), in "
+                    f"{called}: {refusal}{missing}; what it calls meets state kept from the first "
+                    "interpreter (an extension's C statics), so the case cannot be measured "
+                    "past its first cycle in this mode")
             if lost:
                 return "unsupported", reinit_message(lost[0], mode, cycle, refusal, raised=True)
             return "unsupported", (f"the case ran in cycle 1 but its import failed in cycle {cycle} "
