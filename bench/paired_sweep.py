@@ -135,6 +135,9 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
     engines = {kind: Engine() for kind in kinds}
     as_kind = {"fixed": lambda s: s, "adaptive": lambda s: replace(s, fixed_cycles=False)}
     harness_s: dict[str, float] = defaultdict(float)
+    #: each step's wall time, summed over the jobs: divided by `jobs`, about
+    #: the wall time a whole sweep of that kind would take in the same moments
+    wall_by_step: dict[str, float] = defaultdict(float)
     results: dict[str, list] = defaultdict(list)
     self_before, wall_start = _self_cpu_s(), time.perf_counter()
 
@@ -153,18 +156,20 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
         steps = ["floor", *kinds]
         for step in steps if index % 2 == 0 else steps[::-1]:
             ledger.tag = step
-            before = time.thread_time()
+            before, wall_before = time.thread_time(), time.perf_counter()
             if step == "floor":
                 _floor_run(bare, job.settings.mode, warmup + cycles, job.case.source_code,
                            target.sys_executable)
                 with booking:
                     harness_s["bench"] += time.thread_time() - before
+                    wall_by_step[step] += time.perf_counter() - wall_before
                 continue
             result = engines[step].run(job.case, as_kind[step](job.settings))
             json.dumps(result.to_json())   # what the sweep writes per result
             spent = time.thread_time() - before
             with booking:
                 harness_s[step] += spent
+                wall_by_step[step] += time.perf_counter() - wall_before
                 results[step].append(result)
         ledger.tag = "untagged"
 
@@ -176,7 +181,8 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
     measured = sum(harness_s[k] for k in kinds) or 1.0
     floor_s = ledger.hosts_s("floor")
     figures: dict = {"jobs_run": len(planned), "skipped": skipped, "bench_wall_s": round(wall_s, 2),
-                     "floor_cpu_s": round(floor_s, 2), "bench_own_cpu_s": round(harness_s["bench"], 2),
+                     "floor_cpu_s": round(floor_s, 2),
+                     "floor_job_wall_s": round(wall_by_step["floor"], 2), "bench_own_cpu_s": round(harness_s["bench"], 2),
                      # hosts started outside any measurement (the targets' probes while planning)
                      "unbooked_hosts_cpu_s": round(ledger.hosts_s("untagged"), 2)}
     totals = {}
@@ -188,6 +194,8 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
             "cpu_s": round(total, 2),
             "harness_cpu_s": round(harness_s[kind] + share, 2),
             "hosts_cpu_s": round(ledger.hosts_s(kind), 2),
+            # its jobs' wall time summed (the controls, measured first, not in it)
+            "job_wall_s": round(wall_by_step[kind], 2),
             "hosts_by_role": ledger.roles(kind),
             "ratio_to_floor": round(total / floor_s, 3) if floor_s else None,
             "parts_of_floor": _parts(ledger, kind, harness_s[kind] + share, floor_s),
@@ -195,6 +203,8 @@ def paired_sweep(target, cases, modes: list[str], cycles: int, warmup: int, jobs
     figures["overhead_cpu_ratio"] = figures["fixed"]["ratio_to_floor"]
     if adaptive:
         figures["adaptive_cpu_ratio"] = round(totals["adaptive"] / totals["fixed"], 3)
+        if wall_by_step["fixed"]:
+            figures["adaptive_job_wall_ratio"] = round(wall_by_step["adaptive"] / wall_by_step["fixed"], 3)
     figures["results"] = {kind: [r.to_json() for r in results[kind]] for kind in kinds}
     return figures
 

@@ -38,3 +38,6 @@ def test_paired_sweep_parts_add_up_to_its_ratio(target_for):
     # json and textwrap are clean in both modes: adaptive cycles stopped them early
     assert figures["stopped_early"] == 4
     assert 0 < figures["adaptive_cpu_ratio"] < 1
+    # the wall time of each job's steps, summed: the done-when's own measure
+    assert figures["fixed"]["job_wall_s"] > figures["adaptive"]["job_wall_s"] > 0
+    assert 0 < figures["adaptive_job_wall_ratio"] < 1
