@@ -196,6 +196,35 @@ def test_stdlib_decimal_crash_on_3121_reproduces_without_the_hook(target_for, en
     check_result_contract(result)
 
 
+@pytest.mark.parametrize("python_id", ["3.12", "3.13"])
+@pytest.mark.parametrize("after, bare_cycles", [(1, 1), (2, WARMUP + CYCLES)])
+def test_a_crash_at_the_main_interpreters_end_is_rerun_bare_in_one_cycle_when_that_repeats_it(
+        run_case, python_id, after, bare_cycles):
+    # crash_at_exit(k): at its k-th call in the process, a Py_AtExit function
+    # that writes through NULL, run by the main interpreter's Py_FinalizeEx
+    # after the last cycle.  k=1: one bare cycle repeats the crash, so the
+    # rerun stops there; k=2: one bare cycle ends clean, so every cycle is
+    # rerun and the crash repeats at the end of them
+    result = run_case(python_id, f"import lh_crashy\nlh_crashy.crash_at_exit({after})",
+                      mode="subinterpreter")
+    crash = result.crash
+    assert result.verdict == "crash", result.message
+    assert crash["phase"] == "finalize" and crash["cycle"] == WARMUP + CYCLES
+    assert functions(crash)[0] == "crashy_exit_crash"
+    assert crash["reproduces_without_hook"] is True
+    assert crash["bare_host"]["cycles"] == bare_cycles
+    assert crash["bare_host"]["signal"] == "SIGSEGV" and crash["bare_host"]["phase"] == "finalize"
+    assert f"(bare host, {bare_cycles} cycle{'s' if bare_cycles > 1 else ''}: SIGSEGV in finalize)" \
+        in result.message
+    check_result_contract(result)
+
+
+def test_the_clean_twins_crash_at_exit_does_nothing(run_case):
+    result = run_case("3.12", "import lh_crashyclean\nlh_crashyclean.crash_at_exit(1)",
+                      mode="subinterpreter", module="lh_crashyclean")
+    assert result.verdict == "clean" and result.crash is None, result.message
+
+
 # -- hangs: where the host was when the timeout fired -------------------------
 
 def test_a_hang_in_c_reports_the_native_and_python_stacks(run_case):

@@ -319,13 +319,39 @@ def _with_stack(message: str | None, what: str, stack: dict[str, Any]) -> str:
     return insert_before_tail(message, text + ("\n" + frames if frames else ""))
 
 
+#: modes whose host ends one main interpreter after its last cycle
+_MAIN_ENDS_AFTER_CYCLES = ("subinterpreter", "legacy-subinterpreter", "parallel")
+
+
+def at_final_shutdown(crash: dict[str, Any], mode: str) -> bool:
+    """The crash came in the main interpreter's Py_FinalizeEx after the last
+    cycle (3.12.1: hashlib, ssl, asyncio in subinterpreter mode abort there).
+    A bare host of one cycle reaches that point too, so the rerun asking
+    whose crash it is may try one cycle before all of them."""
+    return mode in _MAIN_ENDS_AFTER_CYCLES and crash.get("phase") == "finalize"
+
+
+def crash_phase(crash_report: str | None) -> str | None:
+    """The phase the first crash record of a crash file names, if any."""
+    return next((report.phase for report in parse_reports(crash_report or "")
+                 if report.event == "crash"), None)
+
+
+def crashed_alike(run: Any, crash: dict[str, Any]) -> bool:
+    """The rerun died of the crash's own signal in the crash's own phase."""
+    if run.timed_out or not run.signal_name or run.signal_name != crash.get("signal"):
+        return False
+    return crash_phase(run.crash_report) == crash.get("phase")
+
+
 def whose_note(crash: dict[str, Any]) -> str:
     """One line saying whose crash it is, from the bare-host rerun."""
     reproduces = crash.get("reproduces_without_hook")
     bare = crash.get("bare_host") or {}
     if reproduces is True:
+        where = f" in {bare['phase']}" if bare.get("phase") else ""
         return (f"CPython/the module crashes without the harness's hook too "
-                f"(bare host, {_cycles(bare.get('cycles'))}: {bare.get('signal')})")
+                f"(bare host, {_cycles(bare.get('cycles'))}: {bare.get('signal')}{where})")
     if reproduces is False:
         return ("only with the harness's hook: a harness bug (the bare host ran "
                 f"{_cycles(bare.get('cycles'))} without crashing)")
