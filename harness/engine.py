@@ -57,6 +57,9 @@ class ControlRun:
     #: for every case judged against this control, so computed once; a copy
     #: cut to a case's stop (_as_stopped) shares it
     shares: dict = dataclasses.field(default_factory=dict)
+    #: the series adaptive cycles judge the control by, per thread count:
+    #: built once, not after every later cycle of every case
+    judged_series: dict = dataclasses.field(default_factory=dict)
 
 
 class Engine:
@@ -287,10 +290,17 @@ class Engine:
             share = machinery or {}   # unknown yet: no share, the stricter tolerance
             allowance = {"blocks": interned["blocks"] + share.get("blocks", 0.0),
                          "bytes": interned["bytes"] + share.get("bytes", 0.0)}
+            if cached is not None:   # measured to its end: the same series for every case
+                control_series = cached.judged_series.get(settings.thread_count)
+                if control_series is None:
+                    control_series = per_interpreter(
+                        backend.series(HostRun(samples=cached.passed.samples)), settings)
+                    cached.judged_series[settings.thread_count] = control_series
+            else:
+                control_series = per_interpreter(backend.series(HostRun(samples=control_samples)), settings)
             return settled_clean(
                 per_interpreter(backend.series(HostRun(samples=samples)), settings),
-                per_interpreter(backend.series(HostRun(samples=control_samples)), settings),
-                settings.warmup, settings.cycles, min_cycles, allowance) is not None
+                control_series, settings.warmup, settings.cycles, min_cycles, allowance) is not None
 
         return Stopping(ask_from=settings.warmup + min_cycles, should_stop=should_stop)
 
