@@ -57,9 +57,10 @@ class ControlRun:
     #: for every case judged against this control, so computed once; a copy
     #: cut to a case's stop (_as_stopped) shares it
     shares: dict = dataclasses.field(default_factory=dict)
-    #: the series adaptive cycles judge the control by, per thread count:
-    #: built once, not after every later cycle of every case
-    judged_series: dict = dataclasses.field(default_factory=dict)
+    #: the series adaptive cycles judge the control by (the control is
+    #: measured per settings): built once, not after every later cycle of
+    #: every case
+    judged_series: dict | None = None
 
 
 class Engine:
@@ -291,11 +292,10 @@ class Engine:
             allowance = {"blocks": interned["blocks"] + share.get("blocks", 0.0),
                          "bytes": interned["bytes"] + share.get("bytes", 0.0)}
             if cached is not None:   # measured to its end: the same series for every case
-                control_series = cached.judged_series.get(settings.thread_count)
-                if control_series is None:
-                    control_series = per_interpreter(
+                if cached.judged_series is None:
+                    cached.judged_series = per_interpreter(
                         backend.series(HostRun(samples=cached.passed.samples)), settings)
-                    cached.judged_series[settings.thread_count] = control_series
+                control_series = cached.judged_series
             else:
                 control_series = per_interpreter(backend.series(HostRun(samples=control_samples)), settings)
             return settled_clean(

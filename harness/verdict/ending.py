@@ -103,9 +103,10 @@ def refused_after_first_cycle(run: HostRun) -> bool:
             or failing_import(text) is not None)
 
 
-# a traceback frame that runs a module's body: the exception went through an
-# import (the case's own code is "<string>")
-_MODULE_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in <module>\s*$', re.M)
+# a traceback frame outside the case's own code ("<string>"): (file, line,
+# function); a function "<module>" runs a module's body, so the exception
+# went through an import
+_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in (\S+)\s*$', re.M)
 
 
 def failing_import(text: str) -> str | None:
@@ -117,15 +118,12 @@ def failing_import(text: str) -> str | None:
     the exception (PyYAML 6.0.4 on 3.13.0: `TypeError: metaclass conflict`
     in yaml/cyaml.py once yaml._yaml's types outlived the first interpreter),
     meets state kept from the first interpreter, in C."""
-    frames = _MODULE_FRAME.findall(text or "")
+    frames = [(path, line) for path, line, function in _FRAME.findall(text or "")
+              if function == "<module>"]
     if not frames:
         return None
     path, line = frames[-1]
     return f"{path}, line {line}"
-
-
-# any traceback frame outside the case's own code ("<string>")
-_CALLED_FRAME = re.compile(r'^\s*File "(?!<string>)([^"]+)", line (\d+), in (\S+)\s*$', re.M)
 
 
 def failing_call(text: str) -> str | None:
@@ -134,7 +132,7 @@ def failing_call(text: str) -> str | None:
     msgpack 1.2.4 on 3.13.0 finalize: `msgpack.packb(...)` raises
     `TypeError: 'NoneType' object is not callable` in cycle 2, in packb
     (msgpack/__init__.py, line 36): the import went through, the call did not."""
-    frames = _CALLED_FRAME.findall(text or "")
+    frames = _FRAME.findall(text or "")
     if not frames:
         return None
     path, line, function = frames[-1]
