@@ -65,16 +65,34 @@ def main(argv: list[str] | None = None) -> int:
             previous[signum] = _signal.signal(signum, _early)
     except ValueError:   # not the main thread (an embedding caller): keep its handlers
         previous = {}
+    # A signal that lands while a weakref callback or __del__ runs (the
+    # import system's module-lock callbacks, during the imports below)
+    # raises there, where Python prints "Exception ignored ... Traceback" and
+    # goes on: kept here instead, and acted on once the imports are done.
+    swallowed: list[int] = []
+    earlier_hook = sys.unraisablehook
+
+    def keep_early_interrupt(unraisable) -> None:
+        if isinstance(unraisable.exc_value, _EarlyInterrupt):
+            swallowed.append(unraisable.exc_value.signum)
+        else:
+            earlier_hook(unraisable)
+
+    sys.unraisablehook = keep_early_interrupt
     try:
         try:
             from .host import interrupts
             if previous:
                 interrupts.install()
+            sys.unraisablehook = earlier_hook
+            if swallowed:
+                raise _EarlyInterrupt(swallowed[0])
             return dispatch(argv)
         except _EarlyInterrupt as exc:
             print(f"leak-harness: interrupted ({names.get(exc.signum, exc.signum)})", file=sys.stderr)
             return 128 + exc.signum
     finally:
+        sys.unraisablehook = earlier_hook
         for signum, handler in previous.items():
             _signal.signal(signum, handler)
 

@@ -160,3 +160,40 @@ def test_sigint_in_the_first_half_second_prints_no_traceback(target_for, tmp_pat
     # interrupted (130), or already finished (0) on a fast machine
     assert proc.returncode in (130, 0), stderr
     assert_none_left(marker)
+
+
+SIGNAL_IN_A_CALLBACK = '''\
+import gc, os, signal, sys, weakref
+from harness.host import interrupts
+import harness.cli as cli
+
+real_install = interrupts.install
+
+def install_after_a_signal_in_a_callback():
+    # what the first-half-second SIGINT met once in CI: the import system's
+    # module-lock weakref callback was running when the signal came
+    class Lock:
+        pass
+    lock = Lock()
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):   # the handler runs here, inside the callback
+            pass
+    ref = weakref.ref(lock, callback)
+    del lock
+    gc.collect()
+    real_install()
+
+interrupts.install = install_after_a_signal_in_a_callback
+sys.exit(cli.main(["report", "/nonexistent-results.jsonl"]))
+'''
+
+
+def test_sigint_inside_a_callback_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
+    script = tmp_path / "signal_in_callback.py"
+    script.write_text(SIGNAL_IN_A_CALLBACK)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "leak-harness: interrupted (SIGINT)", proc.stderr
+    assert proc.returncode == 130
