@@ -83,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from .host import interrupts
             if previous:
+                # wraps the hook above, so a signal swallowed before the
+                # handlers changed is still in `swallowed`; from here on the
+                # interrupts module hands a swallowed signal back itself
                 interrupts.install()
-            sys.unraisablehook = earlier_hook
             if swallowed:
                 raise _EarlyInterrupt(swallowed[0])
             return dispatch(argv)
@@ -102,16 +104,19 @@ def dispatch(argv: list[str] | None = None) -> int:
     import os
 
     from .host import interrupts
+    from .host.runner import HostsStopped
     from .errors import HarnessError
     try:
         args = build_parser().parse_args(argv)
         return args.func(args)
+    except (KeyboardInterrupt, HostsStopped):
+        # HostsStopped: the signal landed in a callback (see host/interrupts.py)
+        interrupts.acknowledge()
+        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
+        return interrupts.exit_status()
     except HarnessError as exc:
         print(f"leak-harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
-        return interrupts.exit_status()
     except BrokenPipeError:
         # the reader left: say nothing more, and keep the interpreter's own
         # flush at exit from failing again on the same pipe

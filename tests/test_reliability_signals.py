@@ -197,3 +197,68 @@ def test_sigint_inside_a_callback_during_the_imports_is_an_interrupt_not_a_trace
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == "leak-harness: interrupted (SIGINT)", proc.stderr
     assert proc.returncode == 130
+
+
+SIGNAL_IN_A_CALLBACK_MID_SWEEP = '''\
+import gc, os, signal, sys, weakref
+import harness.cli as cli
+import harness.tools.sweep as sweep_tool
+from harness.host import interrupts
+
+real_wait = sweep_tool.wait
+out = sys.argv[1]
+interrupts.REDELIVER_AFTER_S = float(sys.argv[2])
+
+def signal_inside_a_callback():
+    class Held:
+        pass
+    held = Held()
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):   # the handler runs here, inside the callback
+            pass
+    ref = weakref.ref(held, callback)
+    del held
+    gc.collect()
+
+def wait_then_signal(*args, **kwargs):
+    # the main thread waits for jobs here; once colorsys's line is written,
+    # the signal lands in a weakref callback while lh_spins's host runs
+    if os.path.exists(out) and "colorsys" in open(out).read():
+        signal_inside_a_callback()
+    return real_wait(*args, **kwargs)
+
+sweep_tool.wait = wait_then_signal
+sys.exit(cli.main(sys.argv[3:]))
+'''
+
+
+@pytest.mark.parametrize("redeliver_after_s", [0.0, 5.0])
+def test_sigint_inside_a_callback_mid_sweep_ends_it_as_an_interrupt(
+        target_for, tmp_path, redeliver_after_s):
+    # The callback swallows the Interrupted, after the handler killed the hosts.
+    # Unhandled, the sweep went on and ended "error: interrupted: no new host is
+    # started" (exit 2), no summary.  Now whichever comes first ends it as SIGINT:
+    # the signal sent again (0 s), or the killed job's HostsStopped (5 s: the
+    # late redelivery must then do nothing).
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "lh_spins.py").write_text("while True:\n    pass\n")
+    script = tmp_path / "signal_mid_sweep.py"
+    script.write_text(SIGNAL_IN_A_CALLBACK_MID_SWEEP)
+    out = tmp_path / "r.jsonl"
+    marker = f"LH_TEST_MARKER={uuid.uuid4().hex}"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(mods)]),
+           marker.split("=")[0]: marker.split("=")[1]}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out), str(redeliver_after_s), "sweep", "--python", target_for("3.12").executable,
+         "--mode", "finalize", "--module", "colorsys", "--module", "lh_spins", "--cycles", "4",
+         "--warmup", "1", "--jobs", "2", "--timeout", "600", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "interrupted (SIGINT): partial results kept" in proc.stdout
+    rows = read_rows(out)
+    assert [r["verdict"] for r in rows if r.get("module") == "colorsys"] == ["clean"]
+    assert not any(r.get("module") == "lh_spins" for r in rows)
+    assert_none_left(marker)

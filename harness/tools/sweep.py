@@ -123,7 +123,9 @@ def run_sweep(
                 record(result, is_control)
                 recorded.add(future)
                 pending.discard(future)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, HostsStopped):
+        # HostsStopped first: the signal landed in a callback (interrupts.py)
+        interrupts.acknowledge()
         outcome.interrupted = True
         kill_all_hosts(stop=True)
         for future in pending:
