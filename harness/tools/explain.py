@@ -100,7 +100,11 @@ def _explain_settings(settings: RunSettings, backend: str) -> RunSettings:
     warmup, cycles = EXPLAIN_CYCLES[backend]
     # valgrind runs ~40x slower: the deciding run's timeout would kill it
     timeout = settings.timeout * (20 if backend == "valgrind" else 2)
-    return replace(settings, backend=backend, warmup=warmup, cycles=cycles, timeout=timeout)
+    # only its sites are read (the verdict stays the counters'), so memcheck
+    # can skip tracking undefined values: settings.BackendOptions.sites_only
+    options = replace(settings.backend_options, sites_only=backend == "valgrind")
+    return replace(settings, backend=backend, warmup=warmup, cycles=cycles, timeout=timeout,
+                   backend_options=options)
 
 
 def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,

@@ -167,6 +167,8 @@ class ValgrindBackend(Backend):
         ]
         if self.gen_suppressions:
             prefix.append("--gen-suppressions=all")
+        if settings.backend_options.sites_only:
+            prefix.append("--undef-value-errors=no")
         companions = (settings.warmup + 1,) if method == "differential" else ()
         return Launch(prefix=prefix, env={"PYTHONMALLOC": "malloc"}, timeout_factor=1.0,
                       companion_cycles=companions, state=plan)
