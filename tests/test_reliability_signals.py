@@ -162,8 +162,26 @@ def test_sigint_in_the_first_half_second_prints_no_traceback(target_for, tmp_pat
     assert_none_left(marker)
 
 
-SIGNAL_IN_A_CALLBACK = '''\
-import gc, os, signal, sys, weakref
+#: defines signal_inside_a_callback(): a SIGINT whose handler runs inside a
+#: weakref callback, where Python swallows what the handler raises
+SIGNAL_FROM_A_CALLBACK = '''\
+import gc, os, signal, weakref
+
+def signal_inside_a_callback():
+    class Held:
+        pass
+    held = Held()
+    def callback(_ref):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):   # the handler runs here, inside the callback
+            pass
+    ref = weakref.ref(held, callback)
+    del held
+    gc.collect()
+'''
+
+SIGNAL_IN_A_CALLBACK = SIGNAL_FROM_A_CALLBACK + '''\
+import sys
 from harness.host import interrupts
 import harness.cli as cli
 
@@ -172,16 +190,7 @@ real_install = interrupts.install
 def install_after_a_signal_in_a_callback():
     # what the first-half-second SIGINT met once in CI: the import system's
     # module-lock weakref callback was running when the signal came
-    class Lock:
-        pass
-    lock = Lock()
-    def callback(_ref):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):   # the handler runs here, inside the callback
-            pass
-    ref = weakref.ref(lock, callback)
-    del lock
-    gc.collect()
+    signal_inside_a_callback()
     real_install()
 
 interrupts.install = install_after_a_signal_in_a_callback
@@ -199,8 +208,8 @@ def test_sigint_inside_a_callback_during_the_imports_is_an_interrupt_not_a_trace
     assert proc.returncode == 130
 
 
-SIGNAL_IN_A_CALLBACK_MID_SWEEP = '''\
-import gc, os, signal, sys, weakref
+SIGNAL_IN_A_CALLBACK_MID_SWEEP = SIGNAL_FROM_A_CALLBACK + '''\
+import sys
 import harness.cli as cli
 import harness.tools.sweep as sweep_tool
 from harness.host import interrupts
@@ -208,18 +217,6 @@ from harness.host import interrupts
 real_wait = sweep_tool.wait
 out = sys.argv[1]
 interrupts.REDELIVER_AFTER_S = float(sys.argv[2])
-
-def signal_inside_a_callback():
-    class Held:
-        pass
-    held = Held()
-    def callback(_ref):
-        os.kill(os.getpid(), signal.SIGINT)
-        for _ in range(1000):   # the handler runs here, inside the callback
-            pass
-    ref = weakref.ref(held, callback)
-    del held
-    gc.collect()
 
 def wait_then_signal(*args, **kwargs):
     # the main thread waits for jobs here; once colorsys's line is written,
