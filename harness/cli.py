@@ -89,14 +89,39 @@ def main(argv: list[str] | None = None) -> int:
                 interrupts.install()
             if swallowed:
                 raise _EarlyInterrupt(swallowed[0])
-            return dispatch(argv)
+        except Exception as exc:
+            # Python 3.11 wraps what __set_name__ raises (a dataclass field
+            # being set up at import) in a RuntimeError, the signal its cause
+            early = interrupt_cause(exc, _EarlyInterrupt)
+            if early is None:
+                raise
+            return _interrupted(names, early.signum)
         except _EarlyInterrupt as exc:
-            print(f"leak-harness: interrupted ({names.get(exc.signum, exc.signum)})", file=sys.stderr)
-            return 128 + exc.signum
+            return _interrupted(names, exc.signum)
+        return dispatch(argv)
     finally:
         sys.unraisablehook = earlier_hook
         for signum, handler in previous.items():
             _signal.signal(signum, handler)
+
+
+def _interrupted(names: dict[int, str], signum: int) -> int:
+    print(f"leak-harness: interrupted ({names.get(signum, signum)})", file=sys.stderr)
+    return 128 + signum
+
+
+def interrupt_cause(exc: BaseException, kind: type = KeyboardInterrupt) -> BaseException | None:
+    """The `kind` interrupt `exc` was raised from or while handling, if any:
+    a signal whose handler raised inside code that wraps errors (__set_name__
+    on 3.11) arrives as another exception whose cause it is."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, kind):
+            return link
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return None
 
 
 def dispatch(argv: list[str] | None = None) -> int:
@@ -122,6 +147,12 @@ def dispatch(argv: list[str] | None = None) -> int:
         # flush at exit from failing again on the same pipe
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
+    except Exception as exc:
+        if interrupt_cause(exc) is None:
+            raise
+        interrupts.acknowledge()   # an Interrupted wrapped on its way out (see interrupt_cause)
+        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
+        return interrupts.exit_status()
 
 
 if __name__ == "__main__":

@@ -259,3 +259,38 @@ def test_sigint_inside_a_callback_mid_sweep_ends_it_as_an_interrupt(
     assert [r["verdict"] for r in rows if r.get("module") == "colorsys"] == ["clean"]
     assert not any(r.get("module") == "lh_spins" for r in rows)
     assert_none_left(marker)
+
+
+SIGNAL_IN_SET_NAME = '''\
+import os, signal, sys
+from harness.host import interrupts
+import harness.cli as cli
+
+real_install = interrupts.install
+
+class Field:
+    def __set_name__(self, owner, name):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):   # the handler runs here, inside __set_name__
+            pass
+
+def install_after_a_signal_in_set_name():
+    # what CI met once at 0.1 s: the signal came while a dataclass field of
+    # harness.host.runner was being set up, and 3.11 wrapped it in RuntimeError
+    class HostRun:
+        native_sites = Field()
+    real_install()
+
+interrupts.install = install_after_a_signal_in_set_name
+sys.exit(cli.main(["report", "/nonexistent-results.jsonl"]))
+'''
+
+
+def test_sigint_inside_set_name_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
+    script = tmp_path / "signal_in_set_name.py"
+    script.write_text(SIGNAL_IN_SET_NAME)
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip() == "leak-harness: interrupted (SIGINT)", proc.stderr
+    assert proc.returncode == 130
