@@ -198,14 +198,19 @@ sys.exit(cli.main(["report", "/nonexistent-results.jsonl"]))
 '''
 
 
-def test_sigint_inside_a_callback_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
-    script = tmp_path / "signal_in_callback.py"
-    script.write_text(SIGNAL_IN_A_CALLBACK)
+def assert_an_interrupt_not_a_traceback(tmp_path: Path, source: str) -> None:
+    """Runs `source` (a script that ends in cli.main) and expects SIGINT's exit."""
+    script = tmp_path / "signal_during_imports.py"
+    script.write_text(source)
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     assert proc.stderr.strip() == "leak-harness: interrupted (SIGINT)", proc.stderr
     assert proc.returncode == 130
+
+
+def test_sigint_inside_a_callback_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
+    assert_an_interrupt_not_a_traceback(tmp_path, SIGNAL_IN_A_CALLBACK)
 
 
 SIGNAL_IN_A_CALLBACK_MID_SWEEP = SIGNAL_FROM_A_CALLBACK + '''\
@@ -287,10 +292,4 @@ sys.exit(cli.main(["report", "/nonexistent-results.jsonl"]))
 
 
 def test_sigint_inside_set_name_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
-    script = tmp_path / "signal_in_set_name.py"
-    script.write_text(SIGNAL_IN_SET_NAME)
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert proc.stderr.strip() == "leak-harness: interrupted (SIGINT)", proc.stderr
-    assert proc.returncode == 130
+    assert_an_interrupt_not_a_traceback(tmp_path, SIGNAL_IN_SET_NAME)
