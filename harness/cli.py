@@ -136,9 +136,7 @@ def dispatch(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (KeyboardInterrupt, HostsStopped):
         # HostsStopped: the signal landed in a callback (see host/interrupts.py)
-        interrupts.acknowledge()
-        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
-        return interrupts.exit_status()
+        return _interrupted_by_signal(interrupts)
     except HarnessError as exc:
         print(f"leak-harness: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -150,9 +148,14 @@ def dispatch(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if interrupt_cause(exc) is None:
             raise
-        interrupts.acknowledge()   # an Interrupted wrapped on its way out (see interrupt_cause)
-        print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
-        return interrupts.exit_status()
+        return _interrupted_by_signal(interrupts)   # wrapped on its way out (see interrupt_cause)
+
+
+def _interrupted_by_signal(interrupts) -> int:
+    """The interrupt is handled here: said once, exit 128 + the signal received."""
+    interrupts.acknowledge()
+    print(f"leak-harness: interrupted ({interrupts.received_signal_name()})", file=sys.stderr)
+    return interrupts.exit_status()
 
 
 if __name__ == "__main__":
