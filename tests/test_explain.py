@@ -142,13 +142,14 @@ def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_mo
         missing("valgrind not installed (apt-get install valgrind)")
     target = target_for("3.12")
     fixtures = fixture_modules_for("3.12")
+    # valgrind asked for by name runs, though the counters' own sites would do
     rows = sweep_json(target, fixtures, tmp_path, ["lh_mallocleak", "lh_mallocclean"],
-                      "finalize", "auto")
+                      "finalize", "valgrind")
     leak, clean = rows["lh_mallocleak"], rows["lh_mallocclean"]
     assert leak["verdict"] == "leak" and clean["verdict"] == "clean"
     assert "explained_by" not in clean["evidence"]
     explained = leak["evidence"]["explained_by"]
-    assert explained["backend"] == "valgrind" and "finalize" in explained["why"]
+    assert explained["backend"] == "valgrind" and explained["why"] == "--explain valgrind"
     full = Engine().run(case_for("lh_mallocleak", False), RunSettings(
         python=target.executable, mode="finalize", backend="valgrind", cycles=8, warmup=2,
         timeout=1800, pythonpath=(str(fixtures.directory),)))
@@ -158,6 +159,65 @@ def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_mo
         ("lh_mallocleak", full_site["at"])
     assert site["at"].startswith("mallocleak.c:")
     assert site["bytes_per_cycle"] == full_site["bytes_per_cycle"] == 4096
+    # memray cannot measure finalize, and valgrind would stand in: for a leak
+    # judged on native counts alone, all in the extension's own code, the
+    # counting host's own site is that same site, and nothing is rerun
+    stand_in = sweep_json(target, fixtures, tmp_path, ["lh_mallocleak", "lh_pymemleak"],
+                          "finalize", "memray")
+    native = stand_in["lh_mallocleak"]
+    explained = native["evidence"]["explained_by"]
+    assert (explained["backend"], explained["instead_of"], explained["wall_s"]) == \
+        ("counters", "valgrind", 0.0)
+    own = native["sites"][0]
+    assert own["kind"] == "native" and own["attributed_by"] == "extension"
+    assert (own["module"], os.path.basename(own["at"])) == (full_site["module"], full_site["at"])
+    assert own["excess_bytes_per_cycle"] == full_site["bytes_per_cycle"] == 4096
+    # its twin in kind: PyMem blocks, which no native site holds: valgrind runs
+    pymem = stand_in["lh_pymemleak"]
+    assert pymem["verdict"] == "leak" and set(pymem["evidence"]["triggered_by"]) >= {"blocks"}
+    assert pymem["evidence"]["explained_by"]["backend"] == "valgrind"
+    assert pymem["sites"][0]["module"] == "lh_pymemleak"
+    assert pymem["sites"][0]["at"].startswith("pymemleak.c:")
+
+
+def test_a_stand_in_is_skipped_only_when_native_sites_in_the_extension_hold_the_judged_excess(
+        target_for, fixture_modules_for):
+    """own_sites_suffice on a real counters leak (lh_mallocleak, finalize:
+    4,096 B a cycle from exec_module), and on that result made to miss each
+    condition in turn."""
+    import copy
+    from harness.tools.explain import explain, own_sites_suffice
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    settings = RunSettings(python=target.executable, mode="finalize",
+                           pythonpath=(str(fixtures.directory),))
+    engine = Engine()
+    result = engine.run(case_for("lh_mallocleak", False), settings)
+    assert result.verdict == "leak" and result.evidence["triggered_by"], result.message
+    assert own_sites_suffice(result, "memray", "valgrind")
+    assert own_sites_suffice(result, "auto", "valgrind")
+    # asked for by name: it runs
+    assert own_sites_suffice(result, "valgrind", "valgrind") is None
+    judged_blocks = copy.deepcopy(result)
+    judged_blocks.evidence["triggered_by"] = [*result.evidence["triggered_by"], "blocks"]
+    assert own_sites_suffice(judged_blocks, "memray", "valgrind") is None
+    in_a_library = copy.deepcopy(result)
+    for site in in_a_library.sites:
+        site["attributed_by"] = "library"
+    assert own_sites_suffice(in_a_library, "memray", "valgrind") is None
+    short = copy.deepcopy(result)
+    for site in short.sites:
+        site["excess_bytes_per_cycle"] *= 0.5
+        site["excess_blocks_per_cycle"] *= 0.5
+    assert own_sites_suffice(short, "memray", "valgrind") is None
+    # through explain(): no tracing run, no control of its own, the sites kept
+    controls = engine.controls_measured
+    explained = explain(engine, case_for("lh_mallocleak", False), copy.deepcopy(result), settings,
+                        "memray")
+    assert engine.controls_measured == controls
+    assert explained.sites == result.sites and explained.verdict == "leak"
+    assert explained.evidence["explained_by"]["instead_of"] == "valgrind"
+    assert "lh_mallocleak's own code" in explained.evidence["explained_by"]["why"]
 
 
 def test_explain_with_the_deciding_backend_is_one_line_exit_2(target_for):
@@ -219,6 +279,27 @@ def test_a_valgrind_explain_run_skips_undefined_value_tracking_and_a_full_run_do
     assert explaining.backend_options.sites_only
     assert not _explain_settings(deciding, "memray").backend_options.sites_only
     full = RunSettings(python=target.executable, mode="finalize", backend="valgrind")
-    flag = "--undef-value-errors=no"
-    assert flag in ValgrindBackend().launch(target, explaining, "case", tmp_path).prefix
-    assert flag not in ValgrindBackend().launch(target, full, "case", tmp_path).prefix
+    for flag in ("--undef-value-errors=no", "--keep-stacktraces=alloc"):
+        assert flag in ValgrindBackend().launch(target, explaining, "case", tmp_path).prefix
+        assert flag not in ValgrindBackend().launch(target, full, "case", tmp_path).prefix
+
+
+def test_a_sites_only_valgrind_run_on_3_11_needs_no_plain_start_and_finds_no_error(target_for,
+                                                                                 fixture_modules_for):
+    # 3.11.7's plain start makes 622 uninitialised-value reports (26 contexts),
+    # which the full backend discounts by running `python -c pass` under
+    # memcheck; without undefined-value tracking it makes none, so the
+    # explaining run skips that run, and still finds no error of the case's
+    from harness.backends.valgrind import backend as valgrind_backend
+    from harness.tools.explain import _explain_settings
+    if shutil.which("valgrind") is None:
+        missing("valgrind not installed (apt-get install valgrind)")
+    target = target_for("3.11")
+    fixtures = fixture_modules_for("3.11")
+    settings = _explain_settings(RunSettings(python=target.executable, mode="finalize",
+                                             pythonpath=(str(fixtures.directory),)), "valgrind")
+    before = valgrind_backend.plain_start_errors.cache_info()
+    result = Engine().run(case_for("lh_mallocleak", False), settings)
+    assert valgrind_backend.plain_start_errors.cache_info() == before
+    assert result.errors == [] and result.verdict == "leak", result.message
+    assert result.sites[0]["module"] == "lh_mallocleak"

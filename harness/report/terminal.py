@@ -87,6 +87,9 @@ def _explained_line(explained: dict) -> str:
     """Who named the sites of a counters verdict (--explain), or why nobody could."""
     if explained.get("error"):
         return f"not explained ({explained.get('backend') or explained.get('wanted')}): {explained['error']}"
+    if explained.get("instead_of"):
+        return (f"sites by the {explained['backend']} run itself, no {explained['instead_of']} run: "
+                f"{explained['why']}")
     line = (f"sites by {explained['backend']} ({explained['warmup']}+{explained['cycles']} cycles, "
             f"{explained['wall_s']:.1f} s; {explained['why']}); the verdict is the counters'")
     traced = explained.get("verdict")
