@@ -19,9 +19,8 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
 from .attribution import object_name
+from .elf_symbols import STT_FUNC, table_symbols
 
 #: frames of the host's handler itself, above the interrupted code (dropped)
 _HANDLER_FUNCTIONS = {"write_record", "on_fatal_signal", "on_dump_signal"}
@@ -62,41 +61,15 @@ def _elf_info(path: str) -> _ElfInfo | None:
             segments = tuple((seg["p_offset"], seg["p_vaddr"], seg["p_filesz"])
                              for seg in elf.iter_segments() if seg["p_type"] == "PT_LOAD")
             functions: dict[int, tuple[int, int, str]] = {}
-            for table_name in (".dynsym", ".symtab"):  # .symtab's local names win
-                table = elf.get_section_by_name(table_name)
-                if table is not None:
-                    strings = elf.get_section(table["sh_link"]).data()
-                    for start, size, name in _raw_functions(elf, table.data(), strings):
-                        functions[start] = (start, size, name)
+            # .symtab's local names win
+            for symbol in table_symbols(elf, (".dynsym", ".symtab")):
+                if symbol.kind == STT_FUNC and symbol.defined and symbol.value and symbol.name:
+                    functions[symbol.value] = (symbol.value, symbol.size, symbol.name)
             ordered = tuple(sorted(functions.values()))
             debug = elf.get_section_by_name(".debug_info") is not None
     except (OSError, ELFError, ValueError, struct.error):
         return None
     return _ElfInfo(segments, tuple(f[0] for f in ordered), ordered, debug)
-
-
-_STT_FUNC = 2
-
-
-def _raw_functions(elf: Any, data: bytes, strings: bytes):
-    """(address, size, name) of the defined functions of a symbol table,
-    unpacked with struct: pyelftools' per-symbol objects take ~4 s for
-    libpython's 20k symbols, this ~50 ms."""
-    order = "<" if elf.little_endian else ">"
-    if elf.elfclass == 64:
-        layout, fields = order + "IBBHQQ", (0, 4, 5, 1, 3)   # name value size info shndx
-    else:
-        layout, fields = order + "IIIBBH", (0, 1, 2, 3, 5)
-    entry = struct.calcsize(layout)
-    name_at, value_at, size_at, info_at, shndx_at = fields
-    for symbol in struct.iter_unpack(layout, data[: len(data) - len(data) % entry]):
-        if symbol[info_at] & 0xF != _STT_FUNC or not symbol[shndx_at] or not symbol[value_at]:
-            continue
-        offset = symbol[name_at]
-        end = strings.find(b"\0", offset)
-        name = strings[offset:end if end >= 0 else None].decode("utf-8", "replace")
-        if name:
-            yield symbol[value_at], symbol[size_at], name
 
 
 def _vaddr(info: _ElfInfo, file_offset: int) -> int | None:

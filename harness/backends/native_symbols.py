@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import bisect
 import os
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from .attribution import module_from_object
+from .elf_symbols import STB_LOCAL, STT_FILE, STT_FUNC, RawSymbol, table_symbols
 from ..errors import HarnessError
 
 #: source files whose functions may be compiled into any object (inline
@@ -52,7 +54,7 @@ def read_symbols(path: str) -> ObjectSymbols:
     return _read_symbols(path, stat.st_mtime_ns, stat.st_size)
 
 
-def _elf_symbols(path: str) -> Iterator[Any]:
+def _elf_symbols(path: str) -> Iterator[RawSymbol]:
     """The symbols of `path`'s .symtab then .dynsym, in table order (STT_FILE
     entries included: a static function's file is the last one before it).
     Nothing for a file that is unreadable or not ELF: it owns nothing."""
@@ -63,13 +65,10 @@ def _elf_symbols(path: str) -> Iterator[Any]:
         raise HarnessError("pyelftools is missing: pip install pyelftools") from exc
     try:
         with open(path, "rb") as stream:
-            elf = ELFFile(stream)
-            for table_name in (".symtab", ".dynsym"):
-                table = elf.get_section_by_name(table_name)
-                if table is not None:
-                    yield from table.iter_symbols()
-    except (OSError, ELFError):
-        return
+            symbols = list(table_symbols(ELFFile(stream), (".symtab", ".dynsym")))
+    except (OSError, ELFError, ValueError, struct.error):
+        return iter(())
+    return iter(symbols)
 
 
 @lru_cache(maxsize=512)
@@ -78,11 +77,10 @@ def _read_symbols(path: str, mtime_ns: int, size: int) -> ObjectSymbols:
     locals_: dict[str, set[str]] = {}
     current_file = ""
     for symbol in _elf_symbols(path):
-        kind = symbol["st_info"]["type"]
-        if kind == "STT_FILE":
+        if symbol.kind == STT_FILE:
             current_file = PurePosixPath(symbol.name).name
-        elif kind == "STT_FUNC" and symbol.name and symbol["st_shndx"] != "SHN_UNDEF":
-            if symbol["st_info"]["bind"] == "STB_LOCAL":
+        elif symbol.kind == STT_FUNC and symbol.name and symbol.defined:
+            if symbol.bind == STB_LOCAL:
                 locals_.setdefault(symbol.name, set()).add(current_file)
             else:
                 globals_.add(symbol.name)
@@ -169,9 +167,7 @@ def _function_spans(path: str, mtime_ns: int, size: int) -> tuple[list[int], lis
     """Sorted (start, end, name) of the defined functions of .symtab and .dynsym."""
     spans: dict[int, tuple[int, int, str]] = {}
     for symbol in _elf_symbols(path):
-        if (symbol["st_info"]["type"] == "STT_FUNC" and symbol.name
-                and symbol["st_shndx"] != "SHN_UNDEF" and symbol["st_size"]):
-            start = symbol["st_value"]
-            spans.setdefault(start, (start, start + symbol["st_size"], symbol.name))
+        if symbol.kind == STT_FUNC and symbol.name and symbol.defined and symbol.size:
+            spans.setdefault(symbol.value, (symbol.value, symbol.value + symbol.size, symbol.name))
     ordered = sorted(spans.values())
     return [s for s, _, _ in ordered], ordered
