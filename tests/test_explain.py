@@ -135,19 +135,25 @@ def test_finalize_is_explained_by_valgrind_with_the_reason(target_for):
     assert choose_backend("tracemalloc", legacy) == ("tracemalloc", "--explain tracemalloc")
 
 
-@pytest.mark.slow
-def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_modules_for, target_for,
-                                                                     tmp_path):
+def valgrind_explained_twins(target_for, fixture_modules_for, tmp_path, leaky: str, clean: str):
+    """(target, fixtures, the leaky twin's row) of a 3.12 finalize sweep of the
+    twins with --explain valgrind; the clean twin judged clean, never rerun."""
     if shutil.which("valgrind") is None:
         missing("valgrind not installed (apt-get install valgrind)")
     target = target_for("3.12")
     fixtures = fixture_modules_for("3.12")
+    rows = sweep_json(target, fixtures, tmp_path, [leaky, clean], "finalize", "valgrind")
+    assert rows[clean]["verdict"] == "clean" and "explained_by" not in rows[clean]["evidence"]
+    assert rows[leaky]["verdict"] == "leak", rows[leaky]["message"]
+    return target, fixtures, rows[leaky]
+
+
+@pytest.mark.slow
+def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_modules_for, target_for,
+                                                                     tmp_path):
     # valgrind asked for by name runs, though the counters' own sites would do
-    rows = sweep_json(target, fixtures, tmp_path, ["lh_mallocleak", "lh_mallocclean"],
-                      "finalize", "valgrind")
-    leak, clean = rows["lh_mallocleak"], rows["lh_mallocclean"]
-    assert leak["verdict"] == "leak" and clean["verdict"] == "clean"
-    assert "explained_by" not in clean["evidence"]
+    target, fixtures, leak = valgrind_explained_twins(target_for, fixture_modules_for, tmp_path,
+                                                      "lh_mallocleak", "lh_mallocclean")
     explained = leak["evidence"]["explained_by"]
     assert explained["backend"] == "valgrind" and explained["why"] == "--explain valgrind"
     full = Engine().run(case_for("lh_mallocleak", False), RunSettings(
@@ -222,30 +228,23 @@ def test_a_stand_in_is_skipped_only_when_native_sites_in_the_extension_hold_the_
 
 @pytest.mark.slow
 def test_valgrind_explains_from_after_the_second_cycle(fixture_modules_for, target_for, tmp_path):
-    """lh_secondleak keeps 512 B a cycle and, at its second exec in the
-    process only, loses an 8 KiB block: a valgrind window from cycle 1 shows
-    that one-off (8192 / 4 cycles) as its biggest site; the explaining run's
+    """lh_secondleak keeps 4 KiB a cycle and, at its second exec in the
+    process only, loses a 32 KiB block: a valgrind window from cycle 1 shows
+    that one-off (32768 / 4 cycles) as its biggest site; the explaining run's
     window starts after cycle 2, as 3.12.1's _ctypes and _curses need."""
-    if shutil.which("valgrind") is None:
-        missing("valgrind not installed (apt-get install valgrind)")
-    target = target_for("3.12")
-    fixtures = fixture_modules_for("3.12")
-    rows = sweep_json(target, fixtures, tmp_path, ["lh_secondleak", "lh_secondclean"],
-                      "finalize", "valgrind")
-    leak, clean = rows["lh_secondleak"], rows["lh_secondclean"]
-    assert clean["verdict"] == "clean" and "explained_by" not in clean["evidence"]
-    assert leak["verdict"] == "leak", leak["message"]
+    _, _, leak = valgrind_explained_twins(target_for, fixture_modules_for, tmp_path,
+                                          "lh_secondleak", "lh_secondclean")
+    lines = [site["at"] for site in leak["sites"] if site["module"] == "lh_secondleak"]
+    source = (REPO_ROOT / "tests" / "fixtures" / "ext" / "mallocleak.c").read_text().splitlines()
+    kept = next(i for i, text in enumerate(source, 1) if "malloc(LH_BUFFER_BYTES)" in text)
+    one_off = next(i for i, text in enumerate(source, 1) if "malloc(LH_ONE_OFF_BYTES)" in text)
+    # at 1+4 the top site was the one-off's line, 8,192 B a cycle
+    assert lines[0] == f"mallocleak.c:{kept}", leak["sites"]
+    assert leak["sites"][0]["bytes_per_cycle"] == 4096
+    assert f"mallocleak.c:{one_off}" not in lines
     explained = leak["evidence"]["explained_by"]
     assert (explained["backend"], explained["warmup"]) == ("valgrind", 2)
     assert explained["verdict"] == "leak"
-    lines = [site["at"] for site in leak["sites"] if site["module"] == "lh_secondleak"]
-    source = (REPO_ROOT / "tests" / "fixtures" / "ext" / "secondexec.c").read_text().splitlines()
-    kept = next(i for i, text in enumerate(source, 1) if "malloc(LH_BUFFER_BYTES)" in text)
-    one_off = next(i for i, text in enumerate(source, 1) if "malloc(LH_ONE_OFF_BYTES)" in text)
-    # at 1+4 the top site was the one-off, secondexec.c:24, 2,048 B a cycle
-    assert lines[0] == f"secondexec.c:{kept}", leak["sites"]
-    assert leak["sites"][0]["bytes_per_cycle"] == 512
-    assert f"secondexec.c:{one_off}" not in lines
 
 
 def test_explain_with_the_deciding_backend_is_one_line_exit_2(target_for):
