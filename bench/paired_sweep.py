@@ -27,6 +27,7 @@ the CLI's progress bar and final table (a few hundred ms per sweep).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -59,15 +60,17 @@ class HostLedger:
         self.count: Counter = Counter()
         self._started: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
-        self._local = threading.local()
+        # per thread, and carried into the engine's helper threads (its
+        # controls and probes), which run in a copy of the caller's context
+        self._tag: contextvars.ContextVar[str] = contextvars.ContextVar("tag", default="untagged")
 
     @property
     def tag(self) -> str:
-        return getattr(self._local, "tag", "untagged")
+        return self._tag.get()
 
     @tag.setter
     def tag(self, value: str) -> None:
-        self._local.tag = value
+        self._tag.set(value)
 
     def install(self) -> None:
         """Wrap Popen's start and reaping (a benchmark's monkeypatch: the

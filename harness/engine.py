@@ -12,6 +12,7 @@ reported beside it (`control.pass_per_cycle`), as CPython's own row.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 import threading
@@ -106,7 +107,8 @@ class Engine:
             control = controls()
         else:
             with ThreadPoolExecutor(max_workers=1) as pool:
-                control_future = pool.submit(controls)
+                # the caller's context goes with it (what a benchmark tags its hosts by)
+                control_future = pool.submit(contextvars.copy_context().run, controls)
                 case_run = launcher(case, settings, "case", on_sample=watch("case"),
                                     stopping=stopping)
                 control = control_future.result()
@@ -262,8 +264,9 @@ class Engine:
                     # (a valgrind explaining run's pass control and probe are
                     # ~2.5 s each)
                     with ThreadPoolExecutor(max_workers=1) as pool:
-                        probing = pool.submit(launcher, Case(name="(control: extension import)",
-                                                             code=f"import {PROBE_EXT_MODULE}"),
+                        probing = pool.submit(contextvars.copy_context().run, launcher,
+                                              Case(name="(control: extension import)",
+                                                   code=f"import {PROBE_EXT_MODULE}"),
                                               settings, "probe")
                         passed = launcher(control_case, settings, "control", on_sample=seen)
                         probe = probing.result()
