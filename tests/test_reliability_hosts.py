@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.targets import missing
-from harness.cases.model import import_case
+from harness.cases.model import Case, import_case
 from harness.engine import Engine
 from harness.host import build
 from harness.settings import RunSettings
@@ -96,6 +96,47 @@ def test_forked_child_is_reported_and_killed(target_for, code):
         assert "left 1 process(es) running after cycle 1" in result["message"]
         assert "pid " in result["message"]
         assert elapsed < 45, f"waited {elapsed:.0f} s: the harness waited for the child"
+    finally:
+        no_process_left(marker)
+
+
+SETSID_GRANDCHILD = """
+import os, time
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.setsid()
+        os.closerange(0, 1024)
+        os.execv("/bin/sleep", ["sleep", "{marker}"])
+    time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("code", [DAEMON, SETSID_GRANDCHILD],
+                         ids=["a-daemon-every-cycle", "a-stray-with-a-setsid-child"])
+def test_strays_are_killed_though_the_harness_reads_their_report_late(target_for, monkeypatch, code):
+    """The harness was 0.5 s late to the host's report of cycle 1's children
+    (a loaded CI machine is, at times: the daemon test left one running 1 run
+    in 12).  Before, the host ran on meanwhile: cycles 2-5 started a daemon
+    each, and the host ended, handing them to init.  Now it stops itself after
+    the report.  And a stray's own child, in a session of its own, is not
+    left behind when the stray is killed: the stopped host, as subreaper,
+    gets it, and the harness kills the host's children round after round."""
+    from harness.host import runner
+
+    real = runner.kill_strays
+
+    def late(proc, pids):
+        time.sleep(0.5)
+        return real(proc, pids)
+
+    monkeypatch.setattr(runner, "kill_strays", late)
+    marker = unique_seconds()
+    settings = RunSettings(python=target_for("3.12").executable, mode="finalize", cycles=4,
+                           warmup=1, timeout=90)
+    try:
+        result = Engine().run(Case(name="strays", code=code.format(marker=marker)), settings)
+        assert result.verdict == "error", result.message
+        assert "running after cycle 1, killed: pid " in result.message
     finally:
         no_process_left(marker)
 

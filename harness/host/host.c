@@ -58,6 +58,7 @@
 #include <link.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -547,6 +548,14 @@ static void report_children(int cycle) {
     fprintf(out, ",\"cycle\":%d,\"pids\":[%s]}\n", cycle, pids);
     fflush(out);
     funlockfile(out);
+    /* The harness kills them, and the host, when it reads that line.  Until
+       then nothing may run on: the next cycle runs the case again, which may
+       start more of them, and a host that ends first hands its children to
+       init, out of the harness's reach (a case that double-forks a daemon
+       every cycle left one running so, 1 run in 12 on a loaded machine).  So
+       a host run by the harness (it has a token) stops here; the harness
+       continues it when none of the pids is the host's. */
+    if (run_token[0]) raise(SIGSTOP);
 }
 
 /* interpreter_alive: the allocated-blocks counter reads interpreter state,

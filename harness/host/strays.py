@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -48,16 +49,75 @@ def kill_strays(proc: subprocess.Popen, reported_pids: list[int]) -> list[str]:
             pass
         return []
     described = _kill_described(pids)
+    described += _kill_children(proc.pid, set(pids))
     kill_group(proc)
     return described
 
 
-def _parent_and_session(pid: int) -> tuple[int, int] | None:
+#: rounds of _kill_children, 10 ms apart: each kill may orphan another generation
+CHILD_ROUNDS = 50
+
+
+def _kill_children(host: int, killed: set[int]) -> list[str]:
+    """Kill the stopped host's other live children, round after round.
+
+    The host is the child subreaper of its descendants: a stray's own child
+    (a daemon it started with setsid, out of the host's session) becomes
+    the host's when the stray is killed, and would be init's, out of reach,
+    once the host is killed too.  Described like the reported ones."""
+    described: list[str] = []
+    for _ in range(CHILD_ROUNDS):
+        alive = [pid for pid in _live_children(host) if pid not in killed]
+        if not alive and not _dying(killed):
+            break
+        described += _kill_described(alive)
+        killed.update(alive)
+        time.sleep(0.01)
+    return described
+
+
+def _live_children(pid: int) -> list[int]:
+    """Children of every thread of `pid` (/proc/PID/task/TID/children), zombies left out."""
+    children: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                children += [int(word) for word in f.read().split()]
+        except (OSError, ValueError):
+            continue
+    return [child for child in dict.fromkeys(children) if _state(child) not in (None, b"Z")]
+
+
+def _dying(pids: set[int]) -> bool:
+    """A killed process not yet a zombie: its children are not reparented yet."""
+    return any(_state(pid) not in (None, b"Z") for pid in pids)
+
+
+def _state(pid: int) -> bytes | None:
+    fields = _stat_fields(pid)
+    return fields[0] if fields else None
+
+
+def _stat_fields(pid: int | str) -> list[bytes] | None:
+    """/proc/PID/stat after the command name (which may hold spaces and
+    parentheses): state, ppid, pgrp, session, ...; None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        return int(fields[1]), int(fields[3])
-    except (OSError, IndexError, ValueError):
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def _parent_and_session(pid: int) -> tuple[int, int] | None:
+    fields = _stat_fields(pid)
+    try:
+        return (int(fields[1]), int(fields[3])) if fields else None
+    except (IndexError, ValueError):
         return None
 
 
@@ -67,13 +127,8 @@ def _session_members(session: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == session:
+        fields = _stat_fields(entry)
+        if fields and len(fields) > 3 and fields[0] != b"Z" and int(fields[3]) == session:
             members.append(int(entry))
     return members
 
