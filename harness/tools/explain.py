@@ -149,15 +149,18 @@ def own_sites_suffice(result: Result, wanted: str, backend: str) -> str | None:
         return None
     own = [site for site in result.sites or []
            if site.get("kind") == "native" and site.get("attributed_by") in OWN_CODE]
+    shares = []
     for key in triggered:
         excess = (result.excess or {}).get(key)
         held = sum(site.get(NATIVE_METRICS[key]) or 0.0 for site in own)
         if excess is None or excess <= 0 or held < COVERED * excess:
             return None
+        shares.append(min(held / excess, 1.0))
+    share = "all" if min(shares) >= 0.995 else f"{min(shares):.0%}"
     modules = ", ".join(dict.fromkeys(site["module"] for site in own))
-    return (f"judged on {', '.join(triggered)} only, all of it allocated in {modules}'s own code, "
-            f"where the counting host names each caller of malloc; {backend} would trace the "
-            f"whole heap (--explain {backend} runs it, for full stacks)")
+    return (f"judged on {', '.join(triggered)} only, {share} of it allocated in {modules}'s own "
+            f"code, where the counting host names each caller of malloc; {backend} would trace "
+            f"the whole heap (--explain {backend} runs it, for full stacks)")
 
 
 def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
