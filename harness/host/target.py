@@ -134,7 +134,7 @@ def _by_version(version: str, asked: str) -> str:
     labels: dict[str, str] = {}
     for exe in candidates:
         identity = _identity(exe)
-        if identity is None:
+        if identity is None or _release(identity[0])[:2] < (3, 10):
             continue
         found, debug, realpath = identity
         labels[exe] = version_label(found, debug)
@@ -152,24 +152,27 @@ def _by_version(version: str, asked: str) -> str:
                             + "; give a full version or a path")
 
 
-#: version, debug build and binary, in one line from any Python 2 or 3
+#: version, debug build and binary, in one line from any Python 2 or 3 (so
+#: it also says why one the full probe cannot even start is no target)
 _IDENTITY_PROBE = ("import os, sys; sys.stdout.write('%d.%d.%d %d %s' % (tuple(sys.version_info[:3])"
                    " + (hasattr(sys, 'gettotalrefcount'), os.path.realpath(sys.executable))))")
 
 
 @functools.lru_cache(maxsize=None)
 def _identity(executable: str) -> tuple[str, bool, str] | None:
-    """(version, debug, realpath) of a Python 3.10+ at `executable`, as the
-    full probe would say them; None for anything else (an older Python, a
-    pyenv shim of a version not selected, not a Python)."""
+    """(version, debug, realpath) of the Python at `executable`, as the full
+    probe would say them, whatever its version; None for anything that does
+    not answer (a pyenv shim of a version not selected, not a Python)."""
     try:
         proc = _ask([executable, "-E", "-s", "-S", "-c", _IDENTITY_PROBE])
     except (OSError, subprocess.TimeoutExpired):
         return None
-    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+) ([01]) (.+)", proc.stdout) if proc.returncode == 0 else None
-    if match is None or (int(match.group(1)), int(match.group(2))) < (3, 10):
-        return None
-    return ".".join(match.group(1, 2, 3)), match.group(4) == "1", match.group(5)
+    match = re.fullmatch(r"(\d+\.\d+\.\d+) ([01]) (.+)", proc.stdout) if proc.returncode == 0 else None
+    return (match.group(1), match.group(2) == "1", match.group(3)) if match else None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in version.split("."))
 
 
 def _on_path(name: str) -> list[str]:
@@ -182,9 +185,6 @@ def _on_path(name: str) -> list[str]:
     return found
 #: seconds a target gets to answer the probe (module-level so tests can shorten it)
 PROBE_TIMEOUT_S = 60.0
-
-#: works on every Python (2 and 3), in case the probe above cannot even start
-_VERSION_PROBE = "import sys; sys.stdout.write('%d.%d.%d' % tuple(sys.version_info[:3]))"
 
 _FIELD_TYPES = {
     "version": str, "version_info": list, "executable": str, "sys_executable": str,
@@ -216,15 +216,10 @@ def _ask(argv: list[str]) -> subprocess.CompletedProcess:
 
 def _not_a_target(executable: str) -> TargetPythonError:
     """Why `executable` failed the probe, in words a user can act on."""
-    try:
-        proc = _ask([executable, "-c", _VERSION_PROBE])
-    except (OSError, subprocess.TimeoutExpired):
-        proc = None
-    if proc is not None and proc.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+", proc.stdout):
-        version = tuple(int(n) for n in proc.stdout.split("."))
-        if version[:2] < (3, 10):
-            return TargetPythonError(f"target Python {executable} is {proc.stdout}; "
-                                     "leak-harness needs 3.10+")
+    identity = _identity(executable)
+    if identity is not None and _release(identity[0])[:2] < (3, 10):
+        return TargetPythonError(f"target Python {executable} is {identity[0]}; "
+                                 "leak-harness needs 3.10+")
     return TargetPythonError(f"{executable} is not a Python 3.10+ interpreter (it did not "
                              "answer the interpreter probe)")
 
