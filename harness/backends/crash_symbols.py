@@ -19,6 +19,8 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
+
 from .attribution import object_name
 from .elf_symbols import STT_FUNC, table_symbols
 
