@@ -50,11 +50,21 @@ def _early(signum: int, frame: object) -> None:
     raise _EarlyInterrupt(signum)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The console script: signal handlers first, then parse and run (see `dispatch`).
+def console(argv: list[str] | None = None) -> int:
+    """The `leak-harness` and `python -m harness` entry: `main`, and then the
+    process only exits.  Its command has answered, so a SIGINT or SIGTERM
+    from here on is ignored, not left to the interpreter's teardown, which
+    puts SIG_DFL back (a SIGINT 0.4 s into `run -c pass` killed the process
+    there, status -2, after its output was complete)."""
+    return main(argv, restore_handlers=False)
+
+
+def main(argv: list[str] | None = None, *, restore_handlers: bool = True) -> int:
+    """Signal handlers first, then parse and run (see `dispatch`).
 
     The previous handlers are restored on return, for callers that run the
-    command line in their own process (tests, an embedding tool).
+    command line in their own process (tests, an embedding tool); `console`
+    leaves SIGINT and SIGTERM ignored instead.
     """
     import _signal   # built in: costs no import, unlike `signal`
 
@@ -102,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sys.unraisablehook = earlier_hook
         for signum, handler in previous.items():
-            _signal.signal(signum, handler)
+            _signal.signal(signum, handler if restore_handlers else _signal.SIG_IGN)
 
 
 def _interrupted(names: dict[int, str], signum: int) -> int:
@@ -159,4 +169,4 @@ def _interrupted_by_signal(interrupts) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

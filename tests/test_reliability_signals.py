@@ -162,6 +162,28 @@ def test_sigint_in_the_first_half_second_prints_no_traceback(target_for, tmp_pat
     assert_none_left(marker)
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_after_the_command_has_answered_does_not_kill_the_exit(signum):
+    # CI: a SIGINT 0.4 s into `run -c pass` came after main() had returned, in
+    # the interpreter's teardown, which had put SIG_DFL back: status -2, after
+    # the output was complete.  Sent here right after console() returns.
+    script = (f"import os, sys\nfrom harness.cli import console\n"
+              f"code = console(['report', '/nonexistent/results.jsonl'])\n"
+              f"os.kill(os.getpid(), {int(signum)})\nsys.exit(code)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 2, proc.stderr      # the command's own answer: bad input
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_main_called_in_process_gets_its_handlers_back():
+    # an embedding caller (tests, a tool) keeps its own handlers: only console() ignores
+    from harness.cli import main
+    before = signal.getsignal(signal.SIGINT)
+    assert main(["report", "/nonexistent/results.jsonl"]) == 2
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 #: defines signal_inside_a_callback(): a SIGINT whose handler runs inside a
 #: weakref callback, where Python swallows what the handler raises
 SIGNAL_FROM_A_CALLBACK = '''\
