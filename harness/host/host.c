@@ -150,25 +150,20 @@ static void *reserve(size_t bytes) {
     return p;
 }
 
-/* A leaf of the map, backed by transparent huge pages where the kernel
-   offers them (THP "madvise" or "always").  Measured (perf record -e
-   page-faults, `pass`, 3.12.1 finalize): with 4 KiB pages the leaves took
-   ~165 page faults a cycle, a third of all the counting host's faults
-   (443 a cycle against the bare loop's 277; ~6 us of system time each on
-   this VM); a 2 MiB page holds the entries of 8 MiB of heap, and the
-   counting host is down to 285 faults a cycle.
-   Only resident memory differs (it grows in 2 MiB steps); what is counted
-   does not.  No THP (EINVAL) leaves the 4 KiB pages, as before. */
-static void *reserve_leaf(size_t bytes) {
-    void *p = reserve(bytes);
-#ifdef MADV_HUGEPAGE
-    if (madvise(p, bytes, MADV_HUGEPAGE) != 0 && errno != EINVAL) {
-        perror("leak-harness host: madvise(MADV_HUGEPAGE) of the block map");
-    }
-#endif
-    return p;
-}
-
+/* Leaves of the map are in 4 KiB pages (new_leaf), not transparent huge
+   pages.  An earlier version asked for them (MADV_HUGEPAGE): fewer page
+   faults (`pass`, 3.12.1 finalize: 285 a cycle against 443, the bare loop
+   277), but each 2 MiB page is zeroed whole at its first touch, and with
+   THP defrag "madvise" (the kernel's default, and this machine's) it may
+   be compacted for first.  3.12 maps fresh arenas at each finalization, so
+   its map keeps growing, and there the system time of the counting host
+   was higher with THP in every paired measurement (medians of 12-15
+   rounds): six stdlib imports, 30 cycles, 0.150 s against 0.188 s
+   (finalize) and 0.146 s against 0.178 s (subinterpreter), the bare host
+   0.148 s and 0.134 s; `pass`, 40 cycles, 0.056 s against 0.064 s.  On
+   3.13 the two were equal (0.024 s and 0.024 s, `pass`; 0.078 s and
+   0.080 s, the imports), the CPU ratios in either direction within the
+   noise (1.18x and 1.11x on `pass`, 1.11x and 1.17x on the imports). */
 /* The hook's fast path (trackable .. hook_free) is inlined into the four
    hook functions, every rare case (a new leaf, a stale entry, a block of
    16 KiB or more, a thread's first block) out of line: measured with callgrind on
@@ -180,7 +175,7 @@ static void *reserve_leaf(size_t bytes) {
 
 __attribute__((returns_nonnull)) COLD entry_t *new_leaf(size_t leaf_index) {
     entry_t *leaf = NULL;
-    entry_t *fresh = reserve_leaf(LEAF_ENTRIES * sizeof(entry_t));
+    entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
     if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) return fresh;
     munmap(fresh, LEAF_ENTRIES * sizeof(entry_t)); /* another thread's won */
     return leaf;
