@@ -43,6 +43,10 @@ class BackendOptions:
     #: writes and the leak records are found as before), and no plain start
     #: is run for errors
     sites_only: bool = False
+    #: counters: the counting host also names each PyMem block's first caller
+    #: outside CPython (--pymem-sites; an --explain run of a finalize leak,
+    #: where memray and tracemalloc cannot run): sites of kind "pymem"
+    pymem_sites: bool = False
 
     def __post_init__(self) -> None:
         # hashable: the options key the control cache with the settings

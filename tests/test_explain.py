@@ -178,12 +178,24 @@ def test_explained_finalize_leak_has_the_sites_of_a_full_valgrind_run(fixture_mo
     assert own["kind"] == "native" and own["attributed_by"] == "extension"
     assert (own["module"], os.path.basename(own["at"])) == (full_site["module"], full_site["at"])
     assert own["excess_bytes_per_cycle"] == full_site["bytes_per_cycle"] == 4096
-    # its twin in kind: PyMem blocks, which no native site holds: valgrind runs
+    # its twin in kind: PyMem blocks, which no native site holds: the
+    # counting host reruns naming each PyMem block's caller, and its site is
+    # a full valgrind run's
     pymem = stand_in["lh_pymemleak"]
     assert pymem["verdict"] == "leak" and set(pymem["evidence"]["triggered_by"]) >= {"blocks"}
-    assert pymem["evidence"]["explained_by"]["backend"] == "valgrind"
-    assert pymem["sites"][0]["module"] == "lh_pymemleak"
-    assert pymem["sites"][0]["at"].startswith("pymemleak.c:")
+    explained = pymem["evidence"]["explained_by"]
+    assert (explained["backend"], explained["instead_of"], explained["pymem_sites"]) == \
+        ("counters", "valgrind", True)
+    assert (explained["warmup"], explained["cycles"]) == EXPLAIN_CYCLES["valgrind"]
+    full_pymem = Engine().run(case_for("lh_pymemleak", False), RunSettings(
+        python=target.executable, mode="finalize", backend="valgrind", cycles=8, warmup=2,
+        timeout=1800, pythonpath=(str(fixtures.directory),)))
+    assert full_pymem.verdict == "leak", full_pymem.message
+    site, full_site = pymem["sites"][0], full_pymem.sites[0]
+    assert (site["kind"], site["attributed_by"]) == ("pymem", "extension")
+    assert (site["module"], os.path.basename(site["at"])) == (full_site["module"], full_site["at"])
+    assert full_site["at"].startswith("pymemleak.c:")
+    assert site["excess_bytes_per_cycle"] == full_site["bytes_per_cycle"] == 24576
 
 
 def test_a_stand_in_is_skipped_only_when_native_sites_in_the_extension_hold_the_judged_excess(
@@ -229,6 +241,52 @@ def test_a_stand_in_is_skipped_only_when_native_sites_in_the_extension_hold_the_
         site["excess_bytes_per_cycle"] *= 0.95
         site["excess_blocks_per_cycle"] *= 0.95
     assert ", 95% of it allocated in" in own_sites_suffice(most, "memray", "valgrind")
+
+
+def test_pymem_sites_stand_in_only_when_they_account_for_the_judged_excess(
+        target_for, fixture_modules_for):
+    """The --pymem-sites rerun of a real PyMem leak (lh_pymemleak, finalize:
+    one 24 KiB PyMem block a cycle from exec_module) accounts for it; made to
+    miss each condition in turn, it does not, and valgrind would run."""
+    import copy
+    from harness.tools.explain import (_pymem_settings, pymem_sites_account,
+                                       pymem_sites_may_explain)
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    settings = RunSettings(python=target.executable, mode="finalize",
+                           pythonpath=(str(fixtures.directory),))
+    engine = Engine()
+    case = case_for("lh_pymemleak", False)
+    deciding = engine.run(case, settings)
+    assert deciding.verdict == "leak" and set(deciding.evidence["triggered_by"]) <= {"blocks", "bytes"}
+    assert pymem_sites_may_explain(deciding, "memray", "valgrind", settings)
+    assert not pymem_sites_may_explain(deciding, "valgrind", "valgrind", settings)   # by name
+    mixed = copy.deepcopy(deciding)
+    mixed.evidence["triggered_by"] = [*deciding.evidence["triggered_by"], "native_blocks"]
+    assert not pymem_sites_may_explain(mixed, "memray", "valgrind", settings)
+    traced = engine.run(case, _pymem_settings(settings))
+    held = traced.evidence["pymem_sites_held"]
+    assert held["own_bytes"] == 24576 and held["own_blocks"] == 1, held
+    why = pymem_sites_account(traced)
+    assert why and "in lh_pymemleak's own code" in why, why
+    clean = copy.deepcopy(traced)
+    clean.verdict = "clean"
+    assert pymem_sites_account(clean) is None
+    short = copy.deepcopy(traced)
+    short.evidence["pymem_sites_held"] = {**held, "own_bytes": held["own_bytes"] * 0.8,
+                                          "own_blocks": held["own_blocks"] * 0.8}
+    assert pymem_sites_account(short) is None
+    in_cpython = copy.deepcopy(traced)
+    in_cpython.evidence["pymem_sites_held"] = {**held, "own_bytes": held["own_bytes"] * 0.4,
+                                               "cpython_bytes": held["own_bytes"] * 0.6}
+    assert pymem_sites_account(in_cpython) is None      # accounted, but not the extension's
+    nothing = copy.deepcopy(traced)
+    nothing.excess = {**traced.excess, "bytes": 0.0}
+    assert pymem_sites_account(nothing) is None
+    # the clean twin's sites hold nothing
+    twin = engine.run(case_for("lh_pymemclean", False), _pymem_settings(settings))
+    assert twin.verdict == "clean"
+    assert twin.evidence["pymem_sites_held"]["own_bytes"] <= 0
 
 
 @pytest.mark.slow

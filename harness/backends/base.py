@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .counters import series_from_samples
-from .native_sites import native_sites
+from .native_sites import MAX_SITES, held_by, native_sites
 
 if TYPE_CHECKING:
     from ..settings import RunSettings
@@ -62,7 +62,7 @@ class Backend:
     def launch(self, target: "TargetPython", settings: "RunSettings", role: str,
                workdir: Path) -> Launch:
         """role: "case", "control", "probe" or "reinit" (re-importing an extension alone)."""
-        return Launch()
+        return Launch(host_args=["--pymem-sites"] if settings.backend_options.pymem_sites else [])
 
     def collect(self, run: "HostRun", workdir: Path, role: str, settings: "RunSettings",
                 launched: Launch) -> Any:
@@ -82,6 +82,13 @@ class Backend:
         threads = settings.thread_count or 1
         result.sites = native_sites(case_run, control_run, settings.warmup,
                                     settings.cycles * threads)
+        if settings.backend_options.pymem_sites:
+            pymem = native_sites(case_run, control_run, settings.warmup, settings.cycles * threads,
+                                 table="pymem_sites", limit=None)
+            # what every pymem site holds, before the list is cut to its top
+            result.evidence["pymem_sites_held"] = held_by(pymem)
+            result.sites = sorted(result.sites + pymem,
+                                  key=lambda s: -s["excess_bytes_per_cycle"])[:MAX_SITES]
 
     def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
                 settings: "RunSettings") -> None:

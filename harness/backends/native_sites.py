@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .attribution import NativeFrame, attribute, object_name
+from .attribution import CPYTHON, NativeFrame, attribute, object_name
 from .native_symbols import function_at
 
 if TYPE_CHECKING:
@@ -63,13 +63,25 @@ class ObjectMap:
         return (path, address - base) if start <= address < end else None
 
 
-def growth_by_caller(run: "HostRun", warmup: int) -> dict[int, tuple[int, int]]:
+#: the run's tables of callers -> the sites' kind
+KINDS = {"native_sites": "native", "pymem_sites": "pymem"}
+#: the pymem_sites "caller" of every block with no frame outside CPython
+#: within the walk (native_alloc.h: LH_PYMEM_IN_CPYTHON)
+IN_CPYTHON_PC = 1
+IN_CPYTHON_SITE = {"module": CPYTHON, "kind": "pymem", "function": "(inside CPython)",
+                   "at": "-", "object": None, "attributed_by": "cpython"}
+
+
+def growth_by_caller(run: "HostRun", warmup: int,
+                     table: str = "native_sites") -> dict[int, tuple[int, int]]:
     """pc -> (blocks, bytes) gained from the sample after the warm-up to the
-    last one; only callers that gained."""
-    if warmup not in run.native_sites or len(run.native_sites) < 2:
+    last one; only callers that gained.  `table`: the run's native_sites, or
+    its pymem_sites (the first callers of PyMem blocks outside CPython)."""
+    records = getattr(run, table)
+    if warmup not in records or len(records) < 2:
         return {}
-    start = {pc: (blocks, size) for pc, blocks, size in run.native_sites[warmup]}
-    end = run.native_sites[max(run.native_sites)]
+    start = {pc: (blocks, size) for pc, blocks, size in records[warmup]}
+    end = records[max(records)]
     grown = {}
     for pc, blocks, size in end:
         before_blocks, before_size = start.get(pc, (0, 0))
@@ -89,7 +101,7 @@ def place_of(address: int, objects: ObjectMap) -> Place:
     return Place(path, offset, function_at(path, call), file, line)
 
 
-def _key_and_site(place: Place, host: str | None) -> tuple[tuple, dict]:
+def _key_and_site(place: Place, host: str | None, kind: str = "native") -> tuple[tuple, dict]:
     frame = NativeFrame(function=place.function, object_path=place.object_path,
                         file=place.file, line=place.line)
     who = attribute([frame], host_objects=[host] if host else [])
@@ -99,41 +111,47 @@ def _key_and_site(place: Place, host: str | None) -> tuple[tuple, dict]:
         at = f"{object_name(place.object_path)}+{place.offset:#x}"
     else:
         at = "?"
-    site = {"module": who.module, "kind": "native", "function": place.function or "???",
+    site = {"module": who.module, "kind": kind, "function": place.function or "???",
             "at": at, "object": object_name(place.object_path) or None,
             "attributed_by": who.reason}
     return (who.module, site["function"], at), site
 
 
-def _grouped(run: "HostRun", warmup: int) -> dict[tuple, tuple[float, float, dict]]:
+def _grouped(run: "HostRun", warmup: int, table: str) -> dict[tuple, tuple[float, float, dict]]:
     """(module, function, at) -> (blocks, bytes, site fields) gained in the window."""
-    growth = growth_by_caller(run, warmup)
+    growth = growth_by_caller(run, warmup, table)
     if not growth:
         return {}
     objects = ObjectMap(run.objects)
     groups: dict[tuple, tuple[float, float, dict]] = {}
     for pc, (blocks, size) in growth.items():
-        key, site = _key_and_site(place_of(pc, objects), objects.host)
+        if table == "pymem_sites" and pc == IN_CPYTHON_PC:
+            key, site = (CPYTHON, IN_CPYTHON_SITE["function"], "-"), dict(IN_CPYTHON_SITE)
+        else:
+            key, site = _key_and_site(place_of(pc, objects), objects.host, KINDS[table])
         old_blocks, old_size, _ = groups.get(key, (0, 0, site))
         groups[key] = (old_blocks + blocks, old_size + size, site)
     return groups
 
 
-def _span(run: "HostRun", warmup: int) -> int:
-    """Cycles between the first and the last native-sites record of a run."""
-    return max(run.native_sites) - warmup if run.native_sites else 0
+def _span(run: "HostRun", warmup: int, table: str = "native_sites") -> int:
+    """Cycles between the first and the last sites record of a run."""
+    records = getattr(run, table)
+    return max(records) - warmup if records else 0
 
 
 def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
-                 interpreter_cycles: int) -> list[dict]:
+                 interpreter_cycles: int, table: str = "native_sites",
+                 limit: int | None = MAX_SITES) -> list[dict]:
     """Callers whose live native memory grew over the window beyond the same
-    caller's growth in the control, per interpreter cycle, most bytes first."""
+    caller's growth in the control, per interpreter cycle, most bytes first.
+    `table` "pymem_sites": the same for PyMem blocks (sites of kind "pymem")."""
     if interpreter_cycles <= 0:
         return []
-    case, control = _grouped(case_run, warmup), _grouped(control_run, warmup)
+    case, control = _grouped(case_run, warmup, table), _grouped(control_run, warmup, table)
     # a case stopped early (adaptive cycles) spans fewer cycles than its
     # control: the control's growth is brought to the case's span
-    scale = _span(case_run, warmup) / max(_span(control_run, warmup), 1)
+    scale = _span(case_run, warmup, table) / max(_span(control_run, warmup, table), 1)
     out = []
     for key, (blocks, size, site) in case.items():
         control_blocks, control_size, _ = control.get(key, (0, 0, None))
@@ -152,7 +170,25 @@ def native_sites(case_run: "HostRun", control_run: "HostRun", warmup: int,
             "excess_blocks_per_cycle": round(excess_blocks, 3),
         })
     out.sort(key=lambda s: (-s["excess_bytes_per_cycle"], -s["excess_blocks_per_cycle"]))
-    return out[:MAX_SITES]
+    return out[:limit]
+
+
+#: sites attributed so are in the extension's own code (not in a library it
+#: calls, nor in CPython)
+OWN_CODE = ("extension", "PyInit")
+
+
+def held_by(sites: list[dict]) -> dict[str, float]:
+    """What the pymem sites hold a cycle beyond the control: in extensions'
+    own code, and inside CPython (blocks with no caller outside it)."""
+    held = {"own_blocks": 0.0, "own_bytes": 0.0, "cpython_blocks": 0.0, "cpython_bytes": 0.0}
+    for site in sites:
+        part = ("own" if site.get("attributed_by") in OWN_CODE
+                else "cpython" if site.get("attributed_by") == "cpython" else None)
+        if part:
+            held[f"{part}_blocks"] += site["excess_blocks_per_cycle"]
+            held[f"{part}_bytes"] += site["excess_bytes_per_cycle"]
+    return {key: round(value, 3) for key, value in held.items()}
 
 
 def _source_line(path: str, address: int) -> tuple[str | None, int | None]:

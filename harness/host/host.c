@@ -7,7 +7,7 @@
  *
  * usage: host MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]...
  *             [--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]
- *             [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W]
+ *             [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W] [--pymem-sites]
  *             [--stop-fd FD --ask-from K]
  *   MODE: finalize | subinterpreter | legacy-subinterpreter | parallel |
  *         bare-finalize | bare-subinterpreter | bare-legacy-subinterpreter |
@@ -390,6 +390,118 @@ static void hook_free(void *ctx, void *ptr) {
     h->wrapped.free(h->wrapped.ctx, ptr);
 }
 
+/* --pymem-sites (counting host, explaining runs only): the hook also keeps,
+   per caller outside CPython (native_pymem_site_here), the live PyMem blocks
+   and bytes, so a finalize leak of PyMem blocks made by an extension is
+   named without valgrind.  The MEM and OBJ domains, which the verdict's
+   blocks and bytes are (RAW is not sited).  An immortal interned string is
+   taken out of its site when measure_interned finds it: the verdict
+   discounts those as CPython's, and so must the sites.  Each block's site
+   index sits in a second map of the same layout as the first (16-bit
+   entries, 0: no site).  Separate hook functions: the counting runs' hook
+   is unchanged.  The unwind at each allocation costs (`import _curses`,
+   3.12.1 finalize, 2+4 cycles: 0.51 s against 0.07 s): only the harness's
+   --explain asks for it. */
+static int pymem_sites_on;
+#if LH_NATIVE_COUNTING
+static _Atomic(entry_t *) *site_leaves; /* TOP_ENTRIES, NULL until --pymem-sites */
+
+/* p's site entry; NULL when no leaf holds it and `create` is 0 */
+static entry_t *site_entry(void *ptr, int create) {
+    uintptr_t a = (uintptr_t)ptr;
+    size_t leaf_index = ((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1);
+    entry_t *leaf = atomic_load_explicit(&site_leaves[leaf_index], memory_order_acquire);
+    if (!leaf) {
+        if (!create) return NULL;
+        entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
+        if (atomic_compare_exchange_strong(&site_leaves[leaf_index], &leaf, fresh)) leaf = fresh;
+        else munmap(fresh, LEAF_ENTRIES * sizeof(entry_t));
+    }
+    return &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+}
+
+/* The main map's entry for p (0: untracked), read before it changes. */
+static uint32_t main_entry(void *p) {
+    if (!trackable(p)) return 0;
+    uintptr_t a = (uintptr_t)p;
+    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+                                         memory_order_acquire);
+    return leaf ? atomic_load_explicit(&leaf[(a >> 4) & (LEAF_ENTRIES - 1)], memory_order_relaxed) : 0;
+}
+
+static size_t entry_size(void *p, uint32_t entry) {
+    size_t size = entry >> 2;
+    return size == BIG_SIZE ? big_size(p, 0) : size;
+}
+
+/* Takes p's block out of its site (a free, the old block of a realloc, a
+   stale entry: memory released wholesale and handed out again, or an
+   immortal interned string); call while the main map still holds p's size. */
+static void site_forget(void *p) {
+    if (!trackable(p)) return;
+    entry_t *entry = site_entry(p, 0);
+    uint32_t site = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
+    if (!site) return;
+    atomic_store_explicit(entry, 0, memory_order_relaxed);
+    native_pymem_count(site, -1, -(long long)entry_size(p, main_entry(p)));
+}
+
+/* Puts the block the main map now holds at p in its caller's site. */
+static void site_record(void *p) {
+    uint32_t entry = main_entry(p);
+    if (!entry) return; /* not counted (untrackable): no site */
+    unsigned site = native_pymem_site_here();
+    if (!site) return;
+    atomic_store_explicit(site_entry(p, 1), (uint16_t)site, memory_order_relaxed);
+    native_pymem_count(site, 1, (long long)entry_size(p, entry));
+}
+
+static void *sited_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    NATIVE_ENTER_PYMEM();
+    void *p = h->wrapped.malloc(h->wrapped.ctx, size);
+    NATIVE_LEAVE_PYMEM();
+    if (!p) return p;
+    site_forget(p); /* a stale entry's */
+    track_alloc(p, size, h->domain);
+    if (h->domain != 0) site_record(p);
+    return p;
+}
+
+static void *sited_calloc(void *ctx, size_t nelem, size_t elsize) {
+    hook_ctx_t *h = ctx;
+    NATIVE_ENTER_PYMEM();
+    void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
+    NATIVE_LEAVE_PYMEM();
+    if (!p) return p;
+    site_forget(p);
+    track_alloc(p, nelem * elsize, h->domain);
+    if (h->domain != 0) site_record(p);
+    return p;
+}
+
+/* The old block leaves its site and the new one is the caller's: a block
+   grown by realloc is the realloc's caller's (as memcheck has it). */
+static void *sited_realloc(void *ctx, void *ptr, size_t size) {
+    hook_ctx_t *h = ctx;
+    if (ptr) site_forget(ptr);
+    void *p = hook_realloc(ctx, ptr, size);
+    if (h->domain == 0) return p;
+    if (p) {
+        if (p != ptr) site_forget(p); /* a stale entry at a new address */
+        site_record(p);
+    } else if (ptr && size) {
+        site_record(ptr); /* failed: the old block is still there */
+    }
+    return p;
+}
+
+static void sited_free(void *ctx, void *ptr) {
+    site_forget(ptr);
+    hook_free(ctx, ptr);
+}
+#endif
+
 static const PyMemAllocatorDomain DOMAINS[3] = {
     PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
 
@@ -406,14 +518,20 @@ static void install_hook(void) {
             abort();
         }
     }
+    PyMemAllocatorEx hook = {NULL, hook_malloc, hook_calloc, hook_realloc, hook_free};
+#if LH_NATIVE_COUNTING
+    if (pymem_sites_on) {
+        if (!site_leaves) site_leaves = reserve(TOP_ENTRIES * sizeof(*site_leaves));
+        hook = (PyMemAllocatorEx){NULL, sited_malloc, sited_calloc, sited_realloc, sited_free};
+    }
+#endif
     for (int d = 0; d < 3; d++) {
         PyMemAllocatorEx current;
         PyMem_GetAllocator(DOMAINS[d], &current);
-        if (current.malloc == hook_malloc) continue;
+        if (current.malloc == hook.malloc) continue;
         hook_ctx[d].wrapped = current;
         hook_ctx[d].domain = d;
-        PyMemAllocatorEx hook = {&hook_ctx[d], hook_malloc, hook_calloc,
-                                 hook_realloc, hook_free};
+        hook.ctx = &hook_ctx[d];
         PyMem_SetAllocator(DOMAINS[d], &hook);
     }
     crash_report_hook_installed();
@@ -668,6 +786,17 @@ static void write_native_sites(int cycle) {
                 found[i].blocks, found[i].bytes);
     }
     fputs("]}\n", out);
+    if (pymem_sites_on) {
+        /* {"event":"pymem-sites",...}: the same for PyMem blocks (--pymem-sites) */
+        n = native_pymem_sites(found, LH_NATIVE_SITE_CAPACITY);
+        begin_line("pymem-sites");
+        fprintf(out, ",\"cycle\":%d,\"sites\":[", cycle);
+        for (size_t i = 0; i < n; i++) {
+            fprintf(out, "%s[%llu,%lld,%lld]", i ? "," : "", (unsigned long long)found[i].pc,
+                    found[i].blocks, found[i].bytes);
+        }
+        fputs("]}\n", out);
+    }
     fflush(out);
     funlockfile(out);
 #else
@@ -849,6 +978,9 @@ static interned_t measure_interned(void) {
         }
         uint32_t entry = peek_entry(key);
         if (!entry || (int)(entry & 3) - 1 == 0) continue; /* untracked, or RAW (not judged) */
+#if LH_NATIVE_COUNTING
+        if (pymem_sites_on) site_forget(key);
+#endif
         size_t size = entry >> 2;
         if (size == BIG_SIZE) size = big_size(key, 0);
         m.blocks++;
@@ -1515,7 +1647,7 @@ int main(int argc, char **argv) {
         fprintf(stderr,
                 "usage: %s MODE CYCLES CASE_FILE OUT_FD PROGRAM [--site] [-X OPT]... "
                 "[--threads N] [--main-hook FILE] [--path-file FILE] [--token-fd FD]\n"
-                "       [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W]\n"
+                "       [--crash-file FILE [--traceback-dumper OFFSET]] [--warmup W] [--pymem-sites]\n"
                 "       [--stop-fd FD --ask-from K]\n",
                 argv[0]);
         return 2;
@@ -1533,6 +1665,13 @@ int main(int argc, char **argv) {
     if (!xoptions) return 2;
     for (int i = 6; i < argc; i++) {
         if (!strcmp(argv[i], "--site")) use_site = 1;
+        else if (!strcmp(argv[i], "--pymem-sites")) {
+            if (!LH_NATIVE_COUNTING) {
+                fprintf(stderr, "leak-harness host: --pymem-sites needs the counting host\n");
+                return 2;
+            }
+            pymem_sites_on = 1;
+        }
         else if (!strcmp(argv[i], "-X") && i + 1 < argc) xoptions[n_xoptions++] = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = parse_count("--threads", argv[++i], 1, 4096);

@@ -77,22 +77,26 @@ typedef struct {
 } site_slot_t;
 
 static site_slot_t sites[SITE_COUNT];
+/* the callers of PyMem blocks (--pymem-sites): the same layout, apart */
+static site_slot_t pymem_sites[SITE_COUNT];
 
-static unsigned site_of(uintptr_t pc) {
+static unsigned slot_in(site_slot_t *table, uintptr_t pc) {
     if (!pc) return 0;
     size_t hash = (size_t)((pc * 0x9E3779B97F4A7C15ull) >> (64 - SITE_BITS));
     for (size_t probe = 0; probe < SITE_PROBES; probe++) {
         size_t i = (hash + probe) & (SITE_COUNT - 1);
         if (i == 0) continue;
-        uintptr_t seen = atomic_load_explicit(&sites[i].pc, memory_order_relaxed);
+        uintptr_t seen = atomic_load_explicit(&table[i].pc, memory_order_relaxed);
         if (seen == pc) return (unsigned)i;
         if (seen == 0) {
-            if (atomic_compare_exchange_strong(&sites[i].pc, &seen, pc)) return (unsigned)i;
+            if (atomic_compare_exchange_strong(&table[i].pc, &seen, pc)) return (unsigned)i;
             if (seen == pc) return (unsigned)i; /* another thread claimed it for pc */
         }
     }
     return 0;
 }
+
+static unsigned site_of(uintptr_t pc) { return slot_in(sites, pc); }
 
 /* ---- shadow map: address -> (size, site) ------------------------------- */
 /* glibc's blocks are 16-byte aligned (x86-64, arm64), so one 32-bit entry
@@ -213,27 +217,34 @@ typedef struct {
     uintptr_t start, end;
 } range_t;
 
-static range_t skipped[3]; /* the host's text, libc's, the dynamic loader's */
+/* the host's text, libc's, the dynamic loader's; then libpython's, which
+   only the PyMem walk skips (a malloc made by CPython is CPython's) */
+static range_t skipped[4];
+#define NATIVE_SKIPPED 3
+#define PYMEM_SKIPPED 4
 static atomic_int ranges_ready;
 extern char __executable_start[], etext[];
 
-static int in_skipped(uintptr_t pc) {
-    for (int i = 0; i < 3; i++) {
+static int in_ranges(uintptr_t pc, int count) {
+    for (int i = 0; i < count; i++) {
         if (pc >= skipped[i].start && pc < skipped[i].end) return 1;
     }
     return 0;
 }
 
+static int in_skipped(uintptr_t pc) { return in_ranges(pc, NATIVE_SKIPPED); }
+
 typedef struct {
     uintptr_t found;
     int frames_left;
+    int skip; /* ranges skipped: NATIVE_SKIPPED or PYMEM_SKIPPED */
 } walk_t;
 
 /* stops the walk at the first frame outside the skipped objects */
 static _Unwind_Reason_Code visit_frame(struct _Unwind_Context *context, void *arg) {
     walk_t *walk = arg;
     uintptr_t pc = (uintptr_t)_Unwind_GetIP(context);
-    if (pc && !in_skipped(pc)) {
+    if (pc && !in_ranges(pc, walk->skip)) {
         walk->found = pc;
         return _URC_NORMAL_STOP;
     }
@@ -249,7 +260,7 @@ static uintptr_t caller_of(uintptr_t ret) {
     if (!atomic_load_explicit(&ranges_ready, memory_order_acquire) || !in_skipped(ret)) return ret;
     if (in_unwind) return ret;
     in_unwind = 1;
-    walk_t walk = {0, 16};
+    walk_t walk = {0, 16, NATIVE_SKIPPED};
     _Unwind_Backtrace(visit_frame, &walk);
     in_unwind = 0;
     return walk.found ? walk.found : ret;
@@ -264,6 +275,7 @@ static int find_ranges(struct dl_phdr_info *info, size_t size, void *data) {
     int which;
     if (!strncmp(base, "libc.so", 7)) which = 1;
     else if (loader_base && info->dlpi_addr == loader_base) which = 2;
+    else if (!strncmp(base, "libpython", 9)) which = 3;
     else return 0;
     uintptr_t lo = UINTPTR_MAX, hi = 0;
     for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -283,7 +295,7 @@ __attribute__((constructor)) static void native_alloc_start(void) {
     dl_iterate_phdr(find_ranges, &loader_base);
     /* the unwinder's first walk sets up its object lookup: now, not inside
        an allocation */
-    walk_t walk = {0, 4};
+    walk_t walk = {0, 4, NATIVE_SKIPPED};
     in_unwind = 1;
     _Unwind_Backtrace(visit_frame, &walk);
     in_unwind = 0;
@@ -375,6 +387,29 @@ void *pvalloc(size_t size) {
     return took(__libc_pvalloc(size), size, RETURN_ADDRESS());
 }
 
+/* ---- PyMem sites (--pymem-sites) ---------------------------------------- */
+/* Called by the host's PyMem hook for each block (explaining runs only):
+   the walk passes the hook, CPython's allocator and whatever of CPython
+   called it, and stops at the first frame of anything else: an extension's
+   call of PyMem_Malloc, PyType_FromSpec, PyDict_SetItemString, ...  A
+   block made with no such frame within LH_PYMEM_SITE_DEPTH frames is
+   CPython's (LH_PYMEM_IN_CPYTHON).  0 (no site) only when the unwinder is
+   busy: it may allocate, and is not re-entered. */
+unsigned native_pymem_site_here(void) {
+    if (!atomic_load_explicit(&ranges_ready, memory_order_acquire) || in_unwind) return 0;
+    in_unwind = 1;
+    walk_t walk = {0, LH_PYMEM_SITE_DEPTH, PYMEM_SKIPPED};
+    _Unwind_Backtrace(visit_frame, &walk);
+    in_unwind = 0;
+    return slot_in(pymem_sites, walk.found ? walk.found : LH_PYMEM_IN_CPYTHON);
+}
+
+void native_pymem_count(unsigned site, long long blocks, long long bytes) {
+    site_slot_t *slot = &pymem_sites[site & (SITE_COUNT - 1)];
+    atomic_fetch_add_explicit(&slot->blocks, blocks, memory_order_relaxed);
+    atomic_fetch_add_explicit(&slot->bytes, bytes, memory_order_relaxed);
+}
+
 /* ---- what the host reads ------------------------------------------------- */
 void native_totals(long long *blocks, long long *bytes) {
     long long b = 0, n = 0;
@@ -386,14 +421,18 @@ void native_totals(long long *blocks, long long *bytes) {
     *bytes = n;
 }
 
-size_t native_sites(native_site_t *out, size_t max) {
+static size_t live_sites(site_slot_t *table, native_site_t *out, size_t max) {
     size_t n = 0;
     for (size_t i = 0; i < SITE_COUNT && n < max; i++) {
-        long long blocks = atomic_load_explicit(&sites[i].blocks, memory_order_relaxed);
-        long long bytes = atomic_load_explicit(&sites[i].bytes, memory_order_relaxed);
+        long long blocks = atomic_load_explicit(&table[i].blocks, memory_order_relaxed);
+        long long bytes = atomic_load_explicit(&table[i].bytes, memory_order_relaxed);
         if (!blocks && !bytes) continue;
-        out[n++] = (native_site_t){atomic_load_explicit(&sites[i].pc, memory_order_relaxed),
+        out[n++] = (native_site_t){atomic_load_explicit(&table[i].pc, memory_order_relaxed),
                                    blocks, bytes};
     }
     return n;
 }
+
+size_t native_sites(native_site_t *out, size_t max) { return live_sites(sites, out, max); }
+
+size_t native_pymem_sites(native_site_t *out, size_t max) { return live_sites(pymem_sites, out, max); }

@@ -38,6 +38,19 @@ extern _Thread_local int lh_in_pymem_hook;
 void native_totals(long long *blocks, long long *bytes);
 /* Copies up to `max` sites with live blocks into `out`; returns how many. */
 size_t native_sites(native_site_t *out, size_t max);
+
+/* PyMem sites (--pymem-sites, explaining runs only): the caller of a PyMem
+   allocation is the first return address outside CPython, libc, the loader
+   and the host, within LH_PYMEM_SITE_DEPTH frames; LH_PYMEM_IN_CPYTHON
+   (one site for them all) when there is none: CPython's own work, on its
+   own behalf, on an extension's (the import of a single-phase module keeps
+   a copy of its dict), or for code run from Python.  The table is apart
+   from the native one and has its capacity. */
+#define LH_PYMEM_SITE_DEPTH 32
+#define LH_PYMEM_IN_CPYTHON ((uintptr_t)1)
+unsigned native_pymem_site_here(void);
+void native_pymem_count(unsigned site, long long blocks, long long bytes);
+size_t native_pymem_sites(native_site_t *out, size_t max);
 #else
 #define NATIVE_ENTER_PYMEM() ((void)0)
 #define NATIVE_LEAVE_PYMEM() ((void)0)

@@ -101,6 +101,9 @@ class HostRun:
     stray_cycle: int | None = None     # the cycle whose end found them (None: the host's end)
     #: counting host: cycle -> [[caller pc, live native blocks, bytes], ...]
     native_sites: dict[int, list] = field(default_factory=dict)
+    #: counting host with --pymem-sites: the same for PyMem blocks, by their
+    #: first caller outside CPython
+    pymem_sites: dict[int, list] = field(default_factory=dict)
     #: counting host: the loaded objects at the end ({"path", "base", "segments"})
     objects: list[dict] = field(default_factory=list)
     #: adaptive cycles: the cycle after which the harness told the host to stop
@@ -477,6 +480,8 @@ def _take_event(line: bytes, run: HostRun, on_sample: Callable[[dict], None] | N
         run.stopped_at = event["cycle"]
     elif kind == "native-sites" and isinstance(event.get("cycle"), int):
         run.native_sites[event["cycle"]] = event.get("sites") or []
+    elif kind == "pymem-sites" and isinstance(event.get("cycle"), int):
+        run.pymem_sites[event["cycle"]] = event.get("sites") or []
     elif kind == "objects":
         run.objects = event.get("objects") or []
     elif kind == "progress":  # parallel mode: one per thread per cycle

@@ -87,6 +87,10 @@ def _explained_line(explained: dict) -> str:
     """Who named the sites of a counters verdict (--explain), or why nobody could."""
     if explained.get("error"):
         return f"not explained ({explained.get('backend') or explained.get('wanted')}): {explained['error']}"
+    if explained.get("pymem_sites"):
+        return (f"sites by a {explained['backend']} rerun naming PyMem callers "
+                f"({explained['warmup']}+{explained['cycles']} cycles, {explained['wall_s']:.1f} s), "
+                f"no {explained['instead_of']} run: {explained['why']}")
     if explained.get("instead_of"):
         return (f"sites by the {explained['backend']} run itself, no {explained['instead_of']} run: "
                 f"{explained['why']}")
