@@ -319,20 +319,32 @@ typedef struct {
 
 static hook_ctx_t hook_ctx[3];
 
-static void *hook_malloc(void *ctx, size_t size) {
-    hook_ctx_t *h = ctx;
+/* The wrapped allocator's malloc and calloc; what they hand to malloc is
+   the hook's to count, not the interposer's. */
+HOT void *wrapped_malloc(hook_ctx_t *h, size_t size) {
     NATIVE_ENTER_PYMEM();
     void *p = h->wrapped.malloc(h->wrapped.ctx, size);
     NATIVE_LEAVE_PYMEM();
+    return p;
+}
+
+HOT void *wrapped_calloc(hook_ctx_t *h, size_t nelem, size_t elsize) {
+    NATIVE_ENTER_PYMEM();
+    void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
+    NATIVE_LEAVE_PYMEM();
+    return p;
+}
+
+static void *hook_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    void *p = wrapped_malloc(h, size);
     track_alloc(p, size, h->domain);
     return p;
 }
 
 static void *hook_calloc(void *ctx, size_t nelem, size_t elsize) {
     hook_ctx_t *h = ctx;
-    NATIVE_ENTER_PYMEM();
-    void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
-    NATIVE_LEAVE_PYMEM();
+    void *p = wrapped_calloc(h, nelem, elsize);
     track_alloc(p, nelem * elsize, h->domain);
     return p;
 }
@@ -456,28 +468,24 @@ static void site_record(void *p) {
     native_pymem_count(site, 1, (long long)entry_size(p, entry));
 }
 
-static void *sited_malloc(void *ctx, size_t size) {
-    hook_ctx_t *h = ctx;
-    NATIVE_ENTER_PYMEM();
-    void *p = h->wrapped.malloc(h->wrapped.ctx, size);
-    NATIVE_LEAVE_PYMEM();
+/* A new block: counted as the hook counts it, then put under its caller
+   (a stale entry at p leaves its site first). */
+static void *sited_new(hook_ctx_t *h, void *p, size_t size) {
     if (!p) return p;
-    site_forget(p); /* a stale entry's */
+    site_forget(p);
     track_alloc(p, size, h->domain);
     if (h->domain != 0) site_record(p);
     return p;
 }
 
+static void *sited_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    return sited_new(h, wrapped_malloc(h, size), size);
+}
+
 static void *sited_calloc(void *ctx, size_t nelem, size_t elsize) {
     hook_ctx_t *h = ctx;
-    NATIVE_ENTER_PYMEM();
-    void *p = h->wrapped.calloc(h->wrapped.ctx, nelem, elsize);
-    NATIVE_LEAVE_PYMEM();
-    if (!p) return p;
-    site_forget(p);
-    track_alloc(p, nelem * elsize, h->domain);
-    if (h->domain != 0) site_record(p);
-    return p;
+    return sited_new(h, wrapped_calloc(h, nelem, elsize), nelem * elsize);
 }
 
 /* The old block leaves its site and the new one is the caller's: a block
@@ -771,32 +779,31 @@ static void begin_line(const char *event) {
     write_json_string(event);
 }
 
-/* {"event":"native-sites","cycle":N,"sites":[[pc,blocks,bytes],...]}: the
-   live native blocks and bytes per caller (return address) at the end of
-   cycle N; the harness maps pc to a shared object with the "objects" line. */
-static void write_native_sites(int cycle) {
 #if LH_NATIVE_COUNTING
-    static native_site_t found[LH_NATIVE_SITE_CAPACITY]; /* static: sampling thread only */
-    size_t n = native_sites(found, LH_NATIVE_SITE_CAPACITY);
-    flockfile(out);
-    begin_line("native-sites");
+/* One sites line (the caller holds the stream's lock). */
+static void write_sites_line(const char *event, int cycle, const native_site_t *found, size_t n) {
+    begin_line(event);
     fprintf(out, ",\"cycle\":%d,\"sites\":[", cycle);
     for (size_t i = 0; i < n; i++) {
         fprintf(out, "%s[%llu,%lld,%lld]", i ? "," : "", (unsigned long long)found[i].pc,
                 found[i].blocks, found[i].bytes);
     }
     fputs("]}\n", out);
-    if (pymem_sites_on) {
-        /* {"event":"pymem-sites",...}: the same for PyMem blocks (--pymem-sites) */
-        n = native_pymem_sites(found, LH_NATIVE_SITE_CAPACITY);
-        begin_line("pymem-sites");
-        fprintf(out, ",\"cycle\":%d,\"sites\":[", cycle);
-        for (size_t i = 0; i < n; i++) {
-            fprintf(out, "%s[%llu,%lld,%lld]", i ? "," : "", (unsigned long long)found[i].pc,
-                    found[i].blocks, found[i].bytes);
-        }
-        fputs("]}\n", out);
-    }
+}
+#endif
+
+/* {"event":"native-sites","cycle":N,"sites":[[pc,blocks,bytes],...]}: the
+   live native blocks and bytes per caller (return address) at the end of
+   cycle N; the harness maps pc to a shared object with the "objects" line.
+   With --pymem-sites, a "pymem-sites" line of the same form follows: the
+   live PyMem blocks and bytes per first caller outside CPython. */
+static void write_native_sites(int cycle) {
+#if LH_NATIVE_COUNTING
+    static native_site_t found[LH_NATIVE_SITE_CAPACITY]; /* static: sampling thread only */
+    flockfile(out);
+    write_sites_line("native-sites", cycle, found, native_sites(found, LH_NATIVE_SITE_CAPACITY));
+    if (pymem_sites_on)
+        write_sites_line("pymem-sites", cycle, found, native_pymem_sites(found, LH_NATIVE_SITE_CAPACITY));
     fflush(out);
     funlockfile(out);
 #else
