@@ -259,11 +259,11 @@ def test_pymem_sites_stand_in_only_when_they_account_for_the_judged_excess(
     case = case_for("lh_pymemleak", False)
     deciding = engine.run(case, settings)
     assert deciding.verdict == "leak" and set(deciding.evidence["triggered_by"]) <= {"blocks", "bytes"}
-    assert pymem_sites_may_explain(deciding, "memray", "valgrind", settings)
-    assert not pymem_sites_may_explain(deciding, "valgrind", "valgrind", settings)   # by name
+    assert pymem_sites_may_explain(deciding, "memray", "valgrind")
+    assert not pymem_sites_may_explain(deciding, "valgrind", "valgrind")   # by name
     mixed = copy.deepcopy(deciding)
     mixed.evidence["triggered_by"] = [*deciding.evidence["triggered_by"], "native_blocks"]
-    assert not pymem_sites_may_explain(mixed, "memray", "valgrind", settings)
+    assert not pymem_sites_may_explain(mixed, "memray", "valgrind")
     traced = engine.run(case, _pymem_settings(settings))
     held = traced.evidence["pymem_sites_held"]
     assert held["own_bytes"] == 24576 and held["own_blocks"] == 1, held

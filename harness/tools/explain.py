@@ -189,8 +189,7 @@ def _pymem_settings(settings: RunSettings) -> RunSettings:
                    timeout=settings.timeout * 2, backend_options=options)
 
 
-def pymem_sites_may_explain(result: Result, wanted: str, backend: str,
-                            settings: RunSettings) -> bool:
+def pymem_sites_may_explain(result: Result, wanted: str, backend: str) -> bool:
     """A stand-in valgrind for a counters verdict judged on PyMem blocks
     and bytes alone (the C host's): try the counting host's PyMem sites first."""
     triggered = result.evidence.get("triggered_by") or []
@@ -221,10 +220,11 @@ def pymem_sites_account(traced: Result) -> str | None:
               if interned.get("blocks") else "")
     share = min(held["own_bytes"] / judged["bytes"], 1.0)
     return (f"judged on {', '.join(traced.evidence.get('triggered_by') or [])}; {beyond}"
-            f"{held['own_blocks']:g} of {judged['blocks']:g} blocks a cycle ({share:.0%} of the bytes) "
-            f"allocated in {modules}'s own code, {max(held['cpython_blocks'], 0):g} inside CPython, "
-            f"by each PyMem block's first caller outside CPython (the counting host, --pymem-sites); "
-            f"valgrind would trace the whole heap (--explain valgrind runs it)")
+            f"{held['own_blocks']:g} of the {judged['blocks']:g} blocks a cycle ({share:.0%} of the "
+            f"bytes) are allocated in {modules}'s own code and {max(held['cpython_blocks'], 0):g} "
+            f"inside CPython, as the counting host rerun with --pymem-sites names each PyMem "
+            f"block's first caller outside CPython; valgrind would trace the whole heap "
+            f"(--explain valgrind runs it)")
 
 
 def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
@@ -248,7 +248,7 @@ def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
                              instead_of=backend)
             result.evidence["explained_by"] = explained
             return result
-        if pymem_sites_may_explain(result, wanted, backend, settings):
+        if pymem_sites_may_explain(result, wanted, backend):
             counted = engine.run(case, _pymem_settings(settings))
             accounts = pymem_sites_account(counted)
             if accounts is not None:
