@@ -69,7 +69,8 @@ KINDS = {"native_sites": "native", "pymem_sites": "pymem"}
 #: within the walk (native_alloc.h: LH_PYMEM_IN_CPYTHON)
 IN_CPYTHON_PC = 1
 IN_CPYTHON_SITE = {"module": CPYTHON, "kind": "pymem", "function": "(inside CPython)",
-                   "at": "-", "object": None, "attributed_by": "cpython"}
+                   "at": "inside CPython (no caller outside it within 32 frames)", "object": None,
+                   "attributed_by": "cpython"}
 
 
 def growth_by_caller(run: "HostRun", warmup: int,
@@ -126,7 +127,7 @@ def _grouped(run: "HostRun", warmup: int, table: str) -> dict[tuple, tuple[float
     groups: dict[tuple, tuple[float, float, dict]] = {}
     for pc, (blocks, size) in growth.items():
         if table == "pymem_sites" and pc == IN_CPYTHON_PC:
-            key, site = (CPYTHON, IN_CPYTHON_SITE["function"], "-"), dict(IN_CPYTHON_SITE)
+            key, site = (CPYTHON, IN_CPYTHON_SITE["function"], IN_CPYTHON_SITE["at"]), dict(IN_CPYTHON_SITE)
         else:
             key, site = _key_and_site(place_of(pc, objects), objects.host, KINDS[table])
         old_blocks, old_size, _ = groups.get(key, (0, 0, site))
