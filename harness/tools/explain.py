@@ -216,11 +216,13 @@ def pymem_sites_account(traced: Result) -> str | None:
     own = [site for site in traced.sites or []
            if site.get("kind") == "pymem" and site.get("attributed_by") in OWN_CODE]
     modules = ", ".join(dict.fromkeys(site["module"] for site in own)) or "the extension"
-    beyond = (f"beyond the {interned.get('blocks', 0):g} interned strings a cycle CPython keeps, "
-              if interned.get("blocks") else "")
+    strings = interned.get("blocks") or 0
+    beyond = (f"beyond the {strings:g} interned string{'s' if strings != 1 else ''} a cycle "
+              f"CPython keeps, " if strings else "")
     share = min(held["own_bytes"] / judged["bytes"], 1.0)
     return (f"judged on {', '.join(traced.evidence.get('triggered_by') or [])}; {beyond}"
-            f"{held['own_blocks']:g} of the {judged['blocks']:g} blocks a cycle ({share:.0%} of the "
+            f"{held['own_blocks']:g} of the {judged['blocks']:g} block{'s' if judged['blocks'] != 1 else ''} "
+            f"a cycle ({share:.0%} of the "
             f"bytes) are allocated in {modules}'s own code and {max(held['cpython_blocks'], 0):g} "
             f"inside CPython, as the counting host rerun with --pymem-sites names each PyMem "
             f"block's first caller outside CPython; valgrind would trace the whole heap "
