@@ -291,6 +291,64 @@ def test_pymem_sites_stand_in_only_when_they_account_for_the_judged_excess(
     assert twin.evidence["pymem_sites_held"]["own_bytes"] <= 0
 
 
+def _source_line(name: str, text: str) -> int:
+    """The line of tests/fixtures/ext/`name` that holds `text`."""
+    lines = (REPO_ROOT / "tests" / "fixtures" / "ext" / name).read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
+@pytest.mark.parametrize("python_id", ["3.11", "3.12", "3.13"])
+def test_a_type_kept_in_a_static_is_named_by_its_pymem_site_not_by_its_interned_names(
+        target_for, fixture_modules_for, python_id):
+    """lh_errorleak is 3.12.1 _curses' shape: each single-phase PyInit makes an
+    exception type and keeps it in a static (so it is never freed), beside 40
+    named int constants, whose names are interned, and immortal from 3.12 on
+    (the verdict discounts those).  The --pymem-sites explanation names the
+    PyErr_NewException line and holds what is judged beyond the interned
+    names, not the names' line; the clean twin is not rerun."""
+    target = target_for(python_id)
+    fixtures = fixture_modules_for(python_id)
+    settings = RunSettings(python=target.executable, mode="finalize",
+                           pythonpath=(str(fixtures.directory),))
+    engine = ExplainingEngine(Engine(), "auto")
+    leak = engine.run(case_for("lh_errorleak", False), settings)
+    assert leak.verdict == "leak", leak.message
+    explained = leak.evidence["explained_by"]
+    assert (explained["backend"], explained.get("pymem_sites")) == ("counters", True), explained
+    error_line = _source_line("errorleak.c", "PyErr_NewException(")
+    names_line = _source_line("errorleak.c", "PyModule_AddIntConstant(")
+    own = [site for site in leak.sites if site["attributed_by"] == "extension"]
+    assert os.path.basename(own[0]["at"]) == f"errorleak.c:{error_line}", own
+    assert all(os.path.basename(site["at"]) != f"errorleak.c:{names_line}" for site in own), own
+    interned = leak.evidence.get("interned_per_cycle") or {}
+    if python_id != "3.11":
+        assert interned.get("blocks", 0) >= 40      # the 40 names, immortal
+    judged = leak.excess["bytes"] - (interned.get("bytes") or 0)
+    held = sum(site["excess_bytes_per_cycle"] for site in own)
+    assert 0.5 * judged < held <= 1.1 * judged, (held, judged)
+    clean = engine.run(case_for("lh_errorclean", False), settings)
+    assert clean.verdict == "clean" and "explained_by" not in clean.evidence, clean.message
+
+
+@pytest.mark.slow
+def test_valgrind_records_miss_a_type_kept_in_a_static(target_for, fixture_modules_for):
+    """Why --pymem-sites goes first: a full valgrind run of lh_errorleak
+    (3.12, finalize, 2+8) names the interned constant names, which the
+    verdict discounts, and not the exception type, which a static keeps
+    reachable, so memcheck reports it in no loss record."""
+    if shutil.which("valgrind") is None:
+        missing("valgrind not installed (apt-get install valgrind)")
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    full = Engine().run(case_for("lh_errorleak", False), RunSettings(
+        python=target.executable, mode="finalize", backend="valgrind", cycles=8, warmup=2,
+        timeout=1800, pythonpath=(str(fixtures.directory),)))
+    assert full.verdict == "leak", full.message
+    wheres = [site["at"] for site in full.sites]
+    assert wheres[0] == f"errorleak.c:{_source_line('errorleak.c', 'PyModule_AddIntConstant(')}"
+    assert f"errorleak.c:{_source_line('errorleak.c', 'PyErr_NewException(')}" not in wheres
+
+
 @pytest.mark.slow
 def test_valgrind_explains_from_after_the_second_cycle(fixture_modules_for, target_for, tmp_path):
     """lh_secondleak keeps 4 KiB a cycle and, at its second exec in the
