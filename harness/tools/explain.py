@@ -215,7 +215,9 @@ def pymem_sites_account(traced: Result) -> str | None:
         return None
     own = [site for site in traced.sites or []
            if site.get("kind") == "pymem" and site.get("attributed_by") in OWN_CODE]
-    modules = ", ".join(dict.fromkeys(site["module"] for site in own)) or "the extension"
+    names = list(dict.fromkeys(site["module"] for site in own))
+    modules = ("the extension's" if not names else f"{names[0]}'s" if len(names) == 1
+               else ", ".join(f"{name}'s" for name in names[:-1]) + f" and {names[-1]}'s")
     strings = interned.get("blocks") or 0
     beyond = (f"beyond the {strings:g} interned string{'s' if strings != 1 else ''} a cycle "
               f"CPython keeps, " if strings else "")
@@ -223,7 +225,7 @@ def pymem_sites_account(traced: Result) -> str | None:
     return (f"judged on {', '.join(traced.evidence.get('triggered_by') or [])}; {beyond}"
             f"{held['own_blocks']:g} of the {judged['blocks']:g} block{'s' if judged['blocks'] != 1 else ''} "
             f"a cycle ({share:.0%} of the "
-            f"bytes) are allocated in {modules}'s own code and {max(held['cpython_blocks'], 0):g} "
+            f"bytes) are allocated in {modules} own code and {max(held['cpython_blocks'], 0):g} "
             f"inside CPython, as the counting host rerun with --pymem-sites names each PyMem "
             f"block's first caller outside CPython; valgrind would trace the whole heap "
             f"(--explain valgrind runs it)")
