@@ -314,7 +314,7 @@ def _drain(fd: int, tail: bytearray, limit_bytes: int = 1 << 24) -> None:
 #: imports, 25 cycles, one harness thread): each wake-up for a line cost
 #: 70-120 us of the harness's CPU, most of it with the host on the other
 #: core (a 5 us parse when timed alone); woken per line, the harness spent
-#: ~15 ms per case, with lines gathered for 30 ms ~9.5 ms.
+#: ~15 ms per case, with lines gathered for 30 ms ~8 ms.
 GATHER_S = 0.03
 
 
