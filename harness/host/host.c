@@ -173,10 +173,17 @@ static void *reserve(size_t bytes) {
 #define HOT static inline __attribute__((always_inline))
 #define COLD static __attribute__((noinline, cold))
 
-__attribute__((returns_nonnull)) COLD entry_t *new_leaf(size_t leaf_index) {
+/* The leaf of a map (`leaves`, or --pymem-sites' `site_leaves`) that holds
+   address a's entry, and that entry's index in it. */
+HOT size_t leaf_index_of(uintptr_t a) { return ((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1); }
+HOT size_t entry_index_of(uintptr_t a) { return (a >> 4) & (LEAF_ENTRIES - 1); }
+
+/* Leaf `leaf_index` of `map`, made now: this thread's, or the one another
+   thread stored first. */
+__attribute__((returns_nonnull)) COLD entry_t *new_leaf(_Atomic(entry_t *) *map, size_t leaf_index) {
     entry_t *leaf = NULL;
     entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
-    if (atomic_compare_exchange_strong(&leaves[leaf_index], &leaf, fresh)) return fresh;
+    if (atomic_compare_exchange_strong(&map[leaf_index], &leaf, fresh)) return fresh;
     munmap(fresh, LEAF_ENTRIES * sizeof(entry_t)); /* another thread's won */
     return leaf;
 }
@@ -191,10 +198,10 @@ HOT int trackable(void *ptr) {
 /* The entry of a trackable p, its leaf made on first use. */
 HOT entry_t *entry_at(void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
+    size_t leaf_index = leaf_index_of(p);
     entry_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
-    if (__builtin_expect(!leaf, 0)) leaf = new_leaf(leaf_index);
-    return &leaf[(p >> 4) & (LEAF_ENTRIES - 1)];
+    if (__builtin_expect(!leaf, 0)) leaf = new_leaf(leaves, leaf_index);
+    return &leaf[entry_index_of(p)];
 }
 
 /* Records the exact size of the big block at p (no live one is there:
@@ -264,14 +271,14 @@ COLD void track_slow(void *p, size_t size, int domain) {
 HOT void track_alloc(void *p, size_t size, int domain) {
     if (!trackable(p)) return;
     uintptr_t a = (uintptr_t)p;
-    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(a)],
                                          memory_order_acquire);
     counts_t *counts = thread_counts;
     if (__builtin_expect(!leaf || !counts || size >= BIG_SIZE, 0)) {
         track_slow(p, size, domain);
         return;
     }
-    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+    entry_t *entry = &leaf[entry_index_of(a)];
     if (__builtin_expect(atomic_load_explicit(entry, memory_order_relaxed) != 0, 0)) {
         track_slow(p, size, domain);
         return;
@@ -289,10 +296,10 @@ HOT void track_alloc(void *p, size_t size, int domain) {
 HOT uint32_t untrack(void *p, size_t *size) {
     if (!trackable(p)) return 0;
     uintptr_t a = (uintptr_t)p;
-    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
+    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(a)],
                                          memory_order_acquire);
     if (!leaf) return 0;
-    entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+    entry_t *entry = &leaf[entry_index_of(a)];
     uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
     if (!old) return 0;
     atomic_store_explicit(entry, 0, memory_order_relaxed);
@@ -383,9 +390,9 @@ static void hook_free(void *ctx, void *ptr) {
     if (trackable(ptr)) {
         uintptr_t a = (uintptr_t)ptr;
         entry_t *leaf = atomic_load_explicit(
-            &leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)], memory_order_acquire);
+            &leaves[leaf_index_of(a)], memory_order_acquire);
         if (leaf) {
-            entry_t *entry = &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
+            entry_t *entry = &leaf[entry_index_of(a)];
             uint32_t old = atomic_load_explicit(entry, memory_order_relaxed);
             counts_t *counts = thread_counts;
             if (__builtin_expect((old >> 2) == BIG_SIZE || (old && !counts), 0)) {
@@ -415,35 +422,34 @@ static void hook_free(void *ctx, void *ptr) {
    3.12.1 finalize, 2+4 cycles: 0.51 s against 0.07 s): only the harness's
    --explain asks for it. */
 static int pymem_sites_on;
+
+/* The shadow-map entry of p without reserving a leaf (0 when untracked),
+   and the size it says, read before either changes. */
+static inline uint32_t peek_entry(const void *ptr) {
+    uintptr_t p = (uintptr_t)ptr;
+    if (!leaves || !trackable((void *)ptr)) return 0;
+    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(p)], memory_order_acquire);
+    return leaf ? atomic_load_explicit(&leaf[entry_index_of(p)], memory_order_relaxed) : 0;
+}
+
+static inline size_t entry_size(const void *p, uint32_t entry) {
+    size_t size = entry >> 2;
+    return size == BIG_SIZE ? big_size(p, 0) : size;
+}
+
 #if LH_NATIVE_COUNTING
 static _Atomic(entry_t *) *site_leaves; /* TOP_ENTRIES, NULL until --pymem-sites */
 
 /* p's site entry; NULL when no leaf holds it and `create` is 0 */
 static entry_t *site_entry(void *ptr, int create) {
     uintptr_t a = (uintptr_t)ptr;
-    size_t leaf_index = ((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1);
+    size_t leaf_index = leaf_index_of(a);
     entry_t *leaf = atomic_load_explicit(&site_leaves[leaf_index], memory_order_acquire);
     if (!leaf) {
         if (!create) return NULL;
-        entry_t *fresh = reserve(LEAF_ENTRIES * sizeof(entry_t));
-        if (atomic_compare_exchange_strong(&site_leaves[leaf_index], &leaf, fresh)) leaf = fresh;
-        else munmap(fresh, LEAF_ENTRIES * sizeof(entry_t));
+        leaf = new_leaf(site_leaves, leaf_index);
     }
-    return &leaf[(a >> 4) & (LEAF_ENTRIES - 1)];
-}
-
-/* The main map's entry for p (0: untracked), read before it changes. */
-static uint32_t main_entry(void *p) {
-    if (!trackable(p)) return 0;
-    uintptr_t a = (uintptr_t)p;
-    entry_t *leaf = atomic_load_explicit(&leaves[((a >> (4 + LEAF_BITS)) << 1) | ((a >> 3) & 1)],
-                                         memory_order_acquire);
-    return leaf ? atomic_load_explicit(&leaf[(a >> 4) & (LEAF_ENTRIES - 1)], memory_order_relaxed) : 0;
-}
-
-static size_t entry_size(void *p, uint32_t entry) {
-    size_t size = entry >> 2;
-    return size == BIG_SIZE ? big_size(p, 0) : size;
+    return &leaf[entry_index_of(a)];
 }
 
 /* Takes p's block out of its site (a free, the old block of a realloc, a
@@ -455,12 +461,12 @@ static void site_forget(void *p) {
     uint32_t site = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
     if (!site) return;
     atomic_store_explicit(entry, 0, memory_order_relaxed);
-    native_pymem_count(site, -1, -(long long)entry_size(p, main_entry(p)));
+    native_pymem_count(site, -1, -(long long)entry_size(p, peek_entry(p)));
 }
 
 /* Puts the block the main map now holds at p in its caller's site. */
 static void site_record(void *p) {
-    uint32_t entry = main_entry(p);
+    uint32_t entry = peek_entry(p);
     if (!entry) return; /* not counted (untrackable): no site */
     unsigned site = native_pymem_site_here();
     if (!site) return;
@@ -932,17 +938,6 @@ typedef struct {
 } interned_t;
 
 #if PY_VERSION_HEX >= 0x030C0000
-/* The shadow-map entry of p without reserving a leaf; 0 when untracked. */
-static uint32_t peek_entry(const void *ptr) {
-    uintptr_t p = (uintptr_t)ptr;
-    if (!leaves || !p || (p & 7) || (p >> MAP_ADDRESS_BITS)) return 0;
-    size_t leaf_index = ((p >> (4 + LEAF_BITS)) << 1) | ((p >> 3) & 1);
-    entry_t *leaf = atomic_load_explicit(&leaves[leaf_index], memory_order_acquire);
-    return leaf ? atomic_load_explicit(&leaf[(p >> 4) & (LEAF_ENTRIES - 1)], memory_order_relaxed) : 0;
-}
-#endif
-
-#if PY_VERSION_HEX >= 0x030C0000
 /* Without the hook (under memcheck) the blocks a string owns are read from
    its layout: what unicode_new asked the allocator for (header, characters,
    the NUL) and, for a non-ASCII string whose UTF-8 form was asked for, that
@@ -988,8 +983,7 @@ static interned_t measure_interned(void) {
 #if LH_NATIVE_COUNTING
         if (pymem_sites_on) site_forget(key);
 #endif
-        size_t size = entry >> 2;
-        if (size == BIG_SIZE) size = big_size(key, 0);
+        size_t size = entry_size(key, entry);
         m.blocks++;
         m.bytes += (long long)size;
     }
