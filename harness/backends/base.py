@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .counters import series_from_samples
-from .native_sites import MAX_SITES, held_by, native_sites
+from .native_sites import MAX_SITES, by_excess, held_by, native_sites
 
 if TYPE_CHECKING:
     from ..settings import RunSettings
@@ -87,8 +87,7 @@ class Backend:
                                  table="pymem_sites", limit=None)
             # what every pymem site holds, before the list is cut to its top
             result.evidence["pymem_sites_held"] = held_by(pymem)
-            result.sites = sorted(result.sites + pymem,
-                                  key=lambda s: -s["excess_bytes_per_cycle"])[:MAX_SITES]
+            result.sites = sorted(result.sites + pymem, key=by_excess)[:MAX_SITES]
 
     def crashed(self, result: "Result", case_run: "HostRun", control_run: "HostRun | None",
                 settings: "RunSettings") -> None:
