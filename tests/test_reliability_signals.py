@@ -315,3 +315,24 @@ sys.exit(cli.main(["report", "/nonexistent-results.jsonl"]))
 
 def test_sigint_inside_set_name_during_the_imports_is_an_interrupt_not_a_traceback(tmp_path):
     assert_an_interrupt_not_a_traceback(tmp_path, SIGNAL_IN_SET_NAME)
+
+
+def test_an_interrupt_as_the_tmp_file_appears_leaves_none(tmp_path, monkeypatch):
+    """The SIGTERM of the test above, landed at the one moment it once found
+    (CI): right after the .tmp file was created.  The signal's exception is
+    raised in the main thread there; the file must still be removed."""
+    from harness.host import build
+
+    real_open = os.open
+
+    def open_then_interrupted(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        if str(path).endswith(".tmp"):
+            os.close(fd)
+            raise KeyboardInterrupt     # the kind the harness's SIGTERM handler raises
+        return fd
+
+    monkeypatch.setattr(build.os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build.compile_atomically(["true"], tmp_path / "cache" / "host-x", "host for a test")
+    assert not list((tmp_path / "cache").rglob("*.tmp"))

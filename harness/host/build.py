@@ -12,10 +12,10 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -168,13 +168,15 @@ def compile_atomically(argv: list[str], output: Path, what: str,
 
     With `built_for`, a record of the binary's checksum and of what it was
     built for is written beside it (see `_trusted`)."""
+    tmp = _tmp_name(output)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=output.name + ".", suffix=".tmp")
-    except OSError as exc:
-        raise _cache_error(output.parent, exc) from None
-    os.close(fd)
-    try:
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            # made now, so a cache directory that cannot be written is said
+            # as such, not as the compiler's failure to write its output
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise _cache_error(output.parent, exc) from None
         try:
             proc = _run_compiler(argv + ["-o", tmp])
         except subprocess.TimeoutExpired:
@@ -250,9 +252,19 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _tmp_name(path: Path) -> str:
+    """A name beside `path` for a file that becomes it, not yet created: the
+    caller creates it inside the try whose finally removes it, so an
+    interrupt (SIGINT/SIGTERM raise in the main thread) can land nowhere
+    between the file's creation and its guard.  With mkstemp it could: CI
+    once found a host's .tmp left by a SIGTERM sent the moment it appeared."""
+    return f"{path}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+
+
 def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = _tmp_name(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.chmod(tmp, 0o644)
