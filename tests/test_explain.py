@@ -75,8 +75,8 @@ def test_explained_malloc_leak_has_the_sites_of_a_full_memray_run(memray_target,
     assert leak["sites"][0]["excess_bytes_per_cycle"] == full.sites[0]["excess_bytes_per_cycle"] == 4096
     # the clean twin: judged, never rerun
     assert clean["verdict"] == "clean" and "explained_by" not in clean["evidence"]
-    # the counters' own hint to rerun under memray is gone: the sites are here
-    assert "rerun with --backend memray" not in (leak["message"] or "")
+    # the counters' own hint to rerun for the sites is gone: the sites are here
+    assert "to see where it is allocated" not in (leak["message"] or "")
 
 
 def test_explained_call_leak_matches_full_memray_run_and_keeps_the_verdict(memray_target,
@@ -328,6 +328,35 @@ def test_a_type_kept_in_a_static_is_named_by_its_pymem_site_not_by_its_interned_
     assert 0.5 * judged < held <= 1.1 * judged, (held, judged)
     clean = engine.run(case_for("lh_errorclean", False), settings)
     assert clean.verdict == "clean" and "explained_by" not in clean.evidence, clean.message
+
+
+def test_the_hint_of_a_finalize_leak_is_the_command_that_names_its_site(target_for,
+                                                                       fixture_modules_for):
+    """A counters leak ends with the next step; taken verbatim, it must name
+    the site.  On lh_errorleak the hint this gave before --explain existed,
+    `--backend valgrind`, names the interned constant names instead (the
+    slow test below); `--explain auto` names the PyErr_NewException line."""
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+
+    def run(*extra: str) -> dict:
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness", "run", "-c", "import lh_errorleak", "--module",
+             "lh_errorleak", "--python", target.executable, "--mode", "finalize", "--json", *extra],
+            capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(fixtures.directory)})
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        return check_contract(proc.stdout) or json.loads(proc.stdout)
+
+    first = run()
+    assert first["verdict"] == "leak" and not first["sites"], first["message"]
+    hint = first["message"].rsplit("rerun with ", 1)[1]
+    sited = run(*hint.split())
+    assert sited["verdict"] == "leak", sited["message"]
+    own = [site for site in sited["sites"] if site["attributed_by"] == "extension"]
+    assert own and os.path.basename(own[0]["at"]) == (
+        f"errorleak.c:{_source_line('errorleak.c', 'PyErr_NewException(')}"), sited["sites"]
+    assert "to see where it is allocated" not in sited["message"]
 
 
 @pytest.mark.slow

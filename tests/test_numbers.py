@@ -39,9 +39,10 @@ def _with_hint(result, triggered):
 
 def test_counters_leak_ends_with_the_backend_that_says_where():
     finalize = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}), ["blocks"])
-    assert finalize.endswith("rerun with --backend valgrind")
+    assert finalize.endswith("rerun with --explain auto")
     sub = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}, mode="subinterpreter"), ["blocks"])
-    assert "rerun with --backend memray (memray inside the target: /py -m pip install memray)" in sub
+    assert ("rerun with --explain auto (memray when it is inside the target: /py -m pip install "
+            "memray; else tracemalloc or valgrind)") in sub
     traced = _with_hint(result_with({"blocks": 9.0, "bytes": 360.0}, backend="valgrind"), ["blocks"])
     assert "rerun" not in traced
     # a counters leak whose native sites already say where gets no hint
