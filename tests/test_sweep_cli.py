@@ -165,3 +165,40 @@ def test_sweep_catalog_refuses_an_unknown_case_and_a_module_list(capsys):
     assert "no case named no-such-case" in capsys.readouterr().err
     assert cli_main(["sweep", "--catalog", "--module", "json"]) == 2
     assert "--catalog runs the curated cases" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_the_progress_bar_is_built_only_where_it_is_shown_and_twice_a_second(terminal):
+    """rich redraws a Progress ten times a second by default, and builds it
+    even where nothing is shown (a pipe, a file, the nightly job): 0.8% of a
+    core measured there, 1.8% on a terminal.  Off a terminal the sweep's bar is
+    built once, as it starts (rich's own first draw), never while the sweep
+    runs; on one, at most twice a second (rich's default: ten builds here)."""
+    import io
+
+    from rich.console import Console
+
+    from harness.commands.sweep import sweep_progress
+
+    console = Console(file=io.StringIO(), width=160, force_terminal=terminal)
+    builds = 0
+    with sweep_progress(console) as progress:
+        real = progress.make_tasks_table
+
+        def counted(tasks):
+            nonlocal builds
+            builds += 1
+            return real(tasks)
+
+        progress.make_tasks_table = counted
+        task = progress.add_task("", total=10)
+        start = time.monotonic()
+        for step in range(10):
+            time.sleep(0.1)
+            progress.update(task, advance=1, description=f"module{step} [finalize] clean")
+        running = time.monotonic() - start
+        during = builds
+    if terminal:
+        assert 1 <= during <= 2 * running + 2, (during, running)
+    else:
+        assert during <= 1, during
