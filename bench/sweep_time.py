@@ -63,6 +63,7 @@ from harness.cases.model import Case, stdlib_import_cases  # noqa: E402
 from harness.host.build import build_host  # noqa: E402
 from harness.host.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
 from harness.host.target import target_python  # noqa: E402
+from harness.verdict.settled import first_decidable  # noqa: E402
 from paired_sweep import paired_sweep  # noqa: E402
 
 QUICK_MODULES = 16
@@ -174,6 +175,38 @@ def verdict_key(row: dict) -> tuple[str, str]:
     return (row.get("module") or row.get("case"), row["mode"])
 
 
+def rule_bound(fixed_rows: list[dict], adaptive_rows: list[dict]) -> dict:
+    """How near adaptive cycles come to the earliest stop the verdict rule
+    allows, on the case hosts' own wall time (each result's `wall_s`).
+
+    From the fixed-cycle results: a `clean` case could have stopped after
+    warm-up + first_decidable(cycles) cycles at the earliest (verdict.settled:
+    no earlier stop is sure to leave the verdict unchanged), so its host
+    time from that cycle's sample to the last cycle's (`t_ms`) is all that
+    adaptive cycles can save; every other verdict (leak, crash, unsupported)
+    runs as it did.  The bound is the case hosts' wall with all of that
+    saved, over their wall at fixed cycles; `achieved` is the same ratio of
+    the adaptive run's case hosts.  Start-up, the first cycles and the
+    interpreter's end are paid in both, which is why the bound is above
+    12/25."""
+    def cases(rows):
+        return [r for r in rows if r.get("role") == "case" and r.get("wall_s")]
+
+    fixed, adaptive = cases(fixed_rows), cases(adaptive_rows)
+    total = sum(r["wall_s"] for r in fixed)
+    saved = 0.0
+    for row in fixed:
+        samples = row.get("samples") or []
+        earliest = row["warmup"] + first_decidable(row["cycles"])
+        if row["verdict"] != "clean" or len(samples) <= earliest:
+            continue
+        saved += max(0.0, (samples[-1].get("t_ms", 0.0) - samples[earliest].get("t_ms", 0.0)) / 1000)
+    if not total:
+        return {}
+    return {"rule_bound_case_wall_ratio": round((total - saved) / total, 3),
+            "achieved_case_wall_ratio": round(sum(r["wall_s"] for r in adaptive) / total, 3)}
+
+
 def adaptive_figures(fixed_wall_s: float, fixed_cpu_s: float, fixed_rows: list[dict],
                      wall_s: float, cpu_s: float, rows: list[dict]) -> dict:
     """Adaptive against fixed cycles: time ratios, cycles run, the verdict diff."""
@@ -193,6 +226,7 @@ def adaptive_figures(fixed_wall_s: float, fixed_cpu_s: float, fixed_rows: list[d
         "stopped_early_by_verdict": dict(sorted(Counter(r["verdict"] for r in stopped).items())),
         "mean_cycles_run": round(statistics.mean(ran), 2) if ran else None,
         "verdict_diff": diff,
+        **rule_bound(fixed_rows, rows),
     }
 
 
@@ -312,6 +346,9 @@ def print_paired(figures: dict, args) -> None:
             print(f"adaptive / fixed cycles, job wall   {figures['adaptive_job_wall_ratio']:.3f}x  "
                   "(each job's steps timed and summed)")
         print(f"adaptive sweep / floor, CPU         {figures['adaptive_sweep_to_floor_cpu']:.3f}x")
+        if figures.get("rule_bound_case_wall_ratio") is not None:
+            print(f"case hosts' wall, adaptive / fixed  {figures['achieved_case_wall_ratio']:.3f}x  "
+                  f"(the verdict rule's earliest stops: {figures['rule_bound_case_wall_ratio']:.3f}x)")
         diff = figures["verdict_diff"]
         print(f"verdict diff (fixed -> adaptive): {'(empty)' if not diff else ''}")
         for d in diff:

@@ -41,3 +41,25 @@ def test_paired_sweep_parts_add_up_to_its_ratio(target_for):
     # the wall time of each job's steps, summed: the done-when's own measure
     assert figures["fixed"]["job_wall_s"] > figures["adaptive"]["job_wall_s"] > 0
     assert 0 < figures["adaptive_job_wall_ratio"] < 1
+    # how near the earliest stops the verdict rule allows
+    assert 0 < figures["rule_bound_case_wall_ratio"] < 1
+    assert 0 < figures["achieved_case_wall_ratio"] < 1
+
+
+def test_the_rule_bound_saves_only_what_a_clean_case_runs_after_its_earliest_stop():
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    from sweep_time import rule_bound
+
+    def row(verdict, wall_s):
+        # 5 warm-up + 20 cycles, 10 ms each, after 20 ms of start-up
+        samples = [{"cycle": c, "t_ms": 20.0 + 10.0 * c} for c in range(26)]
+        return {"role": "case", "verdict": verdict, "wall_s": wall_s, "warmup": 5, "cycles": 20,
+                "samples": samples}
+
+    # first_decidable(20) = 7: the clean case could stop after cycle 12,
+    # saving cycles 13-25 (130 ms); the leak runs as it did
+    fixed = [row("clean", 0.3), row("leak", 0.3)]
+    adaptive = [row("clean", 0.18), row("leak", 0.3)]
+    figures = rule_bound(fixed, adaptive)
+    assert figures["rule_bound_case_wall_ratio"] == round((0.6 - 0.13) / 0.6, 3)
+    assert figures["achieved_case_wall_ratio"] == round(0.48 / 0.6, 3)
