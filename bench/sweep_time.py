@@ -179,12 +179,14 @@ def rule_bound(fixed_rows: list[dict], adaptive_rows: list[dict]) -> dict:
     """How near adaptive cycles come to the earliest stop the verdict rule
     allows, on the case hosts' own wall time (each result's `wall_s`).
 
-    From the fixed-cycle results: a `clean` case could have stopped after
-    warm-up + first_decidable(cycles) cycles at the earliest (verdict.settled:
-    no earlier stop is sure to leave the verdict unchanged), so its host
-    time from that cycle's sample to the last cycle's (`t_ms`) is all that
-    adaptive cycles can save; every other verdict (leak, crash, unsupported)
-    runs as it did.  The bound is the case hosts' wall with all of that
+    From the fixed-cycle results: a case that is not a `leak` could have
+    stopped after warm-up + first_decidable(cycles) cycles at the earliest
+    (verdict.settled: no earlier stop is sure to leave the verdict
+    unchanged; a crash at the interpreter's last end, as 3.12.1 has eight,
+    stops there too), so its host time from that cycle's sample to its last
+    (`t_ms`) is all that adaptive cycles can save; a leak runs all its
+    cycles, and a case that ended before that cycle (a refusal, an early
+    crash) as it did.  The bound is the case hosts' wall with all of that
     saved, over their wall at fixed cycles; `achieved` is the same ratio of
     the adaptive run's case hosts.  Start-up, the first cycles and the
     interpreter's end are paid in both, which is why the bound is above
@@ -198,7 +200,7 @@ def rule_bound(fixed_rows: list[dict], adaptive_rows: list[dict]) -> dict:
     for row in fixed:
         samples = row.get("samples") or []
         earliest = row["warmup"] + first_decidable(row["cycles"])
-        if row["verdict"] != "clean" or len(samples) <= earliest:
+        if row["verdict"] == "leak" or len(samples) <= earliest:
             continue
         saved += max(0.0, (samples[-1].get("t_ms", 0.0) - samples[earliest].get("t_ms", 0.0)) / 1000)
     if not total:

@@ -1,6 +1,6 @@
 """ThreadSanitizer over the host's parallel mode: are the host's own threads race free?
 
-    python bench/tsan.py [--python PY] [--cycles N] [--threads T]
+    python bench/tsan.py [--python PY] [--cycles N] [--threads T] [--json]
 
 Builds the plain host with TSAN_FLAGS (harness/host/build.py; never used for
 a measurement), runs the `pass` case in parallel mode and prints a summary
@@ -11,11 +11,13 @@ suppressed by name, CPython's own: posixmodule_exec sorts the static
 constant tables (posix_constants_*) with qsort in every interpreter that
 imports posix, so two own-GIL interpreters starting at once write them
 together (3.12).  Exits 1 when a report is the host's own, else 0.
+`--json`: one object instead (the counts, and the host's own reports' text).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -106,9 +108,19 @@ def main() -> int:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
     args = parser.parse_args()
     target = target_python(args.python)
     summary = run_tsan(target, args.cycles, args.threads)
+    if args.json:
+        print(json.dumps({
+            "python": target.label, "mode": "parallel", "threads": args.threads,
+            "cycles": args.cycles, "samples": summary.samples, "host_exit": summary.returncode,
+            "reports": len(summary.reports), "host_reports": len(summary.host_reports),
+            "suppressed": summary.suppressed, "suppressions": list(CPYTHON_SUPPRESSIONS),
+            "host_files": list(HOST_FILES), "host_report_texts": summary.host_reports,
+        }, indent=1))
+        return 0 if summary.clean else 1
     print(f"Python {target.label}: parallel mode, {args.threads} threads, {args.cycles} cycles, "
           f"{summary.samples} samples, host exit {summary.returncode}")
     print(f"TSan reports: {len(summary.reports)} ({len(summary.host_reports)} in the host's own files: "

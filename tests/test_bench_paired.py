@@ -57,9 +57,11 @@ def test_the_rule_bound_saves_only_what_a_clean_case_runs_after_its_earliest_sto
                 "samples": samples}
 
     # first_decidable(20) = 7: the clean case could stop after cycle 12,
-    # saving cycles 13-25 (130 ms); the leak runs as it did
-    fixed = [row("clean", 0.3), row("leak", 0.3)]
-    adaptive = [row("clean", 0.18), row("leak", 0.3)]
+    # saving cycles 13-25 (130 ms), and so could a crash at the last end;
+    # the leak runs as it did, and so does a crash in cycle 3
+    early_crash = dict(row("crash", 0.07), samples=row("crash", 0)["samples"][:3])
+    fixed = [row("clean", 0.3), row("leak", 0.3), row("crash", 0.3), early_crash]
+    adaptive = [row("clean", 0.18), row("leak", 0.3), row("crash", 0.18), early_crash]
     figures = rule_bound(fixed, adaptive)
-    assert figures["rule_bound_case_wall_ratio"] == round((0.6 - 0.13) / 0.6, 3)
-    assert figures["achieved_case_wall_ratio"] == round(0.48 / 0.6, 3)
+    assert figures["rule_bound_case_wall_ratio"] == round((0.97 - 2 * 0.13) / 0.97, 3)
+    assert figures["achieved_case_wall_ratio"] == round(0.73 / 0.97, 3)
