@@ -330,6 +330,37 @@ def test_a_type_kept_in_a_static_is_named_by_its_pymem_site_not_by_its_interned_
     assert clean.verdict == "clean" and "explained_by" not in clean.evidence, clean.message
 
 
+def test_a_legacy_subinterpreter_leak_is_named_by_pymem_sites_not_by_tracemalloc(
+        target_for, fixture_modules_for):
+    """auto in the subinterpreter modes picks memray, else tracemalloc; both
+    trace the interned names the verdict discounts, as valgrind does in
+    finalize, so the --pymem-sites rerun goes first there too.  lh_errorleak
+    in legacy subinterpreters on 3.12 (each cycle runs its single-phase
+    PyInit again; 3.13 reuses the first cycle's module there, clean), no
+    memray in the target: the PyErr_NewException line, its type's blocks
+    apart from the 40 interned names.  `--explain tracemalloc` by name runs
+    tracemalloc, whose one site for the module lumps the names in, at the
+    import's Python line."""
+    target = target_for("3.12")
+    fixtures = fixture_modules_for("3.12")
+    settings = RunSettings(python=target.executable, mode="legacy-subinterpreter",
+                           pythonpath=(str(fixtures.directory),))
+    error_line = f"errorleak.c:{_source_line('errorleak.c', 'PyErr_NewException(')}"
+    leak = ExplainingEngine(Engine(), "auto").run(case_for("lh_errorleak", False), settings)
+    assert leak.verdict == "leak", leak.message
+    explained = leak.evidence["explained_by"]
+    assert (explained["backend"], explained.get("pymem_sites")) == ("counters", True), explained
+    assert explained["instead_of"] in ("memray", "tracemalloc"), explained
+    assert f"{explained['instead_of']} would trace the whole heap" in explained["why"]
+    own = [site for site in leak.sites if site["attributed_by"] == "extension"]
+    assert own and os.path.basename(own[0]["at"]) == error_line, leak.sites
+    assert 0 < sum(site["excess_blocks_per_cycle"] for site in own) < 40, own
+    traced = ExplainingEngine(Engine(), "tracemalloc").run(case_for("lh_errorleak", False), settings)
+    assert traced.evidence["explained_by"]["backend"] == "tracemalloc"
+    top = traced.sites[0]
+    assert top["module"] == "lh_errorleak" and top["excess_blocks_per_cycle"] >= 40, top
+
+
 def test_the_hint_of_a_finalize_leak_is_the_command_that_names_its_site(target_for,
                                                                        fixture_modules_for):
     """A counters leak ends with the next step; taken verbatim, it must name

@@ -73,8 +73,8 @@ def add_explain_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--explain", default=None, choices=EXPLAIN_BACKENDS,
                    help="counters (or --backend) decide; each leak is then rerun briefly with "
                         "this tracing backend and its sites join the result "
-                        "(evidence.explained_by); auto: for finalize the counting host's own callers of "
-                        "malloc and PyMem when they account for the leak, else valgrind; memray "
+                        "(evidence.explained_by); auto: the counting host's own callers of malloc and "
+                        "PyMem when they account for the leak, else valgrind for finalize, memray "
                         "(else tracemalloc, else valgrind) for the subinterpreter modes")
 
 

@@ -28,13 +28,14 @@ strings unmarshalled and interned by CPython, while the leak judged was
 readline.c:1313's one block).  `--explain valgrind`, asked by name, still
 runs valgrind, for its full stacks.
 
-A finalize leak judged on PyMem blocks and bytes alone is first rerun on the
+A leak judged on PyMem blocks and bytes alone, whose explaining backend is
+a stand-in (auto's choice, in any mode), is first rerun on the
 counting host with --pymem-sites (`pymem_sites_may_explain`,
 `pymem_sites_account`): each MEM and OBJ
 block is put under its first caller outside CPython (an extension's call of
 PyModule_AddIntConstant, PyType_FromSpec, ...), or under CPython when there
 is none, and immortal interned strings are taken out, as the verdict
-discounts them.  Those sites stand, and valgrind is not run, when they
+discounts them.  Those sites stand, and the stand-in is not run, when they
 account for the excess the verdict judged beyond the interned strings (own
 code and CPython together at least COVERED of its blocks and of its bytes)
 and most of its bytes are in the extension's own code.  3.12.1, finalize:
@@ -46,7 +47,10 @@ _cursesmodule.c:4781 and a static keeps: reachable, so in none of memcheck's
 loss records; a 5+20 valgrind run's top sites are interned strings
 (_cursesmodule.c:4745 and :4929, 141 blocks a cycle).  The fixture
 lh_errorleak has that shape.  A rerun took 0.7-1.8 s in a stdlib sweep,
-where valgrind took 3-8 s.
+where valgrind took 3-8 s.  The subinterpreter modes' memray and
+tracemalloc trace those strings as well: 3.13.0, ujson 6.1.0, legacy
+subinterpreter, tracemalloc's two top sites were 817 of the 853 interned
+strings a cycle, ujson's own 9 blocks third.
 """
 
 from __future__ import annotations
@@ -187,24 +191,34 @@ def own_sites_suffice(result: Result, wanted: str, backend: str) -> str | None:
 
 
 def _pymem_settings(settings: RunSettings) -> RunSettings:
-    warmup, cycles = EXPLAIN_CYCLES["valgrind"]   # finalize: the same first cycles to skip
+    # valgrind's 2+4 in every mode: in finalize, the same first cycles to skip
+    warmup, cycles = EXPLAIN_CYCLES["valgrind"]
     options = replace(settings.backend_options, pymem_sites=True)
     return replace(settings, warmup=warmup, cycles=cycles, fixed_cycles=True,
                    timeout=settings.timeout * 2, backend_options=options)
 
 
 def pymem_sites_may_explain(result: Result, wanted: str, backend: str) -> bool:
-    """A stand-in valgrind for a counters verdict judged on PyMem blocks
-    and bytes alone (the C host's): try the counting host's PyMem sites first."""
+    """A stand-in (auto's choice, or the one for a backend that cannot measure
+    the case) for a counters verdict judged on PyMem blocks and bytes alone
+    (the C host's): try the counting host's PyMem sites first.  In every
+    mode, not only finalize's valgrind: memray and tracemalloc trace the
+    interned strings the verdict discounts too (3.13.0, ujson 6.1.0, legacy
+    subinterpreter: 861 blocks a cycle judged, 853 of them interned strings;
+    tracemalloc's first two sites, 817 blocks, were those strings, ujson's
+    9 blocks third; 3.12.1, lh_errorleak, legacy subinterpreter: memray's
+    top site, 45 blocks a cycle, is the 40 constants' line, not the
+    PyErr_NewException line)."""
     triggered = result.evidence.get("triggered_by") or []
-    return (backend == "valgrind" and backend != wanted and result.backend == "counters"
+    return (backend != wanted and result.backend == "counters"
             and result.host == "c" and bool(triggered)
             and all(key in PYMEM_METRICS for key in triggered))
 
 
-def pymem_sites_account(traced: Result) -> str | None:
+def pymem_sites_account(traced: Result, instead_of: str = "valgrind") -> str | None:
     """Why the --pymem-sites run's sites explain its leak (the `why` of
-    explained_by), or None when they do not (see the module docstring)."""
+    explained_by; `instead_of`: the tracing backend that is not run), or
+    None when they do not (see the module docstring)."""
     if traced.verdict != "leak":
         return None
     held = traced.evidence.get("pymem_sites_held") or {}
@@ -231,8 +245,8 @@ def pymem_sites_account(traced: Result) -> str | None:
             f"a cycle ({share:.0%} of the "
             f"bytes) are allocated in {modules} own code and {max(held['cpython_blocks'], 0):g} "
             f"inside CPython, as the counting host rerun with --pymem-sites names each PyMem "
-            f"block's first caller outside CPython; valgrind would trace the whole heap "
-            f"(--explain valgrind runs it)")
+            f"block's first caller outside CPython; {instead_of} would trace the whole heap "
+            f"(--explain {instead_of} runs it)")
 
 
 def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
@@ -258,7 +272,7 @@ def explain(engine: Engine, case: Case, result: Result, settings: RunSettings,
             return result
         if pymem_sites_may_explain(result, wanted, backend):
             counted = engine.run(case, _pymem_settings(settings))
-            accounts = pymem_sites_account(counted)
+            accounts = pymem_sites_account(counted, backend)
             if accounts is not None:
                 explained.update(backend=result.backend, why=accounts, warmup=counted.warmup,
                                  cycles=counted.cycles, verdict=counted.verdict,
