@@ -999,14 +999,13 @@ static interned_t measure_interned(void) {
     PyObject *key, *value, *ahead[INTERNED_AHEAD];
     /* no Python code runs during the walk: the dict and its keys stay as they are */
     while (PyDict_Next(dict, &pos, &key, &value)) {
-        /* its type and its interned state: two lines when key is 48 bytes
-           into one */
+        /* its type and its interned state: two cache lines when the string
+           starts 48 bytes into one */
         __builtin_prefetch(key);
         __builtin_prefetch(&((PyASCIIObject *)key)->state);
-        if (hooked) {
+        if (hooked && trackable(key)) {
             uintptr_t a = (uintptr_t)key;
-            entry_t *leaf = trackable(key) ? atomic_load_explicit(&leaves[leaf_index_of(a)], memory_order_acquire)
-                                           : NULL;
+            entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(a)], memory_order_acquire);
             if (leaf) __builtin_prefetch(&leaf[entry_index_of(a)]);
         }
         if (seen >= INTERNED_AHEAD) count_interned(ahead[seen % INTERNED_AHEAD], hooked, &m);
@@ -1097,7 +1096,6 @@ static void write_extensions(int cycle) {
 
 static void report_exception(int cycle) { report_event_exception("error", cycle); }
 
-/* Runs the case in the current interpreter's __main__; 0 on success. */
 /* A hooked mode: its samples report the interned strings.  The bare modes
    write no sample, so they do not walk the interned dict: the bare host is
    the benchmarks' floor and the crash reruns' "without the harness", and
@@ -1105,6 +1103,7 @@ static void report_exception(int cycle) { report_event_exception("error", cycle)
    3.12.1, perf). */
 static int sampled;
 
+/* Runs the case in the current interpreter's __main__; 0 on success. */
 static int run_case(int cycle) {
     crash_report_cycle(cycle);
     crash_report_phase(PHASE_RUN);
