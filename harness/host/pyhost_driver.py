@@ -11,6 +11,7 @@ main interpreter's; the control run through the same driver cancels that.
 
 import json
 import os
+import resource
 import sys
 import time
 
@@ -71,6 +72,9 @@ def read_token(fd):
 
 
 def main():
+    # no core file, as the C host's --no-core-dump: the harness reports a crash itself
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
     case_file, cycles, fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     token = read_token(int(sys.argv[4])) if len(sys.argv) > 4 else ""
     with open(case_file) as f:
