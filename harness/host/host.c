@@ -424,13 +424,19 @@ static void hook_free(void *ctx, void *ptr) {
    --explain asks for it. */
 static int pymem_sites_on;
 
-/* The shadow-map entry of p without reserving a leaf (0 when untracked),
-   and the size it says, read before either changes. */
-static inline uint32_t peek_entry(const void *ptr) {
+/* Where p's shadow-map entry is, without reserving a leaf (NULL when p
+   cannot have one); its value (0 when untracked), and the size it says,
+   read before either changes. */
+static inline entry_t *existing_entry(const void *ptr) {
     uintptr_t p = (uintptr_t)ptr;
-    if (!leaves || !trackable((void *)ptr)) return 0;
+    if (!leaves || !trackable((void *)ptr)) return NULL;
     entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(p)], memory_order_acquire);
-    return leaf ? atomic_load_explicit(&leaf[entry_index_of(p)], memory_order_relaxed) : 0;
+    return leaf ? &leaf[entry_index_of(p)] : NULL;
+}
+
+static inline uint32_t peek_entry(const void *ptr) {
+    entry_t *entry = existing_entry(ptr);
+    return entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
 }
 
 static inline size_t entry_size(const void *p, uint32_t entry) {
@@ -1004,11 +1010,8 @@ static interned_t measure_interned(void) {
            starts 48 bytes into one */
         __builtin_prefetch(key);
         __builtin_prefetch(&((PyASCIIObject *)key)->state);
-        if (hooked && trackable(key)) {
-            uintptr_t a = (uintptr_t)key;
-            entry_t *leaf = atomic_load_explicit(&leaves[leaf_index_of(a)], memory_order_acquire);
-            if (leaf) __builtin_prefetch(&leaf[entry_index_of(a)]);
-        }
+        entry_t *entry = hooked ? existing_entry(key) : NULL;
+        if (entry) __builtin_prefetch(entry);
         if (seen >= INTERNED_AHEAD) count_interned(ahead[seen % INTERNED_AHEAD], hooked, &m);
         ahead[seen++ % INTERNED_AHEAD] = key;
     }
@@ -1804,13 +1807,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "leak-harness host: --main-hook needs a mode with a lasting main interpreter\n");
         return 2;
     }
-    if (stop_fd >= 0 && (strstr(mode, "parallel") || !strncmp(mode, "bare-", 5))) {
+    sampled = strncmp(mode, "bare-", 5) != 0;
+    if (stop_fd >= 0 && (strstr(mode, "parallel") || !sampled)) {
         /* no sample to answer in bare modes; parallel rounds are fenced by barriers */
         fprintf(stderr, "leak-harness host: --stop-fd needs a hooked sequential mode, not %s\n", mode);
         return 2;
     }
     int n = (int)cycles, t = (int)threads;
-    sampled = strncmp(mode, "bare-", 5) != 0;
     if (!strcmp(mode, "parallel")) rc = loop_parallel(n, 1, t);
     else if (!strcmp(mode, "bare-parallel")) rc = loop_parallel(n, 0, t);
     else if (!strcmp(mode, "finalize")) rc = loop_finalize(n, 1);
