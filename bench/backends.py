@@ -19,37 +19,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.cases.model import Case  # noqa: E402
 from harness.engine import Engine # noqa: E402
 from harness.settings import RunSettings # noqa: E402
 from harness.errors import HarnessError  # noqa: E402
-from harness.host.target import installed_pythons, target_python  # noqa: E402
+from harness.host.target import target_python  # noqa: E402
+from common import children_cpu_s, release_pythons  # noqa: E402
 
 BACKENDS = ("counters", "tracemalloc", "memray")
 TARGET_RATIO = {"tracemalloc": 2.0, "memray": 3.0}
-
-
-def default_pythons() -> list[str]:
-    chosen: dict[tuple[int, int], str] = {}
-    for exe in installed_pythons():
-        try:
-            target = target_python(exe)
-        except HarnessError:
-            continue
-        if target.version_info[:2] in ((3, 12), (3, 13)) and not target.debug:
-            chosen.setdefault(target.version_info[:2], exe)
-    return [chosen[k] for k in sorted(chosen)]
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def one_run(python: str, mode: str, backend: str, code: str, cycles: int, warmup: int) -> float:
@@ -73,7 +57,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = parser.parse_args()
     rows: list[dict] = []
-    for python in args.python or default_pythons():
+    for python in args.python or release_pythons():
         target = target_python(python)
         mode = "subinterpreter" if target.version_info[:2] >= (3, 13) else "legacy-subinterpreter"
         best: dict[str, float] = {}

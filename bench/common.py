@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import resource
 import sys
 from pathlib import Path
 
@@ -23,3 +24,12 @@ def release_pythons(versions=((3, 12), (3, 13))) -> list[str]:
         if minor in versions and not target.debug:
             chosen.setdefault(minor, exe)
     return [chosen[k] for k in sorted(chosen)]
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of every waited-for descendant so far: hosts and sweeps.
+
+    Other work on a shared machine inflates wall time at random, not the
+    CPU time the runs themselves use, so the CPU ratio is the steadier one."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime

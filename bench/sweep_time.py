@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -64,20 +63,12 @@ from harness.host.build import build_host  # noqa: E402
 from harness.host.modes import DEFAULT_SWEEP_MODES, mode_problem  # noqa: E402
 from harness.host.target import target_python  # noqa: E402
 from harness.verdict.settled import first_decidable  # noqa: E402
+from common import children_cpu_s  # noqa: E402
 from paired_sweep import paired_sweep  # noqa: E402
 
 QUICK_MODULES = 16
 TARGET_OVERHEAD = 1.15
 ADAPTIVE_TARGET = 0.5
-
-
-def children_cpu_s() -> float:
-    """CPU seconds of every waited-for descendant so far: hosts and sweeps.
-
-    Other work on a shared machine inflates wall time at random, not the
-    CPU time the runs themselves use, so the CPU ratio is the steadier one."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def spread(cases: list[Case], n: int | None) -> list[Case]:

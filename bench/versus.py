@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shlex
 import shutil
 import statistics
@@ -42,16 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import children_cpu_s  # noqa: E402
+
 SIDES = ("before", "after")
 
 
 class SideError(Exception):
     """A side that cannot be run: the one line the user sees."""
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def command_of(text: str, side: str) -> list[str]:
@@ -100,7 +98,7 @@ def run_side(command: list[str], side: str, sweep_args: list[str]) -> dict:
     if not rows:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise SideError(f"--{side} wrote no results (exit {proc.returncode}): {last}")
-    return {"wall_s": wall_s, "cpu_s": cpu_s, "rows": rows, "returncode": proc.returncode}
+    return {"wall_s": wall_s, "cpu_s": cpu_s, "rows": rows}
 
 
 def compare(commands: dict[str, list[str]], sweep_args: list[str], rounds: int) -> dict:
@@ -118,14 +116,10 @@ def compare(commands: dict[str, list[str]], sweep_args: list[str], rounds: int) 
     return {
         "rounds": rounds,
         "sweep_args": sweep_args,
-        "before": {"command": commands["before"],
-                   "wall_s": [round(x["wall_s"], 2) for x in runs["before"]],
-                   "cpu_s": [round(x["cpu_s"], 2) for x in runs["before"]],
-                   "results": len(runs["before"][-1]["rows"])},
-        "after": {"command": commands["after"],
-                  "wall_s": [round(x["wall_s"], 2) for x in runs["after"]],
-                  "cpu_s": [round(x["cpu_s"], 2) for x in runs["after"]],
-                  "results": len(runs["after"][-1]["rows"])},
+        **{side: {"command": commands[side],
+                  "wall_s": [round(x["wall_s"], 2) for x in runs[side]],
+                  "cpu_s": [round(x["cpu_s"], 2) for x in runs[side]],
+                  "results": len(runs[side][-1]["rows"])} for side in SIDES},
         "wall_ratio": round(statistics.median(wall), 3),
         "wall_ratio_rounds": [round(x, 3) for x in wall],
         "cpu_ratio": round(statistics.median(cpu), 3),
