@@ -341,6 +341,24 @@ def test_compare_treats_a_new_signature_as_a_new_crash_and_a_known_one_as_unchan
     assert moved.to_json()["new_crashes"][0]["signature"] == "a_different_bug ← somewhere"
 
 
+def test_compare_keeps_a_crash_unchanged_where_the_baseline_has_no_signature(sweep_results, tmp_path):
+    # ci/baseline.json's crashes predate stacks in results: the nightly's own
+    # compare against it failed on CPython's known crashes as "new"
+    lines = [json.loads(l) for l in sweep_results.read_text().splitlines()]
+    unsigned = [{k: v for k, v in l.items() if k != "crash"} for l in lines]
+    baseline = tmp_path / "unsigned.jsonl"
+    baseline.write_text("".join(json.dumps(l) + "\n" for l in unsigned))
+    outcome = compare(load_results([baseline]), load_results([sweep_results]))
+    crashed = {l["module"] for l in lines if l.get("role") == "case" and l["verdict"] == "crash"}
+    assert crashed and not outcome.new_crashes and not outcome.failed
+    assert {c.line["module"] for c in outcome.unchanged_crashes} == crashed
+    # a case that did not crash in the baseline still fails as a new crash
+    clean_before = [dict(l, verdict="clean") if l.get("module") == "lh_crash" else l for l in unsigned]
+    baseline.write_text("".join(json.dumps(l) + "\n" for l in clean_before))
+    outcome = compare(load_results([baseline]), load_results([sweep_results]))
+    assert {c.line["module"] for c in outcome.new_crashes} == {"lh_crash"} and outcome.failed
+
+
 # -- the crash file, parsed without a host -------------------------------------
 
 def test_a_record_cut_short_keeps_what_was_written():

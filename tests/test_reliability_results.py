@@ -135,3 +135,26 @@ def test_known_leak_of_a_still_leaking_module_is_known_not_stale(tmp_path):
                    str(known_leaks(tmp_path, 'verdicts = ["leak"]\npython = ">=3.12"\n')))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "KNOWN (1)" in proc.stdout and "STALE" not in proc.stdout
+
+
+@pytest.mark.parametrize("text", ["", "\n\n\n", '{"schema": 1, "case": "json-imp'])
+def test_report_and_merge_refuse_input_with_no_results(tmp_path, text):
+    # an empty JUnit file with exit 0 turned a sweep that wrote nothing into a green CI step
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(text)
+    for args in (("report", str(empty), "--format", "junit", "-o", str(tmp_path / "r.xml")),
+                 ("report", str(empty)), ("merge", str(empty), "-o", str(tmp_path / "m.jsonl"))):
+        proc = harness(*args)
+        if text.endswith("imp"):   # the cut-off line is said first, as a note
+            notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("leak-harness: note:")]
+            assert len(notes) == 1 and "incomplete last line dropped" in notes[0]
+            proc.stderr = proc.stderr.replace(notes[0] + "\n", "")
+        assert "no results" in one_error_line(proc), args
+    assert not (tmp_path / "r.xml").exists()
+    # the twin: one empty shard among others merges and reports as before
+    good = write_lines(tmp_path / "good.jsonl", result_line())
+    for args in (("merge", str(empty), str(good), "-o", str(tmp_path / "m.jsonl")),
+                 ("report", str(empty), str(good), "--format", "junit")):
+        proc = harness(*args)
+        assert proc.returncode == 0, proc.stderr
+    assert "json-import" in (tmp_path / "m.jsonl").read_text()

@@ -20,11 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..results.load import load_results, write_lines
-    from .report import write_output
+    from .report import require_results, write_output
 
     results = load_results(args.results)
     for note in results.notes:
         print(f"leak-harness: note: {note}", file=sys.stderr)
+    require_results(results)   # all empty: nothing merged is an error (one empty shard is not)
     buffer = io.StringIO()
     count = write_lines(results, buffer)
     write_output(buffer.getvalue(), args.output)

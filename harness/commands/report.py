@@ -52,12 +52,23 @@ def write_output(text: str, output: str | None) -> None:
         raise HarnessError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def require_results(results) -> None:
+    """Refuses input with no result at all (an empty file, blank lines, one
+    cut-off line): an empty JUnit file or table with exit 0 would turn a
+    sweep that wrote nothing into a green CI step (compare refuses it too)."""
+    if not results.case_lines() and not results.control_lines():
+        sources = results.sources
+        raise HarnessError(f"{', '.join(sources)} {'holds' if len(sources) == 1 else 'hold'} no "
+                           "results (empty, or only a cut-off line): nothing to report")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..results.load import load_results
 
     results = load_results(args.results)
     for note in results.notes:
         print(f"leak-harness: note: {note}", file=sys.stderr)
+    require_results(results)
     write_output(render(results, args.format, args.title, samples=not args.no_samples), args.output)
     if args.output and args.output != "-":
         print(f"{args.format} report: {args.output} ({len(results.case_lines())} results)",

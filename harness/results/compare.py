@@ -18,7 +18,10 @@ Rules (the nightly job's exit status follows them):
   baseline crash of that Python series has, even where the baseline crashed
   too: a new signature is a new bug.
 - **unchanged crashes**: a crash whose signature the baseline already has
-  (in any module: the same bug hit from one more module is not a new one).
+  (in any module: the same bug hit from one more module is not a new one),
+  and a crash where the baseline's crash of the same case has no signature
+  (recorded before results carried stacks, as ci/baseline.json's are): with
+  nothing to compare, crashed then and now is not new.
 A current leak or crash matching a known-leaks entry goes to **known** instead
 (with the category it would have had) and never fails the job.
 """
@@ -185,7 +188,11 @@ def compare(baseline: ResultSet, current: ResultSet, known: list[KnownLeak] | No
                 change = Change("grown" if growth else "unchanged", now, old, growth=growth)
         elif _signature(now):
             known_bug = (key[0], _signature(now)) in known_signatures
-            change = Change("unchanged-crash" if known_bug else "new-crash", now, old)
+            # the baseline crashed here before results carried stacks: no
+            # signature to tell a new bug from the old one, so the verdict
+            # rule decides (crashed then, crashes now: not new)
+            unsigned = old_verdict == "crash" and _signature(old) is None
+            change = Change("unchanged-crash" if known_bug or unsigned else "new-crash", now, old)
         elif now["verdict"] in PROBLEM_VERDICTS and old_verdict not in PROBLEM_VERDICTS:
             change = Change("new-crash", now, old)
         elif old_verdict == "leak" and now["verdict"] in ("clean", "unsupported"):
