@@ -140,6 +140,32 @@ def test_suite_passes_as_usual_and_the_marker_selects_one_test(project, pytester
     assert "excess per cycle (blocks): [5, 5, 5, 5] (n=4, sum=20)" in out
 
 
+def test_the_tests_own_skip_and_xfail_keep_their_outcome_inside_the_target(project, pytester):
+    # pytest.skip / importorskip / xfail raised in the target were ERRORs
+    (pytester.path / "tests" / "test_outcomes.py").write_text(
+        "import pytest\n\n"
+        "class Skipped(Exception):\n    pass\n\n"
+        "def test_skip():\n    pytest.skip('not today')\n\n"
+        "def test_importorskip():\n    pytest.importorskip('no_such_module_lh')\n\n"
+        "def test_xfail():\n    pytest.xfail('imperative')\n\n"
+        "def test_own_class_named_skipped():\n    raise Skipped('mine')\n\n"
+        "def test_plain():\n    pass\n")
+    result = project("tests/test_outcomes.py", "--leak-cycles", "--leak-mode", "finalize", *FAST)
+    out = result.stdout.str()
+    result.assert_outcomes(passed=1, skipped=2, xfailed=1, errors=1)
+    assert "the test skipped itself in cycle 1: not today" in out, out
+    assert "could not import 'no_such_module_lh'" in out, out
+    assert "the test called pytest.xfail in cycle 1: imperative" in out, out
+    assert re.search(r"^ERROR tests/test_outcomes\.py::test_own_class_named_skipped\[leak-finalize\]",
+                     out, re.M), out
+    rows = {line.split()[0]: line.split() for line in out.split("leak-harness summary", 1)[1].splitlines()
+            if line.startswith("tests/test_outcomes.py::")}
+    verdict = {name.split("::")[1]: row[4] for name, row in rows.items()}
+    assert verdict == {"test_skip[leak-finalize]": "unsupported", "test_importorskip[leak-finalize]": "unsupported",
+                       "test_xfail[leak-finalize]": "unsupported", "test_plain[leak-finalize]": "clean",
+                       "test_own_class_named_skipped[leak-finalize]": "error"}, out
+
+
 def test_live_cycle_line_and_deltas_of_run(project_venv):
     def run(code: str) -> str:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -12,6 +12,8 @@ Outcomes, as pytest users read them:
 - crash / timeout / error -> ERROR (measured in setup), with the stacks
 - unsupported (CPython or the extension refuses the mode, a fixture the
   target cannot build) -> SKIPPED with why
+- the test body's own pytest.skip() / importorskip() -> SKIPPED, its
+  pytest.xfail() -> XFAIL (the target ran it; nothing to measure)
 - `@pytest.mark.known_leak(reason=..., link=...)` -> xfail on a leak, and
   XPASS(strict), a failure, once it stopped leaking.
 
@@ -22,6 +24,8 @@ measured by the Engine the session owns (one control per module per worker).
 from __future__ import annotations
 
 import inspect
+import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -132,6 +136,14 @@ class CyclesPlugin:
             result = session.engine.run(case, settings)
         except HarnessError as exc:
             pytest.fail(f"leak-harness: {exc}", pytrace=False)
+        outcome = pytest_outcome(result)
+        if outcome is not None:
+            kind, reason = outcome
+            cycle = (result.last_cycle or 0) + 1
+            why = (f"leak-cycles: the test {'skipped itself' if kind == 'skip' else 'called pytest.xfail'}"
+                   f" in cycle {cycle}: {reason}")
+            session.record_result(item, replace(result, verdict="unsupported", message=why))
+            (pytest.skip if kind == "skip" else pytest.xfail)(why)
         session.record_result(item, result)
         if result.verdict == "unsupported":
             pytest.skip(f"leak-harness: {result.message or 'unsupported'}")
@@ -147,6 +159,30 @@ class CyclesPlugin:
         if result.verdict == "leak":
             raise LeakFound(failure_text(result), pytrace=False)
         return True   # judged in the host; not run again in-process
+
+
+#: a traceback's last line when it ends in pytest's own outcome exceptions
+#: (pytest.skip and importorskip raise Skipped, which pytest places in
+#: `builtins` for display; pytest.xfail raises _pytest.outcomes.XFailed)
+_OUTCOME_LINE = re.compile(r"^(?:_pytest\.outcomes\.)?(Skipped|XFailed)(?::\s?(.*))?$")
+_FRAME_FILE = re.compile(r'^\s*File "([^"]*)", line \d+')
+
+
+def pytest_outcome(result: Result) -> tuple[str, str] | None:
+    """("skip" | "xfail", reason) when the test body itself ended with
+    pytest.skip(), importorskip() or pytest.xfail() inside the target: what
+    pytest reports in-process as SKIPPED or XFAIL is that here too, not an
+    `error`.  Read from the traceback: its last line names the exception and
+    its innermost frame must be pytest's outcomes module, so a class of the
+    project's that happens to be called Skipped stays an error."""
+    if result.verdict != "error" or not (result.message or "").startswith("the case raised"):
+        return None
+    lines = [ln for ln in (result.message or "").splitlines() if ln.strip()]
+    found = _OUTCOME_LINE.match(lines[-1].strip()) if lines else None
+    frames = [m.group(1) for m in map(_FRAME_FILE.match, lines) if m]
+    if found is None or not frames or not frames[-1].replace("\\", "/").endswith("_pytest/outcomes.py"):
+        return None
+    return ("skip" if found.group(1) == "Skipped" else "xfail"), (found.group(2) or "").strip()
 
 
 def _target_of(item: pytest.Item) -> tuple[str | None, str] | None:
