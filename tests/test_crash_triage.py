@@ -23,6 +23,7 @@ from fixtures.targets import REPO_ROOT, missing
 from harness.verdict import crash as crash_stacks
 from harness.cases.model import Case
 from harness.results.compare import compare
+from harness import engine as engine_module
 from harness.engine import Engine
 from harness.settings import RunSettings
 from harness.report.html import render_html
@@ -179,6 +180,47 @@ def test_a_crash_only_the_hook_causes_is_blamed_on_the_harness(run_case, monkeyp
     assert crash["module"] == crash_stacks.HARNESS
     assert functions(crash)[0] == "crash_report_hook_installed"
     assert "only with the harness's hook: a harness bug" in result.message
+
+
+def segv_at_run(crash_at: int, marker: Path | None = None) -> str:
+    """A case that crashes the crash_at-th time its code runs.  Counted in the
+    process's C environment (putenv outlives each interpreter), it crashes in
+    that cycle of every host process; counted in the marker file across all
+    of them, it crashes once and no rerun repeats it, as a module crashing
+    one run in two (a race, a timing) looks."""
+    if marker is None:
+        load = "n = int(os.environ.get('LH_RUNS', '0'))\n"
+        store = "os.environ['LH_RUNS'] = str(n + 1)\n"
+    else:
+        load = f"n = int(open({str(marker)!r}).read()) if os.path.exists({str(marker)!r}) else 0\n"
+        store = f"open({str(marker)!r}, 'w').write(str(n + 1))\n"
+    return f"import os, lh_crashy\n{load}{store}if n + 1 == {crash_at}:\n    lh_crashy.segv_deep()\n"
+
+
+def test_a_crash_no_rerun_repeats_is_not_repeatable_not_a_harness_bug(run_case, tmp_path):
+    # the module's own crash, once: neither the bare host nor the hooked host
+    # repeats it, so whose it is cannot be told (one clean bare run called
+    # this a harness bug)
+    result = run_case("3.12", segv_at_run(3, marker=tmp_path / "runs"))
+    crash = result.crash
+    assert result.verdict == "crash" and crash["cycle"] == 3, result.message
+    assert crash["reproduces_without_hook"] is None and crash["not_repeatable"] is True
+    assert crash["bare_host"]["runs"] == engine_module.BARE_ATTEMPTS
+    assert crash["hooked_reruns"] == {"runs": engine_module.HOOKED_RERUNS, "crashed": 0}
+    assert crash["module"] == "lh_crashy"
+    assert "harness bug" not in result.message and "not repeatable" in result.message
+    check_result_contract(result)
+
+
+def test_the_same_crash_in_every_run_reproduces_without_the_hook_at_once(run_case):
+    # the twin: the third cycle of every process crashes, so the first bare
+    # run repeats it and nothing more is rerun
+    result = run_case("3.12", segv_at_run(3))
+    crash = result.crash
+    assert result.verdict == "crash" and crash["cycle"] == 3, result.message
+    assert crash["reproduces_without_hook"] is True and "not_repeatable" not in crash
+    assert "hooked_reruns" not in crash and "runs" not in crash["bare_host"]
+    assert "without the harness's hook too" in result.message
 
 
 def test_stdlib_decimal_crash_on_3121_reproduces_without_the_hook(target_for, engine):

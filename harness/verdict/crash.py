@@ -352,9 +352,20 @@ def whose_note(crash: dict[str, Any]) -> str:
         where = f" in {bare['phase']}" if bare.get("phase") else ""
         return (f"CPython/the module crashes without the harness's hook too "
                 f"(bare host, {_cycles(bare.get('cycles'))}: {bare.get('signal')}{where})")
+    runs = bare.get("runs", 1)
+    bare_runs = f"{runs} bare-host runs" if runs > 1 else "the bare host"
     if reproduces is False:
-        return ("only with the harness's hook: a harness bug (the bare host ran "
-                f"{_cycles(bare.get('cycles'))} without crashing)")
+        hooked = crash.get("hooked_reruns") or {}
+        again = (f"; the hooked host crashed again in {hooked['crashed']} of {hooked['runs']} reruns"
+                 if hooked else "")
+        return (f"only with the harness's hook: a harness bug ({bare_runs} ran "
+                f"{_cycles(bare.get('cycles'))} without crashing{again})")
+    if crash.get("not_repeatable"):
+        hooked = crash.get("hooked_reruns") or {}
+        return (f"not repeatable: {bare_runs} ran {_cycles(bare.get('cycles'))} without crashing, and "
+                f"the hooked host crashed again in only {hooked.get('crashed')} of {hooked.get('runs')} "
+                "reruns; whose crash it is cannot be told by rerunning (a race, timing or memory "
+                "layout): the stack above is the one seen")
     return "whether it crashes without the harness's hook is unknown (the bare host timed out)"
 
 
