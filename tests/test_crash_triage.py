@@ -182,6 +182,20 @@ def test_a_crash_only_the_hook_causes_is_blamed_on_the_harness(run_case, monkeyp
     assert "only with the harness's hook: a harness bug" in result.message
 
 
+@pytest.mark.parametrize("mode", ["subinterpreter", "legacy-subinterpreter"])
+def test_a_crash_in_the_main_interpreters_start_says_before_cycle_1(run_case, monkeypatch, mode):
+    # the subinterpreter modes start their main interpreter before cycle 1;
+    # the host numbers it cycle 0, which the message said as "in cycle 1 of
+    # 5" over "crash in phase initialize of cycle 0"
+    monkeypatch.setenv("LEAK_HARNESS_TEST_CRASH_IN_HOOK", "1")
+    result = run_case("3.12", "pass", module=None, mode=mode, engine_=Engine())
+    assert result.verdict == "crash" and result.crash["cycle"] == 0
+    head = result.message.splitlines()
+    assert head[0] == "host killed by SIGSEGV in the main interpreter's start, before cycle 1"
+    assert head[1].startswith("crash in phase initialize of the main interpreter, before cycle 1,")
+    assert "cycle 0" not in result.message
+
+
 def segv_at_run(crash_at: int, marker: Path | None = None) -> str:
     """A case that crashes the crash_at-th time its code runs.  Counted in the
     process's C environment (putenv outlives each interpreter), it crashes in

@@ -87,6 +87,7 @@ def stack_text(stack: dict[str, Any] | None) -> str:
     head = [f"signature: {stack.get('signature')}",
             f"module: {stack.get('module')}",
             f"phase: {stack.get('phase')}, cycle {stack.get('cycle')}"
+            + (" (the main interpreter, before cycle 1)" if stack.get("cycle") == 0 else "")
             + (f", signal {stack['signal']}" if stack.get("signal") else "")]
     if "reproduces_without_hook" in stack:
         head.append(f"reproduces without the hook: {stack.get('reproduces_without_hook')}")

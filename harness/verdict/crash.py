@@ -313,7 +313,11 @@ def with_crash_stack(message: str | None, crash: dict[str, Any] | None) -> str:
 
 def _with_stack(message: str | None, what: str, stack: dict[str, Any]) -> str:
     phase = f"phase {stack['phase']}" if stack.get("phase") else "an unknown phase"
-    where = f"{what} in {phase} of cycle {stack.get('cycle')}"
+    # the subinterpreter modes' host says cycle 0 for its main interpreter,
+    # which starts before cycle 1 ("of cycle 0" read as a cycle that ran)
+    of = ("of the main interpreter, before cycle 1" if stack.get("cycle") == 0
+          else f"of cycle {stack.get('cycle')}")
+    where = f"{what} in {phase} {of}"
     text = f"{where}, module {stack.get('module')}: {stack.get('signature')}"
     frames = top_frames_text(stack)
     return insert_before_tail(message, text + ("\n" + frames if frames else ""))
@@ -334,6 +338,13 @@ def at_final_shutdown(crash: dict[str, Any], mode: str) -> bool:
 def crash_phase(crash_report: str | None) -> str | None:
     """The phase the first crash record of a crash file names, if any."""
     return next((report.phase for report in parse_reports(crash_report or "")
+                 if report.event == "crash"), None)
+
+
+def crash_cycle(crash_report: str | None) -> int | None:
+    """The cycle the first crash record of a crash file names (0: the main
+    interpreter of the subinterpreter modes, before cycle 1), if any."""
+    return next((report.cycle for report in parse_reports(crash_report or "")
                  if report.event == "crash"), None)
 
 

@@ -16,6 +16,7 @@ from ..cases.model import Case
 from ..host.samples_check import sample_problem, stop_problem
 from ..report.numbers import fmt_bytes, fmt_count, fmt_number
 from ..result import Result
+from .crash import crash_cycle
 from ..host.runner import HostRun
 from ..settings import RunSettings
 
@@ -383,6 +384,8 @@ def how_host_ended(run: HostRun, *, total_cycles: int, threads: int | None, time
     if run.timed_out:
         return "timeout", f"no end after {timeout_s:g} s, in {reached}{tail_note}"
     if run.signal_name:
+        if run.last_cycle == 0 and crash_cycle(run.crash_report) == 0:
+            reached = "the main interpreter's start, before cycle 1"
         return "crash", f"host killed by {run.signal_name} in {reached}{tail_note}"
     if run.forged_lines:
         return "error", (f"{run.forged_lines} line(s) on the host's sample pipe did not come from the "
