@@ -196,6 +196,52 @@ def test_a_crash_in_the_main_interpreters_start_says_before_cycle_1(run_case, mo
     assert "cycle 0" not in result.message
 
 
+# -- what a fallback blame rests on -------------------------------------------
+
+def test_a_crash_with_no_frame_of_the_named_module_says_so(run_case):
+    # os.abort() under --module json: json is named, but as the case's
+    # module, with no frame of it on the stack
+    result = run_case("3.12", "import json, os\nos.abort()", module="json")
+    crash = result.crash
+    assert result.verdict == "crash" and crash["module"] == "json"
+    assert crash["blamed_by"] == "case"
+    assert "module json (the case's module: no frame of it on the stack)" in result.message
+    check_result_contract(result)
+
+
+def test_a_crash_in_a_python_frame_of_the_named_module_is_not_a_fallback(run_case, tmp_path):
+    # the twin: the abort is called from the module's own Python code
+    (tmp_path / "lh_aborts.py").write_text("import os\n\ndef now():\n    os.abort()\n")
+    code = f"import sys\nsys.path.insert(0, {str(tmp_path)!r})\nimport lh_aborts\nlh_aborts.now()"
+    result = run_case("3.12", code, module="lh_aborts")
+    crash = result.crash
+    assert result.verdict == "crash" and crash["module"] == "lh_aborts"
+    assert crash["blamed_by"] == "case-python" and "loaded_extensions" not in crash
+    assert "no frame of it" not in result.message
+
+
+def test_a_crash_in_cpython_names_the_third_party_extensions_loaded(run_case):
+    # lh_crashy corrupts an object's type; CPython crashes in its dealloc,
+    # with no frame of lh_crashy on the stack: blamed on cpython, and the
+    # extension loaded outside the standard library is named beside it
+    code = "import _json, lh_crashy\no = bytearray(8)\nlh_crashy.corrupt_type(o)\ndel o"
+    result = run_case("3.12", code, module=None)
+    crash = result.crash
+    assert result.verdict == "crash" and crash["signal"] == "SIGSEGV", result.message
+    assert crash["module"] == "cpython" and crash["blamed_by"] == "cpython"
+    assert "lh_crashy" not in {(f["object"] or "").rsplit("/", 1)[-1].split(".")[0] for f in crash["native_stack"]}
+    assert crash["loaded_extensions"] == ["lh_crashy"]  # _json is lib-dynload's
+    assert ("(no extension's frame on the stack; extensions loaded outside the standard library: "
+            "lh_crashy)") in result.message
+    check_result_contract(result)
+
+
+def test_the_clean_twins_corrupt_type_does_nothing(run_case):
+    code = "import lh_crashyclean\no = bytearray(8)\nlh_crashyclean.corrupt_type(o)\ndel o"
+    result = run_case("3.12", code, module="lh_crashyclean")
+    assert result.verdict == "clean" and result.crash is None, result.message
+
+
 def segv_at_run(crash_at: int, marker: Path | None = None) -> str:
     """A case that crashes the crash_at-th time its code runs.  Counted in the
     process's C environment (putenv outlives each interpreter), it crashes in

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..results.summary import module_name, target_order
+from ..verdict.crash import BLAMED_BY
 
 #: the group of crash results that carry no stack (older results, a host
 #: without handlers)
@@ -85,10 +86,13 @@ def stack_text(stack: dict[str, Any] | None) -> str:
     if not stack:
         return ""
     head = [f"signature: {stack.get('signature')}",
-            f"module: {stack.get('module')}",
+            f"module: {stack.get('module')}"
+            + (f" ({BLAMED_BY[stack['blamed_by']]})" if stack.get("blamed_by") in BLAMED_BY else ""),
             f"phase: {stack.get('phase')}, cycle {stack.get('cycle')}"
             + (" (the main interpreter, before cycle 1)" if stack.get("cycle") == 0 else "")
             + (f", signal {stack['signal']}" if stack.get("signal") else "")]
+    if stack.get("loaded_extensions"):
+        head.append(f"extensions loaded outside the standard library: {', '.join(stack['loaded_extensions'])}")
     if "reproduces_without_hook" in stack:
         head.append(f"reproduces without the hook: {stack.get('reproduces_without_hook')}")
     lines = head + ["", "native stack (innermost first):"]

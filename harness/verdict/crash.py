@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backends.attribution import (CPYTHON, NativeFrame, attribute, is_python_machinery, is_system_object,
-                          module_from_function, object_name)
+                          module_from_function, module_from_object, object_name)
 # traceback_dumper_offset: the engine asks it here, with the rest of the crash API
 from ..backends.crash_symbols import MAX_NATIVE_FRAMES, Frame, Mapping, symbolise, traceback_dumper_offset  # noqa: F401
 
@@ -187,34 +187,78 @@ def signature(frames: list[Frame], signal_name: str | None, phase: str | None) -
     return f"{signal_name or 'signal'} in {phase or '?'}"
 
 
-def blamed_module(frames: list[Frame], python_stacks: list[dict[str, Any]],
-                  case_module: str | None) -> str:
-    """The harness when its host's code is the innermost frame outside libc;
-    the first frame in an extension's shared object (or a PyInit_X), else
-    the case's module, else the innermost Python file of the crashing
-    thread, else cpython."""
+#: `blamed_by`: why a crash names its `module`
+BLAMED_BY = {
+    "host": "the innermost frame outside libc is the harness's host",
+    "extension": "the first frame in an extension module's shared object",
+    "PyInit": "a frame in the module's PyInit function",
+    "case-python": "a Python frame of the case's module on the crashing thread",
+    "case": "the case's module; no frame of it is on the stack",
+    "python-file": "the innermost Python file of the crashing thread",
+    "cpython": "no frame of an extension, the case's module or a Python file on the stack",
+}
+
+
+def blame(frames: list[Frame], python_stacks: list[dict[str, Any]],
+          case_module: str | None) -> tuple[str, str]:
+    """(module, blamed_by): the harness when its host's code is the innermost
+    frame outside libc; the first frame in an extension's shared object (or
+    a PyInit_X), else the case's module, else the innermost Python file of
+    the crashing thread, else cpython.  `blamed_by` keeps a fallback from
+    reading as evidence: `os.abort()` under `--module json` names json with
+    no frame of json anywhere on the stack."""
     frames = [f for f in frames if not _forwarding(f)]
     innermost = next((f for f in frames if not is_system_object(f.object_path)), None)
     if innermost is not None and _HOST_BINARY.match(object_name(innermost.object_path)):
-        return HARNESS  # the host's own code crashed: never CPython's or the case's
+        return HARNESS, "host"  # the host's own code crashed: never CPython's or the case's
     native = [NativeFrame(f.function, f.object_path, f.file, f.line) for f in frames
               if not _HOST_BINARY.match(object_name(f.object_path))]
     found = attribute(native)
     if found.reason in ("extension", "PyInit"):
-        return found.module
+        return found.module, found.reason
     for frame in frames:  # an extension statically linked elsewhere still names its PyInit
         named = module_from_function(frame.function)
         if named:
-            return named
+            return named, "PyInit"
+    current = [frame for thread in python_stacks if thread["current"] for frame in thread["frames"]]
     if case_module:
-        return case_module
-    for thread in python_stacks:
-        if thread["current"]:
-            for frame in thread["frames"]:
-                name = frame["file"]
-                if not name.startswith("<") and not is_python_machinery(name):
-                    return Path(name).stem
-    return CPYTHON
+        own = any(_file_of_module(frame["file"], case_module) for frame in current)
+        return case_module, "case-python" if own else "case"
+    for frame in current:
+        name = frame["file"]
+        if not name.startswith("<") and not is_python_machinery(name):
+            return Path(name).stem, "python-file"
+    return CPYTHON, "cpython"
+
+
+def blamed_module(frames: list[Frame], python_stacks: list[dict[str, Any]],
+                  case_module: str | None) -> str:
+    """The module `blame` names."""
+    return blame(frames, python_stacks, case_module)[0]
+
+
+def _file_of_module(file: str, module: str) -> bool:
+    """`file` is the module's source or lies in its package's directory."""
+    path = Path(file)
+    parts = module.split(".")
+    if path.stem == parts[-1] or (path.stem == "__init__" and path.parent.name == parts[-1]):
+        return True
+    return parts[0] in path.parent.parts
+
+
+def loaded_extensions(maps: list[Mapping]) -> list[str]:
+    """The extension modules mapped into the host outside the standard
+    library's lib-dynload, sorted: where no frame of one is on the stack
+    (an over-decref crashes later, in CPython's dealloc), these are the ones
+    a user looks at first."""
+    found = set()
+    for mapping in maps:
+        if "lib-dynload" in Path(mapping.path).parts or _HOST_BINARY.match(object_name(mapping.path)):
+            continue
+        module = module_from_object(mapping.path)
+        if module:
+            found.add(module)
+    return sorted(found)
 
 
 def describe(report: HostReport, case_module: str | None) -> dict[str, Any]:
@@ -229,9 +273,13 @@ def describe(report: HostReport, case_module: str | None) -> dict[str, Any]:
         "phase": report.phase,
         "native_stack": [f.to_json() for f in frames],
         "python_stack": python_stacks,
-        "module": blamed_module(frames, python_stacks, case_module),
         "signature": signature(frames, report.signal_name, report.phase),
     })
+    described["module"], described["blamed_by"] = blame(frames, python_stacks, case_module)
+    if described["blamed_by"] in ("case", "cpython"):
+        extensions = loaded_extensions(report.maps)
+        if extensions:
+            described["loaded_extensions"] = extensions
     if report.event == "crash":
         if report.fault_address is not None:
             described["fault_address"] = f"{report.fault_address:#x}"
@@ -288,6 +336,7 @@ def attach(result: Any, run: Any, case_module: str | None) -> None:
             crash = {"signal": run.signal_name, "cycle": run.last_cycle + 1, "phase": None,
                      "native_stack": [], "python_stack": [],
                      "module": case_module or CPYTHON,
+                     "blamed_by": "case" if case_module else "cpython",
                      "signature": f"{run.signal_name or 'signal'} in ?",
                      "reproduces_without_hook": None,
                      "note": "no crash record: the host's handlers did not run"}
@@ -318,9 +367,23 @@ def _with_stack(message: str | None, what: str, stack: dict[str, Any]) -> str:
     of = ("of the main interpreter, before cycle 1" if stack.get("cycle") == 0
           else f"of cycle {stack.get('cycle')}")
     where = f"{what} in {phase} {of}"
-    text = f"{where}, module {stack.get('module')}: {stack.get('signature')}"
+    text = f"{where}, module {stack.get('module')}{_blame_note(stack)}: {stack.get('signature')}"
     frames = top_frames_text(stack)
     return insert_before_tail(message, text + ("\n" + frames if frames else ""))
+
+
+def _blame_note(stack: dict[str, Any]) -> str:
+    """What a fallback blame rests on, for the message."""
+    blamed_by = stack.get("blamed_by")
+    if blamed_by not in ("case", "cpython"):
+        return ""
+    note = ("the case's module: no frame of it on the stack" if blamed_by == "case"
+            else "no extension's frame on the stack")
+    extensions = stack.get("loaded_extensions")
+    if extensions:
+        shown = ", ".join(extensions[:6]) + (f" and {len(extensions) - 6} more" if len(extensions) > 6 else "")
+        note += f"; extensions loaded outside the standard library: {shown}"
+    return f" ({note})"
 
 
 #: modes whose host ends one main interpreter after its last cycle
