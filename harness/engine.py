@@ -171,13 +171,18 @@ class Engine:
             if crash_stacks.crashed_alike(short, crash):
                 bare, cycle = short, 1
         attempts = 0
-        while bare is None or (bare.signal_name is None and not bare.timed_out
+        while bare is None or (bare.signal_name is None and bare.completed
                                and attempts < BARE_ATTEMPTS):
             bare = launcher(case, settings, "bare", cycle)
             attempts += 1
-        reproduces = None if bare.timed_out else bare.signal_name is not None
+        # a bare run that ended short of its cycles without a signal (the
+        # case raised or exited: one reading the hook's allocator fails
+        # without it) never reached the crash: it proves nothing either way
+        reproduces = bare.signal_name is not None if bare.signal_name or bare.completed else None
         crash["bare_host"] = {"cycles": cycle, "signal": bare.signal_name,
                               "timed_out": bare.timed_out, "completed": bare.completed}
+        if reproduces is None and not bare.timed_out:
+            crash["bare_host"].update(returncode=bare.returncode, reached=bare.last_cycle)
         if attempts > 1:
             crash["bare_host"]["runs"] = attempts
         if reproduces is False:

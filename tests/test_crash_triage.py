@@ -196,6 +196,26 @@ def test_a_crash_in_the_main_interpreters_start_says_before_cycle_1(run_case, mo
     assert "cycle 0" not in result.message
 
 
+def test_a_bare_rerun_that_fails_short_of_the_crash_proves_nothing(run_case):
+    # the case raises on the bare host (its argv says bare-<mode>), as one
+    # that reads the hook's allocator does without it, and segfaults on
+    # the hooked host: the bare run never reached the crash, so neither
+    # "harness bug" nor "crashes without the hook" may be said
+    code = ("import lh_crashy\n"
+            "if b'bare-' in open('/proc/self/cmdline', 'rb').read():\n"
+            "    raise RuntimeError('no hook here')\n"
+            "lh_crashy.segv_deep()\n")
+    result = run_case("3.12", code)
+    crash = result.crash
+    assert result.verdict == "crash" and crash["cycle"] == 1, result.message
+    assert crash["reproduces_without_hook"] is None and "hooked_reruns" not in crash
+    assert crash["bare_host"]["completed"] is False and crash["bare_host"]["signal"] is None
+    assert crash["bare_host"]["reached"] == 0 and crash["bare_host"]["returncode"] not in (0, None)
+    assert "harness bug" not in result.message
+    assert "the bare host ended with status" in result.message and "short of the crash" in result.message
+    check_result_contract(result)
+
+
 # -- what a fallback blame rests on -------------------------------------------
 
 def test_a_crash_with_no_frame_of_the_named_module_says_so(run_case):
@@ -503,3 +523,16 @@ def test_allocator_wrappers_of_the_host_are_not_blamed_for_a_crash_in_free():
     # a crash in the host's own bookkeeping is still the harness's
     own = [Frame(1, libc, 1, "raise"), Frame(2, host, 2, "track_alloc"), Frame(3, host, 3, "hook_malloc")]
     assert crash_stacks.blamed_module(own, [], "json") == crash_stacks.HARNESS
+
+
+def test_a_thread_with_no_python_frame_says_so_under_its_heading():
+    # a crash in an interpreter's end runs no Python code: the heading stood
+    # alone, as if the frames were lost
+    from harness.report.crashes import stack_text
+    stack = {"signature": "s", "module": "cpython", "blamed_by": "cpython", "phase": "finalize",
+             "cycle": 0, "native_stack": [],
+             "python_stack": [{"thread": "0x1", "current": True, "frames": []}]}
+    lines = stack_text(stack).splitlines()
+    assert "phase: finalize, cycle 0 (the main interpreter, before cycle 1)" in lines
+    heading = lines.index("Python stack, current thread 0x1 (most recent call first):")
+    assert lines[heading + 1] == "  (no Python frame)"

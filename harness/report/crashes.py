@@ -103,4 +103,6 @@ def stack_text(stack: dict[str, Any] | None) -> str:
         lines += ["", f"Python stack, {current} {thread.get('thread')} (most recent call first):"]
         for frame in thread.get("frames") or []:
             lines.append(f'  File "{frame.get("file")}", line {frame.get("line")} in {frame.get("function")}')
+        if not thread.get("frames"):  # a crash in an interpreter's end runs no Python code
+            lines.append("  (no Python frame)")
     return "\n".join(lines)

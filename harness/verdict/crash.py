@@ -440,7 +440,11 @@ def whose_note(crash: dict[str, Any]) -> str:
                 f"the hooked host crashed again in only {hooked.get('crashed')} of {hooked.get('runs')} "
                 "reruns; whose crash it is cannot be told by rerunning (a race, timing or memory "
                 "layout): the stack above is the one seen")
-    return "whether it crashes without the harness's hook is unknown (the bare host timed out)"
+    if bare.get("timed_out"):
+        return "whether it crashes without the harness's hook is unknown (the bare host timed out)"
+    return ("whether it crashes without the harness's hook is unknown: the bare host ended with "
+            f"status {bare.get('returncode')} after {_cycles(bare.get('reached'))} of "
+            f"{bare.get('cycles')}, short of the crash (the case fails without the hook)")
 
 
 def _cycles(count: Any) -> str:
