@@ -12,6 +12,9 @@ beside its clean twin (tests/fixtures/ext):
   m_free forgets both: +2 blocks, +2,103 bytes a cycle, allocated inside
   libc on the module's behalf.
 - lh_nativecallleak: f() drops a 1,000-byte malloc: +1 block a call.
+- ctypes' malloc of libc's own handle (ctypes.CDLL("libc.so.6")): dlsym on
+  an explicit handle never searches the executable, so the host's dlsym
+  hands out its own allocator there: +1 block, +100,000 bytes a cycle.
 The twins free in m_free (or in f), lh_oncecache keeps one malloc per
 process, and `import json` keeps nothing native per cycle: all clean.
 """
@@ -250,3 +253,59 @@ def test_only_the_counting_host_defines_malloc(target_for):
     assert set(INTERPOSED) <= _dynamic_functions(str(build_host(target)))
     assert not set(INTERPOSED) & _dynamic_functions(str(build_host(target, native=False)))
     assert os.path.basename(build_host(target, native=False)) != os.path.basename(build_host(target))
+
+
+# -- the allocator looked up by handle (dlsym) --------------------------------
+
+LIBC_MALLOC = ("import ctypes\nlibc = ctypes.CDLL('libc.so.6')\n"
+               "libc.malloc.restype = ctypes.c_void_p\nlibc.free.argtypes = [ctypes.c_void_p]\n"
+               "p = libc.malloc(100000)\nctypes.memset(p, 1, 100000)\n")
+
+
+@pytest.mark.skipif(not any(name == "dlsym" for name in INTERPOSED),
+                    reason="the host defines dlsym on x86-64 only")
+@pytest.mark.parametrize("mode", ["finalize", "subinterpreter"])
+@pytest.mark.parametrize("freed", [False, True], ids=["leak", "twin"])
+def test_malloc_from_libcs_own_handle_is_counted(run_case, mode, freed):
+    # 3.13: 3.12.1 aborts in ctypes' finalize on its own, 3.11's ctypes
+    # leaks by itself; the leak read `clean` (native +0) before the host
+    # defined dlsym, its heap in use growing +100 kB a cycle
+    result = run_case("3.13", mode, "ctypes", LIBC_MALLOC + ("libc.free(p)\n" if freed else ""))
+    if freed:
+        assert_verdict(result, "clean")
+        assert abs(result.excess["native_bytes"]) < 128, result.message
+        return
+    assert_verdict(result, "leak")
+    assert {"native_blocks", "native_bytes"} <= set(result.evidence["triggered_by"]), result.message
+    assert result.excess["native_blocks"] == pytest.approx(1, abs=0.25)
+    assert result.excess["native_bytes"] == pytest.approx(100000, abs=64)
+
+
+@pytest.mark.skipif(not any(name == "dlsym" for name in INTERPOSED),
+                    reason="the host defines dlsym on x86-64 only")
+def test_dlsym_with_rtld_next_and_default_is_glibcs_answer_for_the_caller(run_case, tmp_path):
+    # RTLD_NEXT and RTLD_DEFAULT depend on who asks: the host's dlsym jumps
+    # to glibc's with the extension's return address in place, so glibc's
+    # answer equals the one dlvsym (not interposed) gives the same caller
+    out = tmp_path / "lookups.json"
+    code = ("import json, lh_dlsymprobe\n"
+            "names = ('malloc', 'free', 'getpid', 'PyObject_Malloc', 'lh_no_such_symbol')\n"
+            f"open({str(out)!r}, 'w').write(json.dumps({{n: lh_dlsymprobe.lookups(n) for n in names}}))\n")
+    result = run_case("3.13", "finalize", "lh_dlsymprobe", code)
+    assert_verdict(result, "clean")
+    lookups = json.loads(out.read_text())
+    for name in ("malloc", "free", "getpid"):
+        next_, next_glibc, default, default_glibc = lookups[name]
+        assert next_ == next_glibc != 0, (name, lookups[name])
+    # RTLD_DEFAULT: the executable's malloc and free come first in the global
+    # scope (dlvsym's GLIBC_2.2.5 asks for libc's own, the one RTLD_NEXT finds);
+    # a name only libc defines is libc's either way
+    for name in ("malloc", "free"):
+        next_, _, default, default_glibc = lookups[name]
+        assert default != 0 and default != next_ and default_glibc == next_, (name, lookups[name])
+    assert lookups["getpid"][2] == lookups["getpid"][3] == lookups["getpid"][0] != 0
+    # the one name whose RTLD_NEXT answer tells the callers apart: nothing
+    # after this extension defines it, while asked from the host executable
+    # (a dlsym that called glibc's instead of jumping) libpython would
+    assert lookups["PyObject_Malloc"][0] == 0 and lookups["PyObject_Malloc"][2] != 0
+    assert lookups["lh_no_such_symbol"] == [0, 0, 0, 0]

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import os
+import platform
 import secrets
 import shlex
 import shutil
@@ -35,7 +36,9 @@ SHARED_HEADERS = (Path(__file__).with_name("size_table.h"),)
 #: what the counting host exports from the executable, so that every
 #: object (extensions loaded later included) binds these names to it
 INTERPOSED = ("malloc", "calloc", "realloc", "reallocarray", "free", "posix_memalign",
-              "aligned_alloc", "memalign", "valloc", "pvalloc")
+              "aligned_alloc", "memalign", "valloc", "pvalloc") + (
+    # native_alloc.c's dlsym hands out these for an explicit handle (x86-64 only)
+    ("dlsym",) if platform.machine() in ("x86_64", "AMD64") else ())
 PROBE_EXT_SOURCE = Path(__file__).with_name("probe_ext.c")
 PROBE_EXT_MODULE = "_leak_harness_probe"
 #: after the target's own flags: the host and the probe are kept free of
