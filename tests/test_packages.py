@@ -124,6 +124,23 @@ def test_sweep_package_takes_every_module_of_one_distribution(venv312, tmp_path)
     assert "no-such-dist" in missing_dist.stderr and "lh-fixture-pkg" in missing_dist.stderr
 
 
+def test_an_editable_install_is_swept_module_by_module(target_for, tmp_path):
+    # pip install -e: the RECORD names only the .pth (or finder) it adds, so
+    # discovery had the top-level name alone and swept `lhpkg` clean, never
+    # lhpkg._leaky (helper red team: "2 results: 2 clean", exit 0)
+    source = tmp_path / "src"
+    shutil.copytree(LOCAL_PACKAGE, source)
+    python = make_venv(target_for("3.12").executable, tmp_path / "venv", "-e", str(source))
+    out = tmp_path / "sweep.jsonl"
+    proc = harness("sweep", "--python", str(python), "--package", "lh-fixture-pkg",
+                   "--mode", "finalize", "--cycles", CYCLES, "--warmup", WARMUP, "--jobs", "2",
+                   "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    cases = {r["module"]: r for r in map(json.loads, out.read_text().splitlines()) if r["role"] == "case"}
+    assert set(cases) == LOCAL_MODULES
+    assert cases["lhpkg._leaky"]["verdict"] == "leak" and cases["lhpkg._clean"]["verdict"] == "clean"
+
+
 def test_audit_scope_packages_sees_the_venv_not_the_base(venv312):
     proc = harness("audit", "--python", str(venv312), "--scope", "packages", "--json",
                    "--cycles", CYCLES, "--warmup", WARMUP, "--jobs", "2")

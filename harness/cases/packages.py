@@ -79,6 +79,25 @@ def modules_of(dist):
                 origin = spec.origin or ""
                 kind = "extension" if origin.endswith(suffixes) else "python"
                 found[top] = (kind, origin or None)
+                # an editable install's RECORD names only its .pth or finder:
+                # its package's submodules are the files under the package
+                # (the top-level name alone swept lhpkg and missed lhpkg._leaky)
+                for location in spec.submodule_search_locations or ():
+                    found.update((name, named) for name, named in package_files(top, location).items()
+                                 if name not in found)
+    return found
+
+def package_files(top, location):
+    # modules under one package directory, as a RECORD would list them
+    found = {}
+    for root, dirs, files in os.walk(location):
+        rel = os.path.relpath(root, location)
+        parts = [top] + ([] if rel == "." else rel.split(os.sep))
+        dirs[:] = sorted(d for d in dirs if d.isidentifier())
+        for name in sorted(files):
+            named = module_of(tuple(parts) + (name,))
+            if named:
+                found.setdefault(named[0], (named[1], os.path.join(root, name)))
     return found
 
 out = {"modules": [], "skipped": {}, "distributions": []}
