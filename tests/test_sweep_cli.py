@@ -202,3 +202,20 @@ def test_the_progress_bar_is_built_only_where_it_is_shown_and_twice_a_second(ter
         assert 1 <= during <= 2 * running + 2, (during, running)
     else:
         assert during <= 1, during
+
+
+@pytest.mark.parametrize("selectors, says", [
+    (["--package", "msgpack", "--module", "json"], "give --module or --package, not both"),
+    (["--package", "msgpack", "--scope", "all"], "--scope all sweeps a whole scope: give it no --package"),
+    (["--module", "json", "--scope", "packages"], "--scope packages sweeps a whole scope: give it no --module"),
+    (["--catalog", "--scope", "all"], "--catalog runs the curated cases"),
+])
+def test_selectors_that_contradict_each_other_are_refused(target_for, tmp_path, selectors, says):
+    # one of them was dropped without a word: `--package msgpack --module
+    # json` swept json alone, 1 clean, exit 0, msgpack never run
+    out = tmp_path / "out.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "harness", "sweep", "--python", target_for("3.13").executable,
+                           *selectors, "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and says in proc.stderr, proc.stderr
+    assert not out.exists() or out.read_text() == ""

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", action="append", default=[], choices=list(MODES),
                    help=f"repeatable; default: {' and '.join(DEFAULT_SWEEP_MODES)}")
     p.add_argument("--module", action="append", default=[], help="only these modules")
-    p.add_argument("--scope", default="stdlib", choices=("stdlib", "packages", "all"),
+    p.add_argument("--scope", default=None, choices=("stdlib", "packages", "all"),
                    help="stdlib modules (default), the target environment's installed "
                         "packages (a venv's own), or both")
     p.add_argument("--package", action="append", default=[], metavar="DIST",
@@ -55,8 +55,18 @@ def run(args: argparse.Namespace) -> int:
         raise HarnessError(f"--jobs must be at least 1 (got {args.jobs})")
     for name in args.module:
         check_module_name(name)
-    if args.catalog is not None and (args.module or args.package):
-        raise HarnessError("--catalog runs the curated cases: give it no --module or --package")
+    if args.catalog is not None and (args.module or args.package or args.scope):
+        raise HarnessError("--catalog runs the curated cases: give it no --module, --package or --scope")
+    # each selector alone says what is swept; together one was dropped
+    # without a word (--package msgpack --module json swept json: green CI,
+    # msgpack never run)
+    if args.module and args.package:
+        raise HarnessError("give --module or --package, not both: --module names the modules, "
+                           "--package takes a distribution's")
+    if args.scope and (args.module or args.package):
+        raise HarnessError(f"--scope {args.scope} sweeps a whole scope: give it no "
+                           f"{'--module' if args.module else '--package'}")
+    args.scope = args.scope or "stdlib"
     modes = args.mode or list(DEFAULT_SWEEP_MODES)
     explaining(None, args)   # a bad --explain is refused before any work
     base = settings_from_args(args, None, modes[0])
