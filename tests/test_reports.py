@@ -334,3 +334,29 @@ def test_schema_mismatch_and_bad_files_are_one_line_errors(swept, tmp_path):
     cut.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])
     proc = cli("report", str(cut), "--format", "markdown")
     assert proc.returncode == 0 and "incomplete last line dropped" in proc.stderr
+
+
+def test_two_venvs_of_one_python_are_two_targets_not_repeats(swept, tmp_path):
+    # a sweep of two venvs of 3.13.0 wrote every line twice, one per venv;
+    # report kept half ("5 result(s) given more than once: the later file's
+    # line kept", from one file).  Here: the same real sweep as if run from
+    # a second interpreter path, beside a true repeat of one line
+    lines = [json.loads(l) for l in swept["all"].read_text().splitlines()]
+    other = [json.loads(json.dumps(l)) for l in lines]
+    for line in other:
+        line["python"]["executable"] = "/elsewhere/venv/bin/python"
+    both = tmp_path / "both.jsonl"
+    both.write_text("".join(json.dumps(l) + "\n" for l in lines + other + lines[-1:]))
+    merged = load_results([both])
+    cases = [l for l in lines if l["role"] == "case"]
+    assert len(merged.case_lines()) == 2 * len(cases)
+    assert len(merged.control_lines()) == 2 * (len(lines) - len(cases))
+    repeats = 1 if lines[-1]["role"] == "case" else 0
+    assert merged.notes == ([f"1 result(s) given more than once: the later line kept"] if repeats else [])
+    for line in merged.case_lines():  # each case keeps its own interpreter's control
+        assert merged.control_for(line)["python"]["executable"] == line["python"]["executable"]
+    from harness.report.junit import render_junit
+    junit = ET.fromstring(render_junit(merged))
+    assert len(junit.findall(".//testcase")) == 2 * len(cases)
+    names = {suite.get("name") for suite in junit.findall("testsuite")}
+    assert any("/elsewhere/venv/bin/python" in name for name in names), names

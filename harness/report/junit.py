@@ -79,8 +79,13 @@ def render_junit(results: ResultSet) -> str:
     root = ET.Element("testsuites", name="leak-harness")
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
     timestamp = datetime.now(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat()
+    executables: dict[str, set[str]] = {}
+    for python, _, _, executable in suites:
+        executables.setdefault(python, set()).add(executable)
     for key, lines in suites.items():
-        python, mode, backend = key
+        python, mode, backend, executable = key
+        # two venvs of one Python: the interpreter tells their suites apart
+        shown = f"{python} ({executable})" if len(executables[python]) > 1 else python
         counts = {
             "tests": len(lines),
             "failures": sum(l["verdict"] == "leak" for l in lines),
@@ -90,13 +95,14 @@ def render_junit(results: ResultSet) -> str:
         }
         for name, value in counts.items():
             totals[name] += value
-        suite = ET.SubElement(root, "testsuite", name=f"python {python} / {mode} / {backend}",
+        suite = ET.SubElement(root, "testsuite", name=f"python {shown} / {mode} / {backend}",
                               tests=str(counts["tests"]), failures=str(counts["failures"]),
                               errors=str(counts["errors"]), skipped=str(counts["skipped"]),
                               time=f"{counts['time']:.3f}", timestamp=timestamp,
                               hostname=socket.gethostname())
         properties = ET.SubElement(suite, "properties")
-        for name, value in (("python", python), ("mode", mode), ("backend", backend)):
+        for name, value in (("python", python), ("mode", mode), ("backend", backend),
+                            ("executable", executable)):
             ET.SubElement(properties, "property", name=name, value=value)
         control = controls.get(key)
         if control:

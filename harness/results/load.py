@@ -29,7 +29,7 @@ class ResultsError(HarnessError):
     """A results file is missing, unreadable, of another schema, or not ours."""
 
 
-Key = tuple[str, str, str, str]
+Key = tuple[str, str, str, str, str]
 
 
 def python_label(python: dict[str, Any]) -> str:
@@ -38,14 +38,18 @@ def python_label(python: dict[str, Any]) -> str:
 
 
 def result_key(line: dict[str, Any]) -> Key:
-    """(python label, mode, backend, case) of one JSON line."""
-    return (python_label(line.get("python") or {}), line.get("mode", "?"),
-            line.get("backend", "?"), line.get("case", "?"))
+    """(python label, mode, backend, case, interpreter) of one JSON line.
+    The interpreter's path is in it: two venvs of one Python are two
+    targets (a sweep of both had half its results dropped as repeats)."""
+    python = line.get("python") or {}
+    return (python_label(python), line.get("mode", "?"), line.get("backend", "?"),
+            line.get("case", "?"), str(python.get("executable", "")))
 
 
-def control_key(line: dict[str, Any]) -> tuple[str, str, str]:
-    """The (python, mode, backend) a `pass` control is shared by."""
-    return result_key(line)[:3]
+def control_key(line: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The (python, mode, backend, interpreter) a `pass` control is shared by."""
+    python_, mode, backend, _, executable = result_key(line)
+    return python_, mode, backend, executable
 
 
 @dataclass
@@ -192,14 +196,14 @@ def _read_file(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
 def load_results(paths: Iterable[str | Path]) -> ResultSet:
     """Read and merge results files, later files winning on the same key.
 
-    Cases are deduplicated by (python, mode, backend, case): a re-run or an
+    Cases are deduplicated by (python, mode, backend, case, interpreter): a re-run or an
     overlapping shard replaces the earlier line. Controls are kept once per
     (python, mode, backend): each shard measures its own `pass` control of
     the same thing, and the first one read is kept for CPython's own row.
     """
     merged = ResultSet()
     cases: dict[Key, dict[str, Any]] = {}
-    controls: dict[tuple[str, str, str], dict[str, Any]] = {}
+    controls: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     replaced = 0
     paths = [Path(p) for p in paths]
     if not paths:
@@ -217,7 +221,7 @@ def load_results(paths: Iterable[str | Path]) -> ResultSet:
                 replaced += 1
             cases[key] = line
     if replaced:
-        merged.notes.append(f"{replaced} result(s) given more than once: the later file's line kept")
+        merged.notes.append(f"{replaced} result(s) given more than once: the later line kept")
     merged.lines = list(controls.values()) + list(cases.values())
     return merged
 
