@@ -287,3 +287,24 @@ def test_a_real_pypi_extension_package_in_a_venv_is_found(target_for, tmp_path):
     assert "msgpack._cmsgpack in cycle 1 only" in result["message"]
     assert "Interpreter change detected" in result["message"]
     assert result["distribution"]["name"] == "msgpack"
+
+
+def test_python_given_as_a_venv_folder_a_plain_folder_a_broken_link_or_3(target_for, tmp_path):
+    # a venv's folder is its interpreter (as uv takes it); a plain folder, a
+    # venv whose base Python is gone and a bare `3` say what they are, one
+    # line, exit 2 ("Permission denied", "does not exist", "not found on PATH")
+    venv = tmp_path / "v"
+    subprocess.run([target_for("3.13").executable, "-m", "venv", "--without-pip", str(venv)],
+                   check=True, timeout=120)
+    ran = harness("run", "-c", "pass", "--python", str(venv), "--cycles", "4", "--warmup", "0", "--json")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert json.loads(ran.stdout)["python"]["executable"] == str(venv / "bin" / "python")
+    broken = tmp_path / "broken" / "bin"
+    broken.mkdir(parents=True)
+    (broken / "python").symlink_to("/nonexistent/python3.13")
+    for given, says in ((str(tmp_path), "is a directory, not an interpreter (give its bin/python)"),
+                        (str(broken / "python"), "is a symlink to /nonexistent/python3.13, which does not exist"),
+                        ("3", "--python 3: no Python 3 on PATH or under pyenv (found: ")):
+        proc = harness("run", "-c", "pass", "--python", given)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and says in proc.stderr, proc.stderr

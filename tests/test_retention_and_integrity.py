@@ -218,6 +218,20 @@ def test_forged_samples_are_rejected(run_case):
     assert [s["cycle"] for s in result.samples] == list(range(WARMUP + CYCLES + 1))
 
 
+@pytest.mark.parametrize("mode", ["finalize", "subinterpreter"])
+def test_a_case_closing_the_hosts_descriptors_is_an_error_that_says_so(run_case, mode):
+    # os.closerange(3, 1000) takes the sample channel: the host's lines,
+    # its own error event too, went nowhere, and the message was only
+    # "host exited with status 3 in cycle 1 of 17"; its twin closes nothing
+    result = run_case("3.13", mode, "import os\nos.closerange(3, 1000)")
+    assert result.verdict == "error", explain(result)
+    assert "could not be written to the harness's sample channel" in result.message
+    assert "Bad file descriptor" in result.message
+    assert "closed or replaced a file descriptor it does not own" in result.message
+    twin = run_case("3.13", mode, "import os\nos.closerange(1000, 1001)")
+    assert twin.verdict == "clean", explain(twin)
+
+
 def test_forged_samples_are_rejected_by_the_pure_python_host(run_case):
     # the pure-Python host: `python -S -P DRIVER CASE CYCLES OUT_FD TOKEN_FD`
     result = run_case("3.12", "subinterpreter", FORGE.format(index=6), host="python")

@@ -622,6 +622,8 @@ static _Atomic long long cycle_interned_bytes = -1;
    lines the case wrote to the sample fd itself */
 static char run_token[65];
 static void begin_line(const char *event);
+static void say_channel_lost(int error, const char *event, int cycle, const char *type,
+                             const char *text);
 /* --stop-fd FD --ask-from K (adaptive cycles): after the sample of every
    cycle >= K the host waits for one byte on FD, 'c' (go on) or 's' (stop
    here).  The harness decides; the host only obeys and says where it
@@ -759,8 +761,9 @@ static void write_sample(int cycle, int interpreter_alive) {
     }
 #endif
     fputs("}\n", out);
-    fflush(out);
+    int lost = fflush(out) != 0 ? errno : 0;
     funlockfile(out);
+    if (lost) say_channel_lost(lost, "sample", cycle, NULL, NULL);
     if (cycle == warmup_cycles || (warmup_cycles >= 0 && cycle == total_cycles))
         write_native_sites(cycle);
 }
@@ -785,6 +788,24 @@ static void write_json_string(const char *s) {
 /* Starts a host line: {"token":"...","event":"EVENT" (the caller holds
    the stream's lock and writes the rest, then "}\n").  Every line the host
    writes begins here. */
+/* A case that closes or replaces descriptors it does not own
+   (os.closerange(3, 1000)) takes the sample channel with it, and the host's
+   next lines, its error event too, are lost: the harness saw only "exited
+   with status 3".  The first such loss is said on stderr, which the
+   harness quotes as the host's output; an event's own text goes with it. */
+static void say_channel_lost(int error, const char *event, int cycle, const char *type,
+                             const char *text) {
+    static atomic_int said;
+    if (atomic_exchange(&said, 1)) return;
+    fprintf(stderr,
+            "leak-harness host: the %s line of cycle %d could not be written to the harness's "
+            "sample channel (fd %d: %s): the case closed or replaced a file descriptor it does "
+            "not own%s%s%s%s\n",
+            event, cycle, fileno(out), strerror(error), type ? "; the line said " : "",
+            type ? type : "", type ? ": " : "", type ? (text ? text : "") : "");
+    fflush(stderr);
+}
+
 static void begin_line(const char *event) {
     fputs("{\"token\":", out);
     write_json_string(run_token);
@@ -872,8 +893,9 @@ static void write_event(const char *event, int cycle, const char *type, const ch
     fputs(",\"message\":", out);
     write_json_string(text ? text : "");
     fputs("}\n", out);
-    fflush(out);
+    int lost = fflush(out) != 0 ? errno : 0;
     funlockfile(out);
+    if (lost) say_channel_lost(lost, event, cycle, type, text);
 }
 
 /* ------------------------------------------------------------------ */

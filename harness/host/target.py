@@ -96,14 +96,14 @@ def version_label(version: str, debug: bool) -> str:
 
 
 #: what users type for an interpreter, as tox/nox/uv take it: 3.12, 3.12.1, python3.13
-_VERSION_SPEC = re.compile(r"^(?:python)?(3\.\d+(?:\.\d+)?)$")
+_VERSION_SPEC = re.compile(r"^(?:python)?(3(?:\.\d+){0,2})$")
 
 
 def _resolve_executable(python: str | os.PathLike | None) -> str:
     if python is None:
         return sys.executable
     text = str(python)
-    if os.sep not in text:
+    if os.sep not in text and not os.path.isdir(text):
         spec = _VERSION_SPEC.match(text)
         if text.startswith("python"):  # a command name: PATH's first that runs, as tox takes it
             for found in _on_path(text):
@@ -116,7 +116,17 @@ def _resolve_executable(python: str | os.PathLike | None) -> str:
             return _by_version(spec.group(1), text)
         raise TargetPythonError(f"target Python {text!r} not found on PATH")
     if not os.path.exists(text):
+        if os.path.islink(text):  # a venv whose base interpreter is gone
+            raise TargetPythonError(f"target Python {text} is a symlink to {os.readlink(text)}, "
+                                    "which does not exist (a venv whose base Python is gone?)")
         raise TargetPythonError(f"target Python {text} does not exist")
+    if os.path.isdir(text):
+        # a venv's folder is taken for its interpreter, as uv takes it
+        inside = os.path.join(text, "bin", "python")
+        if os.path.isfile(os.path.join(text, "pyvenv.cfg")) and os.path.exists(inside):
+            return os.path.abspath(inside)
+        raise TargetPythonError(f"target Python {text} is a directory, not an interpreter "
+                                "(give its bin/python)")
     return os.path.abspath(text)
 
 
