@@ -65,6 +65,10 @@ def run_case(engine, fixture_modules_for, tmp_path: Path):
     # its own bug: the extension loads, the attribute does not exist
     (tmp_path / "lh_own_error.py").write_text(FALLBACK.format(ext="lh_callclean", attr="no_such"))
     (tmp_path / "lh_wraps_refusal.py").write_text(WRAPS)
+    # simplejson.ordered_dict's shape: a refusal caught first, then an error
+    # of its own that every mode raises (Python 2's UserDict)
+    (tmp_path / "lh_refused_then_own.py").write_text(
+        "try:\n    import lh_singlephase\nexcept ImportError:\n    pass\nfrom UserDict import DictMixin\n")
 
     def run(python_id: str, mode: str, module: str, code: str | None = None):
         built = fixture_modules_for(python_id)
@@ -247,3 +251,15 @@ def test_a_package_measured_as_its_fallback_is_unsupported_naming_its_extension(
     # module object filled from the first interpreter's cached copy: no
     # PyModuleDef, and the host's list missed it until it read __file__ too
     assert legacy.evidence["extensions_loaded"] == ["lhfb._speedups"]
+
+
+@pytest.mark.parametrize("python_id", SUB_PYTHONS)
+def test_an_error_of_its_own_after_a_caught_refusal_stays_an_error(run_case, python_id):
+    # the same error in a legacy subinterpreter, where nothing is refused:
+    # not "a consequence of the refusal"; its twin lh_needs_single raises
+    # only because of the refusal and stays unsupported
+    own = run_case(python_id, "subinterpreter", "lh_refused_then_own")
+    assert own.verdict == "error", own.message
+    assert "No module named 'UserDict'" in own.message and "consequence" not in own.message
+    twin = run_case(python_id, "subinterpreter", "lh_needs_single")
+    assert twin.verdict == "unsupported" and "a consequence of the refusal" in twin.message, twin.message

@@ -300,13 +300,31 @@ def explained_ending(case: Case, run: HostRun, settings: RunSettings, launcher,
     module, text = found
     if reinit:
         return "unsupported", reinit_message(module, settings.mode, cycle, text, raised=True), refused
+    error = _last_line(run.error.get("message") or "")
+    if _raises_without_refusal(case, settings, launcher, cycle, error):
+        return None  # the case's own error: it raises where nothing is refused too
     why = ("refused this mode" if _UNSUPPORTED.search(text)
            else "refused to initialise again in one process")
-    error = _last_line(run.error.get("message") or "")
     return "unsupported", (
         f"{module} {why} ({settings.mode} mode, cycle {cycle}: {text}); the code caught that and "
         f"went on without it, then raised {error} — a consequence of the refusal, not an error "
         f"of the case's own"), refused
+
+def _raises_without_refusal(case: Case, settings: RunSettings, launcher, cycle: int,
+                            error: str) -> bool:
+    """The case raises the same error in a legacy subinterpreter, where
+    CPython refuses no extension: then the refusal only came first, and the
+    error is the case's own (simplejson's Python-2-only ordered_dict raised
+    ModuleNotFoundError: No module named 'UserDict' in every mode, and was
+    called a consequence of the refusal).  One rerun, up to the cycle that
+    raised; only the isolated modes have a mode to compare with."""
+    if settings.mode not in REFUSING_MODES:
+        return False
+    legacy = dataclasses.replace(settings, mode="legacy-subinterpreter", warmup=0,
+                                 cycles=max(cycle, 4))
+    rerun = launcher(case, legacy, "case")
+    return bool(rerun.error) and _last_line(rerun.error.get("message") or "") == error
+
 
 #: modes whose interpreters CPython refuses extensions in (own GIL, isolated)
 REFUSING_MODES = ("subinterpreter", "parallel")
