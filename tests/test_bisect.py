@@ -240,3 +240,19 @@ def test_bad_input_is_one_line_and_status_2(tmp_path, capsys):
     assert main(["bisect", "--modules", "os,not a module"]) == 2
     assert "not a module name" in capsys.readouterr().err
     assert main(["bisect", "--modules", "os", "--jobs", "0"]) == 2
+
+
+@pytest.mark.parametrize("code, says, status", [
+    ("import os\nos.abort()\nx = 1\n", "could not be measured: verdict crash", 3),
+    ("import json\nx = 1\n", "does not leak: verdict clean", 0),
+])
+def test_an_original_that_crashes_is_not_said_not_to_leak(fixture_modules_for, tmp_path, capsys,
+                                                          code, says, status):
+    # "the original (3 statements) does not leak: verdict crash": whether it
+    # leaks is unknown; its clean twin does not leak
+    built = fixture_modules_for(PYTHON_ID)
+    script = tmp_path / "script.py"
+    script.write_text(code)
+    got = main(["bisect", "--file", str(script), "--python", built.target.executable, *FAST])
+    assert got == status
+    assert says in " ".join(capsys.readouterr().out.split())

@@ -18,7 +18,10 @@ def _fmt_excess(trial: dict) -> str:
 def render_shrink(console: Console, report: dict) -> None:
     original = report["original"]
     if not report["minimal"]:
-        console.print(f"the original ({original['items']} {report['kind']}) does not leak: verdict "
+        # a crash or an error is not "does not leak": whether it leaks is unknown
+        how = ("does not leak" if original["verdict"] in ("clean", "unsupported")
+               else "could not be measured")
+        console.print(f"the original ({original['items']} {report['kind']}) {how}: verdict "
                       f"{original['verdict']} ({_fmt_excess(original)}); nothing to shrink")
         if original["verdict"] not in ("clean", "unsupported"):
             console.print(original["message"], markup=False)
