@@ -289,7 +289,17 @@ static int find_ranges(struct dl_phdr_info *info, size_t size, void *data) {
     return 0;
 }
 
+#if defined(__x86_64__) && defined(__GLIBC__)
+void lh_dlsym_bind(void);
+extern void *lh_glibc_dlsym;
+#endif
+
 __attribute__((constructor)) static void native_alloc_start(void) {
+#if defined(__x86_64__) && defined(__GLIBC__)
+    /* bound here, before main and its threads; a library's constructor that
+       calls dlsym earlier binds it on the way (still one thread) */
+    if (!__atomic_load_n(&lh_glibc_dlsym, __ATOMIC_ACQUIRE)) lh_dlsym_bind();
+#endif
     skipped[0] = (range_t){(uintptr_t)__executable_start, (uintptr_t)etext};
     uintptr_t loader_base = (uintptr_t)getauxval(AT_BASE);
     dl_iterate_phdr(find_ranges, &loader_base);
@@ -421,7 +431,7 @@ static struct {
 };
 #define N_OWN_ALLOCATORS (sizeof own_allocators / sizeof own_allocators[0])
 
-/* Called by the jump on the first dlsym: glibc's dlsym (by version: the
+/* Called by native_alloc_start, or by the jump on a dlsym before it: glibc's dlsym (by version: the
  * name alone would find this one), then glibc's address of each allocator
  * name, asked with RTLD_NEXT from here (the executable), so libc's.  Idempotent:
  * two threads racing here store the same values. */
