@@ -38,6 +38,7 @@
 #include "native_alloc.h"
 #include "size_table.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
 #include <pthread.h>
@@ -412,8 +413,6 @@ void *pvalloc(size_t size) {
  * dlsym is not defined here and the gap stays (README).  dlvsym is left to
  * glibc: no loader of Python code looks the allocator up by version. */
 #if defined(__x86_64__) && defined(__GLIBC__)
-#include <dlfcn.h>
-
 typedef void *(*dlsym_fn)(void *, const char *);
 /* glibc's dlsym, set once (lh_dlsym_bind); read by the jump below */
 void *lh_glibc_dlsym;
@@ -431,10 +430,11 @@ static struct {
 };
 #define N_OWN_ALLOCATORS (sizeof own_allocators / sizeof own_allocators[0])
 
-/* Called by native_alloc_start, or by the jump on a dlsym before it: glibc's dlsym (by version: the
- * name alone would find this one), then glibc's address of each allocator
- * name, asked with RTLD_NEXT from here (the executable), so libc's.  Idempotent:
- * two threads racing here store the same values. */
+/* glibc's dlsym (by version: the name alone would find this one), then
+ * glibc's address of each allocator name, asked with RTLD_NEXT from here
+ * (the executable), so libc's.  Called by native_alloc_start, before main
+ * and its threads, or by the jump where a library's constructor calls
+ * dlsym before that (one thread then too). */
 __attribute__((used)) void lh_dlsym_bind(void) {
     void *found = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.34");
     if (!found) found = dlvsym(RTLD_NEXT, "dlsym", "GLIBC_2.2.5");
