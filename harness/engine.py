@@ -178,7 +178,7 @@ class Engine:
         # a bare run that ended short of its cycles without a signal (the
         # case raised or exited: one reading the hook's allocator fails
         # without it) never reached the crash: it proves nothing either way
-        reproduces = bare.signal_name is not None if bare.signal_name or bare.completed else None
+        reproduces = True if bare.signal_name else (False if bare.completed else None)
         crash["bare_host"] = {"cycles": cycle, "signal": bare.signal_name,
                               "timed_out": bare.timed_out, "completed": bare.completed}
         if reproduces is None and not bare.timed_out:

@@ -83,8 +83,8 @@ def modules_of(dist):
                 # its package's submodules are the files under the package
                 # (the top-level name alone swept lhpkg and missed lhpkg._leaky)
                 for location in spec.submodule_search_locations or ():
-                    found.update((name, named) for name, named in package_files(top, location).items()
-                                 if name not in found)
+                    for name, named in package_files(top, location).items():
+                        found.setdefault(name, named)
     return found
 
 def package_files(top, location):

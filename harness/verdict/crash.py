@@ -398,17 +398,23 @@ def at_final_shutdown(crash: dict[str, Any], mode: str) -> bool:
     return mode in _MAIN_ENDS_AFTER_CYCLES and crash.get("phase") == "finalize"
 
 
+def first_crash_record(crash_report: str | None) -> HostReport | None:
+    """The first crash record of a crash file, unsymbolised, if any."""
+    return next((report for report in parse_reports(crash_report or "")
+                 if report.event == "crash"), None)
+
+
 def crash_phase(crash_report: str | None) -> str | None:
     """The phase the first crash record of a crash file names, if any."""
-    return next((report.phase for report in parse_reports(crash_report or "")
-                 if report.event == "crash"), None)
+    record = first_crash_record(crash_report)
+    return record.phase if record else None
 
 
 def crash_cycle(crash_report: str | None) -> int | None:
     """The cycle the first crash record of a crash file names (0: the main
     interpreter of the subinterpreter modes, before cycle 1), if any."""
-    return next((report.cycle for report in parse_reports(crash_report or "")
-                 if report.event == "crash"), None)
+    record = first_crash_record(crash_report)
+    return record.cycle if record else None
 
 
 def crashed_alike(run: Any, crash: dict[str, Any]) -> bool:
